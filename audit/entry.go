@@ -1,0 +1,138 @@
+// Package audit is the append-only, hash-chained, MAC'd JSONL log of every access.
+//
+// Each line is one canonical JSON object. "prev" is the sha256 of the previous line's
+// bytes and "mac" is HMAC-SHA256, under a key derived from the store identity, over the
+// line without its mac field. The caller pins the head {seq, hash} somewhere the log's
+// writer cannot forge (the encrypted leases file), so cutting lines from the end is seen.
+//
+// A Log does no locking of its own: every method expects the store lock held.
+package audit
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Entry is one audit record. Values and hook output never belong in any field.
+type Entry struct {
+	Seq      uint64    `json:"seq"`
+	TS       time.Time `json:"ts"`
+	Event    string    `json:"event"`
+	Secret   string    `json:"secret,omitempty"`
+	LeaseID  string    `json:"lease_id,omitempty"`
+	ClientID string    `json:"client_id,omitempty"`
+	OK       bool      `json:"ok"`
+	Code     string    `json:"code,omitempty"`
+	Detail   string    `json:"detail,omitempty"`
+	Actor    Actor     `json:"actor"`
+	Prev     string    `json:"prev"`
+	MAC      string    `json:"mac,omitempty"`
+}
+
+// Head identifies the last line of a log: its seq and the sha256 of its bytes.
+// The zero Head is the head of an empty log.
+type Head struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// ErrTampered matches every *TamperError.
+var ErrTampered = errors.New("audit log tampered")
+
+// ErrFailed reports that an entry could not be made durable; the command must not proceed.
+var ErrFailed = errors.New("audit append failed")
+
+// TamperError reports the first seq at which the log stops being the log that was written.
+type TamperError struct {
+	Seq    uint64
+	Reason string
+}
+
+func (e *TamperError) Error() string {
+	return fmt.Sprintf("audit log tampered at seq %d: %s", e.Seq, e.Reason)
+}
+
+func (e *TamperError) Is(target error) bool { return target == ErrTampered }
+
+const (
+	hashPrefix = "sha256:"
+	macPrefix  = "hmac-sha256:"
+	macField   = `,"mac":"` + macPrefix
+	prevField  = `"prev":"` + hashPrefix
+)
+
+// zeroHash is the prev of the first line of a log that was never reset.
+var zeroHash = hashPrefix + "0000000000000000000000000000000000000000000000000000000000000000"
+
+// lineHash is the chain link: the sha256 of a line's bytes without its newline.
+func lineHash(line []byte) string {
+	sum := sha256.Sum256(line)
+	return hashPrefix + hex.EncodeToString(sum[:])
+}
+
+// seal encodes e canonically and appends its MAC field.
+func seal(key []byte, e *Entry) ([]byte, error) {
+	e.MAC = ""
+	body, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	line := make([]byte, 0, len(body)+len(macField)+66)
+	line = append(line, body[:len(body)-1]...)
+	line = append(line, macField...)
+	line = hex.AppendEncode(line, m.Sum(nil))
+	line = append(line, `"}`...)
+	return line, nil
+}
+
+// sealed is what a line proves about itself once its MAC checks out. Because only the
+// key holder can produce a valid MAC, and it only writes canonical lines, seq and prev
+// can be read from their fixed places without a full JSON decode.
+type sealed struct {
+	seq  uint64
+	prev string
+	hash string
+}
+
+// open checks a line's MAC and reads its seq and prev. It fails for any line not
+// written by a holder of key.
+func open(key []byte, line []byte) (sealed, error) {
+	i := bytes.LastIndex(line, []byte(macField))
+	if i < 0 || len(line) != i+len(macField)+64+2 || !bytes.HasSuffix(line, []byte(`"}`)) {
+		return sealed{}, errors.New("malformed line")
+	}
+	want := make([]byte, 32)
+	if _, err := hex.Decode(want, line[i+len(macField):len(line)-2]); err != nil {
+		return sealed{}, errors.New("malformed mac")
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(line[:i])
+	m.Write([]byte{'}'})
+	if !hmac.Equal(m.Sum(nil), want) {
+		return sealed{}, errors.New("mac mismatch")
+	}
+	body := line[:i]
+	const seqKey = `{"seq":`
+	if !bytes.HasPrefix(body, []byte(seqKey)) {
+		return sealed{}, errors.New("malformed seq")
+	}
+	end := bytes.IndexByte(body, ',')
+	seq, err := strconv.ParseUint(string(body[len(seqKey):end]), 10, 64)
+	if err != nil {
+		return sealed{}, errors.New("malformed seq")
+	}
+	p := len(body) - len(prevField) - 64 - 1
+	if p < 0 || !bytes.HasPrefix(body[p:], []byte(prevField)) {
+		return sealed{}, errors.New("malformed prev")
+	}
+	return sealed{seq: seq, prev: string(body[p+len(`"prev":"`) : len(body)-1]), hash: lineHash(line)}, nil
+}

@@ -1,0 +1,407 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Log is one audit.jsonl file. It holds no state between calls beyond its configuration;
+// every method expects the caller to hold the store lock.
+type Log struct {
+	path string
+	key  []byte
+	now  func() time.Time
+}
+
+// New returns the log at path, MAC'd with key. now stamps entries and names backups.
+func New(path string, key []byte, now func() time.Time) *Log {
+	return &Log{path: path, key: key, now: now}
+}
+
+// Path returns the log file's path.
+func (l *Log) Path() string { return l.path }
+
+// openFile opens the log without following a symlink and refuses a file others can read.
+func (l *Log) openFile(flag int) (*os.File, error) {
+	f, err := os.OpenFile(l.path, flag|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, fmt.Errorf("%s is a symlink: %w", l.path, fs.ErrPermission)
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && (!fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0) {
+		err = fmt.Errorf("%s: mode %#o: %w", l.path, fi.Mode().Perm(), fs.ErrPermission)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Append seals entries after head, writes them with one write and one fsync, and returns
+// the new head. Seq, Prev and (when zero) TS are set here. On any failure the file is cut
+// back to its old size, so a failed append leaves no partial line, and the error matches
+// ErrFailed. A head with Seq 0 and a Hash starts a log whose first prev is that hash
+// (used by Reset to link to the log it replaced).
+func (l *Log) Append(head Head, entries ...Entry) (Head, error) {
+	if len(entries) == 0 {
+		return head, nil
+	}
+	var buf bytes.Buffer
+	for i := range entries {
+		e := &entries[i]
+		e.Seq = head.Seq + 1
+		e.Prev = head.Hash
+		if e.Prev == "" {
+			e.Prev = zeroHash
+		}
+		if e.TS.IsZero() {
+			e.TS = l.now()
+		}
+		e.TS = e.TS.UTC()
+		line, err := seal(l.key, e)
+		if err != nil {
+			return head, fmt.Errorf("%w: encode %s: %v", ErrFailed, e.Event, err)
+		}
+		head = Head{Seq: e.Seq, Hash: lineHash(line)}
+		buf.Write(line)
+		buf.WriteByte('\n')
+	}
+	f, err := l.openFile(os.O_WRONLY | os.O_APPEND | os.O_CREATE)
+	if err != nil {
+		return head, fmt.Errorf("%w: %v", ErrFailed, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return head, fmt.Errorf("%w: %v", ErrFailed, err)
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Truncate(fi.Size())
+		return head, fmt.Errorf("%w: write %s: %v", ErrFailed, l.path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Truncate(fi.Size())
+		return head, fmt.Errorf("%w: fsync %s: %v", ErrFailed, l.path, err)
+	}
+	return head, nil
+}
+
+// Repair describes a torn last line that Check cut off.
+type Repair struct {
+	Backup  string // copy of the log as found, torn line included
+	Dropped int    // bytes cut
+}
+
+// Check confirms, reading only from the end of the file, that the log still ends at or
+// after pinned and that the lines after pinned (left by a command that crashed before it
+// could pin them) chain onto it. It returns the log's real head. A torn last line is
+// backed up and cut off, and reported in Repair; the caller must record it. Lines cut,
+// a last line edited or forged, or a chain that does not reach pinned are a *TamperError.
+func (l *Log) Check(pinned Head) (Head, *Repair, error) {
+	f, err := l.openFile(os.O_RDONLY)
+	if errors.Is(err, fs.ErrNotExist) {
+		if pinned.Seq == 0 {
+			return Head{}, nil, nil
+		}
+		return Head{}, nil, &TamperError{Seq: 1, Reason: fmt.Sprintf("the log is missing but the pinned head is seq %d", pinned.Seq)}
+	}
+	if err != nil {
+		return Head{}, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Head{}, nil, err
+	}
+	r := newReverse(f, fi.Size())
+	var repair *Repair
+	if torn, err := r.tornTail(); err != nil {
+		return Head{}, nil, err
+	} else if torn > 0 {
+		repair = &Repair{Dropped: torn}
+	}
+	head, err := l.walkBack(r, pinned)
+	if err != nil {
+		return Head{}, nil, err
+	}
+	if repair != nil {
+		if repair.Backup, err = l.cutTail(f, fi.Size()-int64(repair.Dropped)); err != nil {
+			return Head{}, nil, err
+		}
+	}
+	return head, repair, nil
+}
+
+// walkBack reads lines from the end until it reaches the pinned seq, checking each
+// line's MAC and its link to the line after it.
+func (l *Log) walkBack(r *reverse, pinned Head) (Head, error) {
+	var head Head
+	var next sealed // the line after the current one, once there is one
+	for {
+		line, err := r.prev()
+		if err == io.EOF {
+			if next.seq == 0 && pinned.Seq == 0 {
+				return head, nil // empty log, nothing pinned
+			}
+			if pinned.Seq == 0 && next.seq == 1 {
+				return head, nil // a whole log written before anything was pinned
+			}
+			return Head{}, &TamperError{Seq: pinned.Seq, Reason: fmt.Sprintf("the pinned head seq %d is not in the log", pinned.Seq)}
+		}
+		if err != nil {
+			return Head{}, err
+		}
+		s, err := open(l.key, line)
+		if err != nil {
+			seq := next.seq - 1
+			if next.seq == 0 {
+				seq = pinned.Seq + 1
+			}
+			return Head{}, &TamperError{Seq: seq, Reason: err.Error()}
+		}
+		if next.seq == 0 {
+			head = Head{Seq: s.seq, Hash: s.hash}
+		} else if s.seq != next.seq-1 || s.hash != next.prev {
+			return Head{}, &TamperError{Seq: next.seq, Reason: "chain broken"}
+		}
+		switch {
+		case s.seq == pinned.Seq && s.hash == pinned.Hash:
+			return head, nil
+		case s.seq <= pinned.Seq:
+			if next.seq == 0 && s.seq < pinned.Seq {
+				return Head{}, &TamperError{Seq: s.seq + 1, Reason: fmt.Sprintf("the log ends at seq %d but the pinned head is seq %d: lines were cut", s.seq, pinned.Seq)}
+			}
+			return Head{}, &TamperError{Seq: s.seq, Reason: "line differs from the pinned head"}
+		}
+		next = s
+	}
+}
+
+// cutTail backs the whole log up and truncates it to size, both durably.
+func (l *Log) cutTail(f *os.File, size int64) (string, error) {
+	backup := fmt.Sprintf("%s.torn-%s", l.path, l.now().UTC().Format("20060102T150405.000000000Z"))
+	if err := copyFile(f, backup); err != nil {
+		return "", fmt.Errorf("back up torn log: %w", err)
+	}
+	w, err := l.openFile(os.O_WRONLY)
+	if err != nil {
+		return "", err
+	}
+	defer w.Close()
+	if err := w.Truncate(size); err != nil {
+		return "", fmt.Errorf("cut torn line: %w", err)
+	}
+	if err := w.Sync(); err != nil {
+		return "", fmt.Errorf("cut torn line: %w", err)
+	}
+	return backup, nil
+}
+
+// copyFile writes all of src to a new file dst (0600, fsynced, directory fsynced).
+func copyFile(src *os.File, dst string) error {
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, io.NewSectionReader(src, 0, 1<<62))
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dst)
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Filter selects entries for Tail. Zero fields match everything.
+type Filter struct {
+	Secret   string
+	ClientID string
+	Event    string
+	Since    time.Time
+}
+
+func (f Filter) match(e *Entry) bool {
+	return (f.Secret == "" || e.Secret == f.Secret) &&
+		(f.ClientID == "" || e.ClientID == f.ClientID) &&
+		(f.Event == "" || e.Event == f.Event)
+}
+
+// Tail returns up to n of the last entries that match f, oldest first. It reads from the
+// end of the file, so its cost follows n (and how rare the matches are), not the log's size.
+// A torn last line is skipped. Entries are returned as written; Verify checks them.
+func (l *Log) Tail(n int, f Filter) ([]Entry, error) {
+	file, err := l.openFile(os.O_RDONLY)
+	if errors.Is(err, fs.ErrNotExist) {
+		return []Entry{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
+	r := newReverse(file, fi.Size())
+	if _, err := r.tornTail(); err != nil {
+		return nil, err
+	}
+	out := []Entry{}
+	for len(out) < n {
+		line, err := r.prev()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		var e Entry
+		if err := json.Unmarshal(line, &e); err != nil {
+			return nil, &TamperError{Seq: 0, Reason: "unreadable line: " + err.Error()}
+		}
+		if !f.Since.IsZero() && e.TS.Before(f.Since) {
+			break
+		}
+		if f.match(&e) {
+			out = append(out, e)
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+// Report is the outcome of a full verification.
+type Report struct {
+	Entries uint64 `json:"entries"`
+	Head    Head   `json:"head"`
+}
+
+// Verify reads the whole log and checks every MAC, every seq and every chain link, and
+// that the log reaches pinned. The first problem is returned as a *TamperError whose Seq
+// is the first seq that is not as written.
+func (l *Log) Verify(pinned Head) (Report, error) {
+	f, err := l.openFile(os.O_RDONLY)
+	if errors.Is(err, fs.ErrNotExist) {
+		if pinned.Seq == 0 {
+			return Report{}, nil
+		}
+		return Report{}, &TamperError{Seq: 1, Reason: "the log is missing"}
+	}
+	if err != nil {
+		return Report{}, err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	var rep Report
+	var pinnedSeen bool
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			return rep, &TamperError{Seq: rep.Head.Seq + 1, Reason: "line longer than 1 MiB"}
+		}
+		if err == io.EOF {
+			if len(line) > 0 {
+				return rep, &TamperError{Seq: rep.Head.Seq + 1, Reason: "torn last line"}
+			}
+			break
+		}
+		if err != nil {
+			return rep, err
+		}
+		line = line[:len(line)-1]
+		want := rep.Head.Seq + 1
+		s, err := open(l.key, line)
+		if err != nil {
+			return rep, &TamperError{Seq: want, Reason: err.Error()}
+		}
+		if s.seq != want {
+			return rep, &TamperError{Seq: want, Reason: fmt.Sprintf("expected seq %d, found seq %d", want, s.seq)}
+		}
+		if want == 1 {
+			if s.prev != zeroHash && !isReset(line) {
+				return rep, &TamperError{Seq: 1, Reason: "first line does not start a log"}
+			}
+		} else if s.prev != rep.Head.Hash {
+			return rep, &TamperError{Seq: want, Reason: "prev does not match the previous line"}
+		}
+		rep.Head = Head{Seq: s.seq, Hash: s.hash}
+		rep.Entries++
+		if rep.Head == pinned {
+			pinnedSeen = true
+		}
+	}
+	if pinned.Seq > rep.Head.Seq {
+		return rep, &TamperError{Seq: rep.Head.Seq + 1, Reason: fmt.Sprintf("the log ends at seq %d but the pinned head is seq %d: lines were cut", rep.Head.Seq, pinned.Seq)}
+	}
+	if pinned.Seq > 0 && !pinnedSeen {
+		return rep, &TamperError{Seq: pinned.Seq, Reason: "line differs from the pinned head"}
+	}
+	return rep, nil
+}
+
+// EventReset is the event of the first entry of a log started by Reset.
+const EventReset = "audit_reset"
+
+func isReset(line []byte) bool {
+	var e struct {
+		Event string `json:"event"`
+	}
+	return json.Unmarshal(line, &e) == nil && e.Event == EventReset
+}
+
+// Reset moves the log aside (it is kept, never deleted) and returns the path it moved to
+// and a head to pass to Append for the new log's first entry, whose prev is the old
+// file's sha256 so the break is linked to what it replaced.
+func (l *Log) Reset() (moved string, start Head, err error) {
+	f, err := l.openFile(os.O_RDONLY)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", Head{}, err
+	}
+	h := sha256.New()
+	if f != nil {
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return "", Head{}, err
+		}
+		moved = fmt.Sprintf("%s.tampered-%s", l.path, l.now().UTC().Format("20060102T150405.000000000Z"))
+		if err := os.Rename(l.path, moved); err != nil {
+			return "", Head{}, err
+		}
+		if err := syncDir(filepath.Dir(l.path)); err != nil {
+			return "", Head{}, err
+		}
+	}
+	return moved, Head{Hash: hashPrefix + hex.EncodeToString(h.Sum(nil))}, nil
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+
+	"github.com/urfave/cli/v3"
+)
+
+func (a *app) cmdStatus() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "Show the store: secrets, active leases, identity, audit log health",
+		UsageText: "secrets status",
+		Action:    a.act(a.status),
+	}
+}
+
+func (a *app) status(ctx context.Context, c *cli.Command) (*reply, error) {
+	if c.NArg() > 0 {
+		return nil, usagef("status takes no arguments")
+	}
+	s, err := a.open(ctx, c, modeRead)
+	if err != nil {
+		return nil, err
+	}
+	var result map[string]any
+	err = s.finish(func() error {
+		sec, err := s.loadSecrets()
+		if err != nil {
+			return err
+		}
+		auditState := map[string]any{"path": s.log.Path(), "entries": s.head.Seq, "head": s.head, "status": "ok"}
+		if s.broken != nil {
+			auditState["status"] = "tampered"
+			auditState["problem"] = s.broken.Error()
+		}
+		cfg := s.st.Config()
+		result = map[string]any{
+			"secrets_count": len(sec.Secrets),
+			"active_leases": len(s.active()),
+			"dir":           s.st.Dir(),
+			"identity":      map[string]any{"source": s.st.IdentitySource(), "public_key": s.st.PublicKey()},
+			"audit":         auditState,
+			"heartbeat":     map[string]any{"enabled": cfg.Heartbeat.Enabled, "url": cfg.Heartbeat.URL},
+		}
+		return nil
+	}())
+	if err != nil {
+		return nil, err
+	}
+	next := []action{{"secrets list", "List stored secrets"}, {"secrets leases", "List active leases"}}
+	if s.broken != nil {
+		next = []action{{"secrets audit --verify", "Find where the audit log was changed"}, {"secrets audit --reset --yes", "Move the damaged log aside and start a new one"}}
+	}
+	return &reply{result: result, next: next}, nil
+}

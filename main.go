@@ -1,0 +1,363 @@
+// Command secrets is portable credential management for AI agents, CI job steps and the
+// people who run them: an age-encrypted store, time-bounded leases and a tamper-evident
+// audit log, in one daemonless binary.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/store"
+	"github.com/urfave/cli/v3"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	harden()
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes one invocation and returns its exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return newApp(stdin, stdout, stderr, os.Environ(), time.Now).run(args)
+}
+
+// app is one invocation: its streams, environment and clock. Handlers write only here.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	environ        []string
+	now            func() time.Time
+	args           []string
+	exit           int
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer, environ []string, now func() time.Time) *app {
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ, now: now}
+}
+
+func (a *app) getenv(key string) string {
+	for i := len(a.environ) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(a.environ[i], key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// reply is what a handler hands back on success.
+type reply struct {
+	result any
+	next   []action
+	raw    []byte // written as is instead of an envelope (secrets lease without --json)
+}
+
+// action is one entry of next_actions: a command an agent can run next.
+type action struct {
+	Command     string `json:"command"`
+	Description string `json:"description"`
+}
+
+type handler func(ctx context.Context, c *cli.Command) (*reply, error)
+
+func (a *app) run(args []string) int {
+	a.args = args
+	root := a.commands()
+	err := root.Run(context.Background(), args)
+	if err != nil && a.exit == 0 {
+		// Errors that reach here were raised before any handler ran: usage errors.
+		a.fail(usageCommand(root, args), err)
+	}
+	return a.exit
+}
+
+// usageCommand finds the subcommand named in args, so a usage error is reported for it.
+func usageCommand(root *cli.Command, args []string) *cli.Command {
+	for _, arg := range args[1:] {
+		if c := root.Command(arg); c != nil {
+			return c
+		}
+	}
+	return root
+}
+
+// act wraps a handler: deprecation warnings, then the envelope (or raw bytes) and exit code.
+func (a *app) act(h handler) cli.ActionFunc {
+	return func(ctx context.Context, c *cli.Command) error {
+		a.warnDeprecated(c)
+		r, err := h(ctx, c)
+		if err != nil {
+			a.fail(c, err)
+			return nil
+		}
+		if r.raw != nil {
+			a.stdout.Write(r.raw)
+			if isTerminal(a.stdout) {
+				io.WriteString(a.stdout, "\n")
+			}
+			return nil
+		}
+		if r.next == nil {
+			r.next = []action{}
+		}
+		a.print(envelope{OK: true, Success: true, Command: commandName(c), Result: r.result, NextActions: r.next})
+		return nil
+	}
+}
+
+func (a *app) warnDeprecated(c *cli.Command) {
+	if c.Bool("human") {
+		a.warn("--human is deprecated and has no effect; output is always JSON. Remove it before v0.6.0")
+	}
+	if c.IsSet("output") {
+		a.warn("--output is deprecated and has no effect; output is always JSON. Remove it before v0.6.0")
+	}
+}
+
+func (a *app) warn(msg string) { fmt.Fprintf(a.stderr, "secrets: warning: %s\n", msg) }
+
+type envelope struct {
+	OK          bool      `json:"ok"`
+	Success     bool      `json:"success"`
+	Command     string    `json:"command"`
+	Result      any       `json:"result,omitempty"`
+	Error       *envError `json:"error,omitempty"`
+	Fix         string    `json:"fix,omitempty"`
+	NextActions []action  `json:"next_actions,omitempty"`
+}
+
+type envError struct {
+	Message string `json:"message"`
+	Code    string `json:"code"`
+}
+
+func (a *app) print(e envelope) {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	enc.Encode(e)
+}
+
+// fail reports err: an envelope on stdout (except for a raw lease, whose stdout is the
+// value and must stay empty), one line on stderr, and the exit code from the table.
+func (a *app) fail(c *cli.Command, err error) {
+	p := classify(err)
+	a.exit = p.exit
+	msg := err.Error()
+	fmt.Fprintf(a.stderr, "secrets: error: %s\n", msg)
+	if c.Name == "lease" && !c.Bool("json") && !a.hasArg("--json") {
+		return
+	}
+	a.print(envelope{Command: commandName(c), Error: &envError{Message: msg, Code: p.code}, Fix: p.fix})
+}
+
+// hasArg reports whether arg was given, for errors raised before flags were parsed.
+func (a *app) hasArg(arg string) bool {
+	for _, s := range a.args {
+		if s == arg {
+			return true
+		}
+	}
+	return false
+}
+
+func commandName(c *cli.Command) string {
+	names := []string{}
+	for _, l := range c.Lineage() {
+		names = append([]string{l.Name}, names...)
+	}
+	return strings.Join(names, " ")
+}
+
+// usageMessage turns the flag parser's wording into ours.
+func usageMessage(msg string) string {
+	if f, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "unknown flag --" + strings.TrimPrefix(f, "-")
+	}
+	// invalid value "x" for flag -tail: strconv.ParseInt: … → --tail: invalid value "x"
+	if rest, ok := strings.CutPrefix(msg, "invalid value "); ok {
+		if v, flag, ok := strings.Cut(rest, " for flag -"); ok {
+			flag, _, _ = strings.Cut(flag, ":")
+			return "--" + strings.TrimPrefix(flag, "-") + ": invalid value " + v
+		}
+	}
+	return msg
+}
+
+// problem is how an error is reported: its stable code, exit status and fix.
+type problem struct {
+	code string
+	exit int
+	fix  string
+}
+
+// Exit codes. Documented in the README; TestExitCodes holds them to it.
+const (
+	exitOK        = 0
+	exitGeneric   = 1
+	exitUsage     = 2 // bad flags, names, values, TTLs, files given to us
+	exitSetup     = 3 // not initialized, already initialized, invalid config
+	exitNotFound  = 4 // unknown secret or lease
+	exitConflict  = 5 // the secret or file already exists
+	exitLocked    = 6 // another process held the lock past the deadline
+	exitStore     = 7 // undecryptable, corrupt or insecure store files
+	exitAudit     = 8 // the audit log cannot be written or was tampered with
+	exitLockdown  = 9 // the killswitch put the store in lockdown
+	exitRotation  = 10
+	exitWriteFail = 11 // a store file could not be written (full disk, I/O error)
+)
+
+// problems is the one table from errors to codes, exit statuses and fixes.
+var problems = []struct {
+	err error
+	problem
+}{
+	{errUsage, problem{"usage", exitUsage, "run `secrets` for the command tree, or `secrets COMMAND --help`"}},
+	{store.ErrInvalidName, problem{"invalid_name", exitUsage, "use 1-128 characters of A-Z a-z 0-9 _ . - /, starting with a letter or digit"}},
+	{store.ErrInvalidValue, problem{"invalid_value", exitUsage, "pipe a non-empty value of at most 1 MiB on stdin, or type it at the prompt"}},
+	{lease.ErrInvalidTTL, problem{"invalid_ttl", exitUsage, "give a positive duration such as 30m, 1h30m or 2d"}},
+	{lease.ErrTTLExceedsMax, problem{"ttl_exceeds_max", exitUsage, "ask for a shorter --ttl, or raise max_lease_ttl in config.json"}},
+	{store.ErrNotInitialized, problem{"not_initialized", exitSetup, "run: secrets init"}},
+	{store.ErrAlreadyInitialized, problem{"already_initialized", exitSetup, "the store exists; use it, or pass --dir for another one"}},
+	{store.ErrInvalidConfig, problem{"invalid_config", exitSetup, "fix config.json in the store directory"}},
+	{store.ErrSecretNotFound, problem{"secret_not_found", exitNotFound, "list the stored names: secrets list"}},
+	{lease.ErrNotFound, problem{"lease_not_found", exitNotFound, "list active leases: secrets leases (expired and revoked leases are gone)"}},
+	{store.ErrSecretExists, problem{"secret_exists", exitConflict, "replace its value with: secrets set NAME"}},
+	{store.ErrLocked, problem{"store_locked", exitLocked, "retry, or wait longer with --lock-timeout 30s"}},
+	{store.ErrDecrypt, problem{"decrypt_failed", exitStore, "check that the identity (identity.age, $SECRETS_IDENTITY or $SECRETS_IDENTITY_FILE) is the store's, and restore the damaged file from a backup; nothing was changed"}},
+	{store.ErrCorrupt, problem{"store_corrupt", exitStore, "restore the damaged file from a backup; nothing was changed"}},
+	{store.ErrInsecure, problem{"insecure_permissions", exitStore, "restrict the file to its owner: chmod 600 FILE (chmod 700 for the directory)"}},
+	{audit.ErrTampered, problem{"audit_tampered", exitAudit, "inspect audit.jsonl with: secrets audit --verify; then start a new log with: secrets audit --reset --yes (the damaged log is kept)"}},
+	{audit.ErrFailed, problem{"audit_failed", exitAudit, "free disk space or fix the permissions of audit.jsonl; nothing was released"}},
+	{store.ErrWrite, problem{"write_failed", exitWriteFail, "free disk space or fix the store directory; the previous file is intact"}},
+}
+
+var errUsage = errors.New("usage")
+
+// usageError is a mistake in how the command was called. It matches errUsage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string        { return e.msg }
+func (e *usageError) Is(target error) bool { return target == errUsage }
+
+// classify maps an error to its problem. An error that knows its own fix (a file's
+// chmod command, the config key to correct) overrides the table's.
+func classify(err error) problem {
+	p := problem{"generic_error", exitGeneric, "see the message; run `secrets status` to check the store"}
+	for _, row := range problems {
+		if errors.Is(err, row.err) {
+			p = row.problem
+			break
+		}
+	}
+	var f interface{ Fix() string }
+	if errors.As(err, &f) {
+		p.fix = f.Fix()
+	}
+	return p
+}
+
+// usagef returns a usage error with a message.
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// commands is the command tree.
+func (a *app) commands() *cli.Command {
+	root := &cli.Command{
+		Name:      "secrets",
+		Usage:     "Portable credential management for AI agents",
+		UsageText: "secrets [global flags] <command> [flags] [args]",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "dir", Usage: "store directory (default $SECRETS_DIR, else ~/.agent-secrets)"},
+			&cli.StringFlag{Name: "lock-timeout", Usage: "how long to wait for the store lock (default lock_timeout in config.json, 10s)"},
+			&cli.BoolFlag{Name: "json", Usage: "JSON envelope output (the default for every command but lease)"},
+			&cli.BoolFlag{Name: "human", Hidden: true},
+			&cli.StringFlag{Name: "output", Hidden: true},
+		},
+		Commands: []*cli.Command{
+			a.cmdInit(), a.cmdAdd(), a.cmdSet(), a.cmdRm(), a.cmdList(),
+			a.cmdLease(), a.cmdLeases(), a.cmdRenew(), a.cmdRevoke(),
+			a.cmdStatus(), a.cmdAudit(), a.cmdVersion(), a.cmdServe(),
+		},
+		HideHelpCommand: true,
+		HideVersion:     true,
+		Writer:          a.stdout,
+		ErrWriter:       a.stderr,
+		Reader:          a.stdin,
+		ExitErrHandler:  func(context.Context, *cli.Command, error) {},
+	}
+	onUsage := func(_ context.Context, _ *cli.Command, err error, _ bool) error {
+		return &usageError{usageMessage(err.Error())}
+	}
+	root.OnUsageError = onUsage
+	for _, c := range root.Commands {
+		c.OnUsageError = onUsage
+	}
+	root.Action = a.act(func(ctx context.Context, c *cli.Command) (*reply, error) {
+		if c.NArg() > 0 {
+			return nil, usagef("unknown command %q; run `secrets` for the command tree", c.Args().First())
+		}
+		return a.tree(root), nil
+	})
+	return root
+}
+
+// tree is the root envelope: what an agent needs to discover the commands.
+func (a *app) tree(root *cli.Command) *reply {
+	cmds := []map[string]string{}
+	for _, c := range root.VisibleCommands() {
+		cmds = append(cmds, map[string]string{"name": c.Name, "description": c.Usage, "usage": c.UsageText})
+	}
+	return &reply{
+		result: map[string]any{"description": root.Usage, "version": version, "commands": cmds},
+		next: []action{
+			{"secrets status", "Check the store (run `secrets init` first if it is not initialized)"},
+			{"secrets list", "See which secrets are stored"},
+		},
+	}
+}
+
+// storeDir resolves --dir, then $SECRETS_DIR, then ~/.agent-secrets, as an absolute path.
+func (a *app) storeDir(c *cli.Command) (string, error) {
+	dir := c.String("dir")
+	if dir == "" {
+		dir = a.getenv("SECRETS_DIR")
+	}
+	if dir == "" {
+		home := a.getenv("HOME")
+		if home == "" {
+			return "", usagef("no store directory: set --dir, $SECRETS_DIR or $HOME")
+		}
+		dir = filepath.Join(home, ".agent-secrets")
+	}
+	return filepath.Abs(dir)
+}
+
+// storeOptions collects where the store is and how to unlock it.
+func (a *app) storeOptions(c *cli.Command) (store.Options, error) {
+	dir, err := a.storeDir(c)
+	if err != nil {
+		return store.Options{}, err
+	}
+	o := store.Options{Dir: dir, IdentityKey: a.getenv("SECRETS_IDENTITY"), IdentityFile: a.getenv("SECRETS_IDENTITY_FILE"), Now: a.now}
+	if t := c.String("lock-timeout"); t != "" {
+		d, err := lease.ParseDuration(t)
+		if err != nil || d <= 0 {
+			return o, usagef("--lock-timeout: invalid duration %q", t)
+		}
+		o.LockTimeout = d
+	}
+	return o, nil
+}

@@ -1,0 +1,266 @@
+// Package store is the store directory: its configuration, its age identity, the two
+// age-encrypted documents (secrets.age and leases.age), the exclusive lock every
+// invocation holds while it works, and the atomic writes that keep every file either
+// old or new. Open returns a locked handle; Close releases it.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/gofrs/flock"
+)
+
+// The files of a store directory.
+const (
+	IdentityFile = "identity.age"
+	SecretsFile  = "secrets.age"
+	LeasesFile   = "leases.age"
+	AuditFile    = "audit.jsonl"
+	ConfigFile   = "config.json"
+	LockFile     = ".lock"
+)
+
+// Options says where the store is and how to reach its identity.
+type Options struct {
+	Dir string
+	// LockTimeout bounds the wait for the lock; 0 uses config.json's lock_timeout.
+	LockTimeout time.Duration
+	// IdentityKey is an AGE-SECRET-KEY line (from $SECRETS_IDENTITY) used instead of identity.age.
+	IdentityKey string
+	// IdentityFile is a path (from $SECRETS_IDENTITY_FILE) used instead of identity.age.
+	IdentityFile string
+	// Now stamps the identity's creation comment.
+	Now func() time.Time
+}
+
+// Store is an open, locked store directory. It is not safe for concurrent use by
+// goroutines; across processes, the lock makes each holder the only writer.
+type Store struct {
+	dir      string
+	cfg      Config
+	id       *identity
+	idSource string
+	lock     *flock.Flock
+}
+
+// Dir returns the store directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Path returns the path of a file in the store directory.
+func (s *Store) Path(name string) string { return filepath.Join(s.dir, name) }
+
+// Config returns the configuration read at Open.
+func (s *Store) Config() Config { return s.cfg }
+
+// PublicKey returns the identity's age recipient.
+func (s *Store) PublicKey() string { return s.id.public }
+
+// IdentitySource says where the identity came from: a file path or "$SECRETS_IDENTITY".
+func (s *Store) IdentitySource() string { return s.idSource }
+
+// AuditKey returns the audit log's MAC key, derived from the identity.
+func (s *Store) AuditKey() []byte { return s.id.macKey() }
+
+// Open checks the directory, reads config.json, takes the exclusive lock (waiting at most
+// the lock timeout, then ErrLocked), and loads the identity. It fails with
+// ErrNotInitialized when there is no store, and with ErrInsecure for a loose mode, a
+// foreign owner or a symlinked file. The caller must Close the store.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if err := checkDir(o.Dir); err != nil {
+		return nil, err
+	}
+	cfg, err := readConfig(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: o.Dir, cfg: cfg}
+	if err := s.acquire(ctx, o.LockTimeout); err != nil {
+		return nil, err
+	}
+	if _, err := os.Lstat(s.Path(SecretsFile)); errors.Is(err, fs.ErrNotExist) {
+		s.Close()
+		return nil, fmt.Errorf("%w: %s has no %s", ErrNotInitialized, o.Dir, SecretsFile)
+	}
+	if err := s.prepare(o); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepare removes dead temp files and loads the identity. The lock must be held.
+func (s *Store) prepare(o Options) error {
+	if err := removeTemps(s.dir); err != nil {
+		return fmt.Errorf("remove temp files: %w", err)
+	}
+	id, src, err := loadIdentity(o, s.Path(IdentityFile))
+	if err != nil {
+		return err
+	}
+	s.id, s.idSource = id, src
+	return nil
+}
+
+// Close releases the lock. It is safe to call more than once.
+func (s *Store) Close() error {
+	if s.lock == nil {
+		return nil
+	}
+	err := s.lock.Close()
+	s.lock = nil
+	return err
+}
+
+func checkDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s does not exist", ErrNotInitialized, dir)
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return &PermError{Path: dir, Reason: "type"}
+	}
+	return checkInfo(dir, fi)
+}
+
+func readConfig(dir string) (Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	data, err := readChecked(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return DefaultConfig(dir), nil
+	}
+	if err != nil {
+		return Config{}, err
+	}
+	return ParseConfig(path, dir, data)
+}
+
+// acquire takes the exclusive flock on .lock, never following a symlink.
+func (s *Store) acquire(ctx context.Context, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = time.Duration(s.cfg.LockTimeout)
+	}
+	path := s.Path(LockFile)
+	lk := flock.New(path, flock.SetFlag(os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC), flock.SetPermissions(0o600))
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ok, err := lk.TryLockContext(ctx, time.Millisecond)
+	if errors.Is(err, syscall.ELOOP) {
+		return &PermError{Path: path, Reason: "symlink"}
+	}
+	if !ok || err != nil {
+		lk.Close()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: %s is held by another secrets process (waited %s)", ErrLocked, path, timeout)
+		}
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	s.lock = lk
+	if fi, err := lk.Stat(); err == nil {
+		if err := checkInfo(path, fi); err != nil {
+			s.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// loadIdentity reads the identity from $SECRETS_IDENTITY, $SECRETS_IDENTITY_FILE or
+// identity.age, in that order, and returns it with a description of its source.
+func loadIdentity(o Options, defaultPath string) (*identity, string, error) {
+	if o.IdentityKey != "" {
+		id, err := parseIdentity("$SECRETS_IDENTITY", []byte(o.IdentityKey))
+		return id, "$SECRETS_IDENTITY", err
+	}
+	path := defaultPath
+	if o.IdentityFile != "" {
+		path = o.IdentityFile
+	}
+	data, err := readChecked(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("%w: identity %s is missing", ErrNotInitialized, path)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := parseIdentity(path, data)
+	return id, path, err
+}
+
+// LoadSecrets decrypts and parses secrets.age. It never returns an empty store for a file
+// that failed: ErrDecrypt or ErrCorrupt leave the caller nothing to write back.
+func (s *Store) LoadSecrets() (*Secrets, error) {
+	data, err := s.decryptFile(SecretsFile)
+	if err != nil {
+		return nil, err
+	}
+	return parseSecrets(s.Path(SecretsFile), data)
+}
+
+// SaveSecrets encrypts and atomically replaces secrets.age, bumping its generation. A store
+// read in version 1 format is first backed up as secrets.age.v1.bak.
+func (s *Store) SaveSecrets(sec *Secrets) error {
+	if sec.readVersion == 1 {
+		old, err := readChecked(s.Path(SecretsFile))
+		if err != nil {
+			return fmt.Errorf("back up version 1 store: %w", err)
+		}
+		if err := writeAtomic(s.dir, SecretsFile+".v1.bak", old); err != nil {
+			return err
+		}
+		sec.readVersion = SecretsVersion
+	}
+	sec.Version = SecretsVersion
+	sec.Generation++
+	return s.encryptFile(SecretsFile, sec)
+}
+
+// LoadState decrypts and parses leases.age. A missing leases.age (a store written by the
+// earlier tool) gives an empty State that reports Fresh.
+func (s *Store) LoadState() (*State, error) {
+	data, err := s.decryptFile(LeasesFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &State{Version: StateVersion, fresh: true}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return parseState(s.Path(LeasesFile), data)
+}
+
+// SaveState encrypts and atomically replaces leases.age.
+func (s *Store) SaveState(st *State) error {
+	st.Version = StateVersion
+	st.fresh = false
+	return s.encryptFile(LeasesFile, st)
+}
+
+func (s *Store) decryptFile(name string) ([]byte, error) {
+	data, err := readChecked(s.Path(name))
+	if err != nil {
+		return nil, err
+	}
+	return s.id.decrypt(s.Path(name), data)
+}
+
+func (s *Store) encryptFile(name string, v any) error {
+	plain, err := marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", name, err)
+	}
+	ct, err := s.id.encrypt(plain)
+	clear(plain)
+	if err != nil {
+		return fmt.Errorf("encrypt %s: %w", name, err)
+	}
+	return writeAtomic(s.dir, name, ct)
+}
