@@ -114,17 +114,17 @@ func (s *session) verify() (*reply, error) {
 }
 
 // reset moves a damaged log aside and starts a new one whose first entry records the
-// break. An intact log is never reset: that would only hide history.
+// break. It verifies first, so the entry names the damage as it is now, and it refuses
+// to reset an intact log: that would only hide history.
 func (s *session) reset() (*reply, error) {
-	reason := ""
-	if s.broken != nil {
-		reason = s.broken.Error()
-	} else if _, err := s.log.Verify(s.state.AuditHead); err != nil {
-		reason = err.Error()
+	_, verr := s.log.Verify(s.state.AuditHead)
+	if verr == nil {
+		return nil, s.finish(usagef("the audit log verifies; --reset is only for a damaged log (run secrets audit --verify to clear an earlier finding)"))
 	}
-	if reason == "" {
-		return nil, s.finish(usagef("the audit log verifies; --reset is only for a damaged log"))
+	if !errors.Is(verr, audit.ErrTampered) {
+		return nil, s.finish(verr)
 	}
+	reason := verr.Error()
 	moved, start, err := s.log.Reset()
 	if err != nil {
 		return nil, s.finish(fmt.Errorf("%w: %v", audit.ErrFailed, err))

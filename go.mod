@@ -6,6 +6,7 @@ require (
 	filippo.io/age v1.3.2
 	github.com/gofrs/flock v0.13.2
 	github.com/oklog/ulid/v2 v2.1.2
+	github.com/rogpeppe/go-internal v1.16.0
 	github.com/urfave/cli/v3 v3.14.0
 	golang.org/x/sys v0.49.0
 )
@@ -13,4 +14,5 @@ require (
 require (
 	filippo.io/hpke v0.4.0 // indirect
 	golang.org/x/crypto v0.55.0 // indirect
+	golang.org/x/tools v0.49.0 // indirect
 )

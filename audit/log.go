@@ -168,16 +168,18 @@ func (l *Log) walkBack(r *reverse, pinned Head) (Head, error) {
 		}
 		s, err := open(l.key, line)
 		if err != nil {
+			// A crash leaves a torn line, never a complete one with a bad MAC: this line was
+			// changed. Without a readable seq, name the one it should have.
 			seq := next.seq - 1
 			if next.seq == 0 {
-				seq = pinned.Seq + 1
+				seq = pinned.Seq
 			}
 			return Head{}, &TamperError{Seq: seq, Reason: err.Error()}
 		}
 		if next.seq == 0 {
 			head = Head{Seq: s.seq, Hash: s.hash}
 		} else if s.seq != next.seq-1 || s.hash != next.prev {
-			return Head{}, &TamperError{Seq: next.seq, Reason: "chain broken"}
+			return Head{}, &TamperError{Seq: next.seq - 1, Reason: "chain broken"}
 		}
 		switch {
 		case s.seq == pinned.Seq && s.hash == pinned.Hash:
