@@ -50,7 +50,7 @@ func (a *app) writeValue(ctx context.Context, c *cli.Command, event, name string
 		value, readErr = a.readValue(name)
 		defer clear(value)
 	}
-	s, err := a.open(ctx, c, modeWrite)
+	s, err := a.open(ctx, c, modeWrite|withSecrets)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func (a *app) lease(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := a.open(ctx, c, modeWrite)
+	s, err := a.open(ctx, c, modeWrite|withSecrets)
 	if err != nil {
 		return nil, err
 	}

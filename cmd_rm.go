@@ -25,7 +25,7 @@ func (a *app) rm(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := a.open(ctx, c, modeWrite)
+	s, err := a.open(ctx, c, modeWrite|withSecrets)
 	if err != nil {
 		return nil, err
 	}

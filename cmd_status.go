@@ -19,7 +19,7 @@ func (a *app) status(ctx context.Context, c *cli.Command) (*reply, error) {
 	if c.NArg() > 0 {
 		return nil, usagef("status takes no arguments")
 	}
-	s, err := a.open(ctx, c, modeRead)
+	s, err := a.open(ctx, c, modeRead|withSecrets)
 	if err != nil {
 		return nil, err
 	}

@@ -44,6 +44,8 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("SECRETS_DIR", filepath.Join(env.WorkDir, "store"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
+			// Under -race every process would otherwise sleep 1s at exit.
+			env.Setenv("GORACE", "atexit_sleep_ms=0")
 			env.Values["snapshots"] = map[string]map[string]fileState{}
 			return nil
 		},

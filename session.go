@@ -39,9 +39,11 @@ type mode int
 
 const (
 	// modeWrite may append: it refuses a damaged audit log and prunes expired leases.
-	modeWrite mode = iota
+	modeWrite mode = 1 << iota
 	// modeRead only reads; it still opens on a damaged log so status and audit can report it.
 	modeRead
+	// withSecrets decrypts secrets.age too, alongside leases.age.
+	withSecrets
 )
 
 func (a *app) open(ctx context.Context, c *cli.Command, m mode) (*session, error) {
@@ -63,19 +65,19 @@ func (a *app) open(ctx context.Context, c *cli.Command, m mode) (*session, error
 
 // begin loads the state, checks the audit log against its pinned head and prunes.
 func (a *app) begin(c *cli.Command, st *store.Store, m mode) (*session, error) {
-	state, err := st.LoadState()
+	state, secrets, err := st.Load(m&withSecrets != 0)
 	if err != nil {
 		return nil, err
 	}
 	cfg := st.Config()
 	s := &session{
-		a: a, st: st, state: state,
+		a: a, st: st, state: state, secrets: secrets,
 		log:   audit.New(st.Path(store.AuditFile), st.AuditKey(), a.now),
 		mgr:   lease.Manager{Now: a.now, DefaultTTL: time.Duration(cfg.DefaultLeaseTTL), MaxTTL: time.Duration(cfg.MaxLeaseTTL)},
 		actor: audit.Self(a.environ),
 	}
 	flag := ""
-	if m == modeWrite {
+	if m&modeWrite != 0 {
 		flag = c.String("client-id") // read commands use --client-id as a filter
 	}
 	s.client, err = a.clientID(flag, s.actor)
@@ -99,7 +101,7 @@ func (a *app) begin(c *cli.Command, st *store.Store, m mode) (*session, error) {
 	}
 	s.head = head
 	if s.broken != nil {
-		if m == modeWrite {
+		if m&modeWrite != 0 {
 			return nil, s.broken
 		}
 		return s, nil
@@ -108,7 +110,7 @@ func (a *app) begin(c *cli.Command, st *store.Store, m mode) (*session, error) {
 		s.record(audit.Entry{Event: "repair", OK: true,
 			Detail: fmt.Sprintf("cut a torn last line of %d bytes; the log as found is kept at %s", repair.Dropped, repair.Backup)})
 	}
-	if m == modeWrite {
+	if m&modeWrite != 0 {
 		for _, l := range s.mgr.Expire(&state.Leases) {
 			s.record(audit.Entry{Event: "lease_expire", Secret: l.Secret, LeaseID: l.ID, ClientID: l.ClientID, OK: true, Detail: "expired"})
 		}
@@ -182,9 +184,11 @@ func (s *session) end(ended []lease.Lease, event, reason string) {
 	}
 }
 
-// commit makes the session durable: audit entries first (fsync, fail closed), then
-// leases.age with the new pinned head, then secrets.age if it changed. Nothing is written
-// when nothing happened.
+// commit makes the session durable. The audit entries are sealed first, so leases.age can
+// pin the new head; then the audit append (write, fsync) runs while the documents are
+// encrypted and staged, and only once the append is durable are leases.age and, if it
+// changed, secrets.age renamed into place. If the append fails nothing is released.
+// Nothing is written when nothing happened.
 func (s *session) commit() error {
 	if len(s.pending) == 0 && !s.secretsDirty {
 		return nil
@@ -192,22 +196,19 @@ func (s *session) commit() error {
 	if s.broken != nil {
 		return s.broken
 	}
-	head, err := s.log.Append(s.head, s.pending...)
+	batch, head, err := s.log.Prepare(s.head, s.pending...)
 	if err != nil {
 		return err
 	}
-	s.head = head
-	s.pending = nil
 	s.state.AuditHead = head
-	if err := s.st.SaveState(s.state); err != nil {
+	var sec *store.Secrets
+	if s.secretsDirty {
+		sec = s.secrets
+	}
+	if err := s.st.Save(s.state, sec, batch.Write); err != nil {
 		return err
 	}
-	if s.secretsDirty {
-		if err := s.st.SaveSecrets(s.secrets); err != nil {
-			return err
-		}
-		s.secretsDirty = false
-	}
+	s.head, s.pending, s.secretsDirty = head, nil, false
 	return nil
 }
 

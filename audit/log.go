@@ -52,15 +52,17 @@ func (l *Log) openFile(flag int) (*os.File, error) {
 	return f, nil
 }
 
-// Append seals entries after head, writes them with one write and one fsync, and returns
-// the new head. Seq, Prev and (when zero) TS are set here. On any failure the file is cut
-// back to its old size, so a failed append leaves no partial line, and the error matches
-// ErrFailed. A head with Seq 0 and a Hash starts a log whose first prev is that hash
-// (used by Reset to link to the log it replaced).
-func (l *Log) Append(head Head, entries ...Entry) (Head, error) {
-	if len(entries) == 0 {
-		return head, nil
-	}
+// Batch is entries sealed by Prepare, ready to be written with one write and one fsync.
+type Batch struct {
+	log  *Log
+	data []byte
+}
+
+// Prepare seals entries after head and returns them with the head they will make. Seq,
+// Prev and (when zero) TS are set here. Nothing is written: the caller can pin the new
+// head while Write makes the entries durable. A head with Seq 0 and a Hash starts a log
+// whose first prev is that hash (used by Reset to link to the log it replaced).
+func (l *Log) Prepare(head Head, entries ...Entry) (*Batch, Head, error) {
 	var buf bytes.Buffer
 	for i := range entries {
 		e := &entries[i]
@@ -75,30 +77,52 @@ func (l *Log) Append(head Head, entries ...Entry) (Head, error) {
 		e.TS = e.TS.UTC()
 		line, err := seal(l.key, e)
 		if err != nil {
-			return head, fmt.Errorf("%w: encode %s: %v", ErrFailed, e.Event, err)
+			return nil, head, fmt.Errorf("%w: encode %s: %v", ErrFailed, e.Event, err)
 		}
 		head = Head{Seq: e.Seq, Hash: lineHash(line)}
 		buf.Write(line)
 		buf.WriteByte('\n')
 	}
-	f, err := l.openFile(os.O_WRONLY | os.O_APPEND | os.O_CREATE)
+	return &Batch{log: l, data: buf.Bytes()}, head, nil
+}
+
+// Write appends the batch with one write and one fsync. On any failure the file is cut
+// back to its old size, so a failed append leaves no partial line, and the error matches
+// ErrFailed. An empty batch writes nothing.
+func (b *Batch) Write() error {
+	if len(b.data) == 0 {
+		return nil
+	}
+	f, err := b.log.openFile(os.O_WRONLY | os.O_APPEND | os.O_CREATE)
 	if err != nil {
-		return head, fmt.Errorf("%w: %v", ErrFailed, err)
+		return fmt.Errorf("%w: %v", ErrFailed, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return head, fmt.Errorf("%w: %v", ErrFailed, err)
+		return fmt.Errorf("%w: %v", ErrFailed, err)
 	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
+	if _, err := f.Write(b.data); err != nil {
 		f.Truncate(fi.Size())
-		return head, fmt.Errorf("%w: write %s: %v", ErrFailed, l.path, err)
+		return fmt.Errorf("%w: write %s: %v", ErrFailed, b.log.path, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Truncate(fi.Size())
-		return head, fmt.Errorf("%w: fsync %s: %v", ErrFailed, l.path, err)
+		return fmt.Errorf("%w: fsync %s: %v", ErrFailed, b.log.path, err)
 	}
-	return head, nil
+	return nil
+}
+
+// Append is Prepare followed by Write: it returns the new head once the entries are durable.
+func (l *Log) Append(head Head, entries ...Entry) (Head, error) {
+	b, next, err := l.Prepare(head, entries...)
+	if err != nil {
+		return head, err
+	}
+	if err := b.Write(); err != nil {
+		return head, err
+	}
+	return next, nil
 }
 
 // Repair describes a torn last line that Check cut off.

@@ -72,22 +72,27 @@ func readChecked(path string) ([]byte, error) {
 	return b, nil
 }
 
-// writeAtomic replaces dir/name with data: a temp file in the same directory (O_EXCL,
-// 0600 whatever the umask), write, fsync, rename over the target, fsync the directory.
-// Any failure leaves the old file in place and removes the temp file.
-func writeAtomic(dir, name string, data []byte) (err error) {
+// staged is a store file written and fsynced under a temp name in the store directory,
+// not yet visible under its own name.
+type staged struct {
+	tmp, target string
+}
+
+// stage writes data to a temp file beside dir/name (O_EXCL, 0600 whatever the umask) and
+// fsyncs it. Nothing is visible until publish; on failure the temp file is removed.
+func stage(dir, name string, data []byte) (st *staged, err error) {
 	target := filepath.Join(dir, name)
 	if fi, err := os.Lstat(target); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		return &PermError{Path: target, Reason: "symlink"}
+		return nil, &PermError{Path: target, Reason: "symlink"}
 	}
 	var rnd [6]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
-		return err
+		return nil, err
 	}
 	tmp := filepath.Join(dir, "."+name+tempMarker+hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("%w: create %s: %w", ErrWrite, tmp, err)
+		return nil, fmt.Errorf("%w: create %s: %w", ErrWrite, tmp, err)
 	}
 	defer func() {
 		if err != nil {
@@ -98,21 +103,47 @@ func writeAtomic(dir, name string, data []byte) (err error) {
 	}()
 	// The umask may have cleared bits of 0600 (e.g. 0277); set the mode explicitly.
 	if err = f.Chmod(0o600); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err = f.Write(data); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Sync(); err != nil {
-		return err
+		return nil, err
 	}
 	if err = f.Close(); err != nil {
+		return nil, err
+	}
+	return &staged{tmp: tmp, target: target}, nil
+}
+
+func (s *staged) discard() { os.Remove(s.tmp) }
+
+// publish renames staged files into place in order, then makes the renames durable with
+// one fsync of dir. A rename that fails leaves that file and the ones after it as they were.
+func publish(dir string, files ...*staged) error {
+	for i, f := range files {
+		if err := os.Rename(f.tmp, f.target); err != nil {
+			for _, rest := range files[i:] {
+				rest.discard()
+			}
+			return fmt.Errorf("%w: %s: %w", ErrWrite, f.target, err)
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	return nil
+}
+
+// writeAtomic replaces dir/name with data: temp file, write, fsync, rename, fsync the
+// directory. Any failure leaves the old file in place.
+func writeAtomic(dir, name string, data []byte) error {
+	st, err := stage(dir, name, data)
+	if err != nil {
 		return err
 	}
-	if err = os.Rename(tmp, target); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return publish(dir, st)
 }
 
 // syncDir makes a rename or create in dir durable.

@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -206,24 +207,6 @@ func (s *Store) LoadSecrets() (*Secrets, error) {
 	return parseSecrets(s.Path(SecretsFile), data)
 }
 
-// SaveSecrets encrypts and atomically replaces secrets.age, bumping its generation. A store
-// read in version 1 format is first backed up as secrets.age.v1.bak.
-func (s *Store) SaveSecrets(sec *Secrets) error {
-	if sec.readVersion == 1 {
-		old, err := readChecked(s.Path(SecretsFile))
-		if err != nil {
-			return fmt.Errorf("back up version 1 store: %w", err)
-		}
-		if err := writeAtomic(s.dir, SecretsFile+".v1.bak", old); err != nil {
-			return err
-		}
-		sec.readVersion = SecretsVersion
-	}
-	sec.Version = SecretsVersion
-	sec.Generation++
-	return s.encryptFile(SecretsFile, sec)
-}
-
 // LoadState decrypts and parses leases.age. A missing leases.age (a store written by the
 // earlier tool) gives an empty State that reports Fresh.
 func (s *Store) LoadState() (*State, error) {
@@ -237,11 +220,122 @@ func (s *Store) LoadState() (*State, error) {
 	return parseState(s.Path(LeasesFile), data)
 }
 
+// Load returns the state and, with withSecrets, the secrets, decrypting both files at
+// once. A failure of leases.age is reported before one of secrets.age.
+func (s *Store) Load(withSecrets bool) (*State, *Secrets, error) {
+	if !withSecrets {
+		st, err := s.LoadState()
+		return st, nil, err
+	}
+	var sec *Secrets
+	var secErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sec, secErr = s.LoadSecrets()
+	}()
+	st, err := s.LoadState()
+	<-done
+	if err != nil {
+		return nil, nil, err
+	}
+	if secErr != nil {
+		return nil, nil, secErr
+	}
+	return st, sec, nil
+}
+
 // SaveState encrypts and atomically replaces leases.age.
-func (s *Store) SaveState(st *State) error {
-	st.Version = StateVersion
-	st.fresh = false
-	return s.encryptFile(LeasesFile, st)
+func (s *Store) SaveState(st *State) error { return s.Save(st, nil, nil) }
+
+// SaveSecrets encrypts and atomically replaces secrets.age, bumping its generation.
+func (s *Store) SaveSecrets(sec *Secrets) error { return s.Save(nil, sec, nil) }
+
+// Save writes the state and the secrets (either may be nil). Each is encrypted and written
+// and fsynced under a temp name while gate runs (the caller's audit append); only if gate
+// succeeds are they renamed into place, leases.age before secrets.age (whose presence marks
+// a store initialized), with one directory fsync for both. If gate fails, no file changes
+// and its error is returned. A secrets document read in version 1 format is first backed up
+// as secrets.age.v1.bak. The lock must be held.
+func (s *Store) Save(st *State, sec *Secrets, gate func() error) error {
+	if sec != nil && sec.readVersion == 1 {
+		old, err := readChecked(s.Path(SecretsFile))
+		if err != nil {
+			return fmt.Errorf("back up version 1 store: %w", err)
+		}
+		if err := writeAtomic(s.dir, SecretsFile+".v1.bak", old); err != nil {
+			return err
+		}
+		sec.readVersion = SecretsVersion
+	}
+	gateErr := make(chan error, 1)
+	go func() {
+		if gate == nil {
+			gateErr <- nil
+			return
+		}
+		gateErr <- gate()
+	}()
+	var secStaged *staged
+	var secErr error
+	secDone := make(chan struct{})
+	go func() {
+		defer close(secDone)
+		if sec != nil {
+			sec.Version = SecretsVersion
+			sec.Generation++
+			secStaged, secErr = s.stageDoc(SecretsFile, sec)
+		}
+	}()
+	var stStaged *staged
+	var stErr error
+	if st != nil {
+		st.Version = StateVersion
+		stStaged, stErr = s.stageDoc(LeasesFile, st)
+	}
+	<-secDone
+	err := <-gateErr
+	for _, e := range []error{stErr, secErr} {
+		if err == nil {
+			err = e
+		}
+	}
+	var files []*staged
+	for _, f := range []*staged{stStaged, secStaged} {
+		if f != nil {
+			files = append(files, f)
+		}
+	}
+	if err != nil {
+		for _, f := range files {
+			f.discard()
+		}
+		return err
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	if err := publish(s.dir, files...); err != nil {
+		return err
+	}
+	if st != nil {
+		st.fresh = false
+	}
+	return nil
+}
+
+// stageDoc encodes, encrypts and stages one document.
+func (s *Store) stageDoc(name string, v any) (*staged, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", name, err)
+	}
+	ct, err := s.id.encrypt(plain)
+	clear(plain)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt %s: %w", name, err)
+	}
+	return stage(s.dir, name, ct)
 }
 
 func (s *Store) decryptFile(name string) ([]byte, error) {
@@ -250,17 +344,4 @@ func (s *Store) decryptFile(name string) ([]byte, error) {
 		return nil, err
 	}
 	return s.id.decrypt(s.Path(name), data)
-}
-
-func (s *Store) encryptFile(name string, v any) error {
-	plain, err := marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", name, err)
-	}
-	ct, err := s.id.encrypt(plain)
-	clear(plain)
-	if err != nil {
-		return fmt.Errorf("encrypt %s: %w", name, err)
-	}
-	return writeAtomic(s.dir, name, ct)
 }

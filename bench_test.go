@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/store"
+)
+
+// Whole-process benchmarks: they exec a release build of the binary (static, as the
+// Makefile builds it) and compare it with a baseline measured in the same loop, so the
+// ratio holds on any machine. Run them with `make bench`; BENCHMARKS.md keeps the results.
+
+var release struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// releaseBinary builds ./secrets as `make build` does, once per test process.
+func releaseBinary(b *testing.B) string {
+	release.once.Do(func() {
+		dir, err := os.MkdirTemp("", "secrets-bench-")
+		if err != nil {
+			release.err = err
+			return
+		}
+		release.path = filepath.Join(dir, "secrets")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", release.path, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			release.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if release.err != nil {
+		b.Fatal(release.err)
+	}
+	return release.path
+}
+
+// benchStore makes a store with one secret and n active leases.
+func benchStore(b *testing.B, bin string, leases int) string {
+	b.Helper()
+	dir := filepath.Join(b.TempDir(), "store")
+	sh(b, bin, dir, "", "init")
+	sh(b, bin, dir, "FAKE-bench-value-0000000000000000", "add", "k")
+	for i := 0; i < leases; i++ {
+		sh(b, bin, dir, "", "lease", "k", "--ttl", "24h")
+	}
+	return dir
+}
+
+func sh(b *testing.B, bin, dir, stdin string, args ...string) {
+	b.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "SECRETS_DIR="+dir)
+	cmd.Stdin = strings.NewReader(stdin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}
+
+// timed runs a prepared command and returns its wall time.
+func timed(b *testing.B, name string, args []string, env []string) time.Duration {
+	cmd := exec.Command(name, args...)
+	cmd.Env = env
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return time.Since(start)
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// compare runs a and base alternately b.N times and reports both medians and a/base.
+func compare(b *testing.B, a, base func() time.Duration) {
+	var as, bs []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		as = append(as, a())
+		bs = append(bs, base())
+	}
+	b.StopTimer()
+	ma, mb := median(as), median(bs)
+	b.ReportMetric(float64(ma.Microseconds())/1000, "ms/op")
+	b.ReportMetric(float64(mb.Microseconds())/1000, "baseline-ms/op")
+	b.ReportMetric(float64(ma)/float64(mb), "ratio")
+}
+
+// BenchmarkLeaseVsAge: `secrets lease k` against `age -d -i identity.age secrets.age`.
+func BenchmarkLeaseVsAge(b *testing.B) {
+	if _, err := exec.LookPath("age"); err != nil {
+		b.Skip("the age CLI is not installed")
+	}
+	bin := releaseBinary(b)
+	dir := benchStore(b, bin, 10)
+	env := append(os.Environ(), "SECRETS_DIR="+dir)
+	compare(b,
+		func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, env) },
+		func() time.Duration {
+			return timed(b, "age", []string{"-d", "-i", filepath.Join(dir, "identity.age"), filepath.Join(dir, "secrets.age")}, env)
+		})
+}
+
+// BenchmarkLeaseWithActiveLeases: a lease with 1,000 (and 10,000) active leases against one with 10.
+func BenchmarkLeaseWithActiveLeases(b *testing.B) {
+	bin := releaseBinary(b)
+	small := benchStore(b, bin, 10)
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			big := benchStore(b, bin, 0)
+			seedLeases(b, big, n)
+			compare(b,
+				func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+big)) },
+				func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+small)) })
+		})
+	}
+}
+
+// seedLeases adds n long leases directly, as n lease calls would have.
+func seedLeases(b *testing.B, dir string, n int) {
+	s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.LoadState()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := lease.Manager{Now: time.Now, DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour}
+	for i := 0; i < n; i++ {
+		if _, err := m.Grant(&st.Leases, lease.Request{Secret: "k", ClientID: "bench", TTL: "24h"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.SaveState(st); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkAuditTail: `audit --tail 20` on a 1,000,000-line log against a 100-line log.
+func BenchmarkAuditTail(b *testing.B) {
+	bin := releaseBinary(b)
+	small := benchStore(b, bin, 0)
+	growLog(b, small, 100)
+	big := benchStore(b, bin, 0)
+	growLog(b, big, 1_000_000)
+	compare(b,
+		func() time.Duration { return timed(b, bin, []string{"audit", "--tail", "20"}, append(os.Environ(), "SECRETS_DIR="+big)) },
+		func() time.Duration { return timed(b, bin, []string{"audit", "--tail", "20"}, append(os.Environ(), "SECRETS_DIR="+small)) })
+}
+
+// growLog appends entries to a store's audit log until it has n lines, and pins the head.
+func growLog(b *testing.B, dir string, n int) {
+	s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	st, err := s.LoadState()
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := audit.New(s.Path(store.AuditFile), s.AuditKey(), time.Now)
+	actor := audit.Self(nil)
+	batch := make([]audit.Entry, 0, 10000)
+	for int(st.AuditHead.Seq) < n {
+		batch = batch[:0]
+		for i := 0; i < min(10000, n-int(st.AuditHead.Seq)); i++ {
+			batch = append(batch, audit.Entry{Event: "lease_grant", Secret: "k", LeaseID: "lease_01JBENCH0000000000000000000", ClientID: "bench", OK: true, Detail: "ttl 1h", Actor: actor})
+		}
+		if st.AuditHead, err = log.Append(st.AuditHead, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.SaveState(st); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkStartup: `secrets version` against an empty static Go program, so a start-up
+// regression (package-level work, a heavy dependency) shows.
+func BenchmarkStartup(b *testing.B) {
+	bin := releaseBinary(b)
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main\nfunc main() {}\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module empty\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	cmd := exec.Command("go", "build", "-o", empty, ".")
+	cmd.Dir, cmd.Env = dir, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("%v\n%s", err, out)
+	}
+	env := os.Environ()
+	compare(b,
+		func() time.Duration { return timed(b, bin, []string{"version"}, env) },
+		func() time.Duration { return timed(b, empty, nil, env) })
+}

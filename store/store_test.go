@@ -1,0 +1,258 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/agent-secrets/secrets/store"
+)
+
+func newStore(t *testing.T) (store.Options, *store.Store) {
+	t.Helper()
+	o := store.Options{Dir: filepath.Join(t.TempDir(), "store"), LockTimeout: time.Second}
+	s, err := store.Init(context.Background(), store.InitOptions{Options: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveState(&store.State{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveSecrets(store.NewSecrets()); err != nil {
+		t.Fatal(err)
+	}
+	return o, s
+}
+
+func TestInitFilesAndModes(t *testing.T) {
+	o, s := newStore(t)
+	s.Close()
+	for name, mode := range map[string]os.FileMode{
+		"": 0o700, store.IdentityFile: 0o600, store.ConfigFile: 0o600, store.SecretsFile: 0o600,
+		store.LeasesFile: 0o600, store.LockFile: 0o600,
+	} {
+		fi, err := os.Stat(filepath.Join(o.Dir, name))
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%q: %v %v", name, fi.Mode(), err)
+		}
+	}
+	if _, err := store.Init(context.Background(), store.InitOptions{Options: o}); !errors.Is(err, store.ErrAlreadyInitialized) {
+		t.Errorf("second init: %v", err)
+	}
+}
+
+func TestSecretsRoundTrip(t *testing.T) {
+	o, s := newStore(t)
+	sec, _ := s.LoadSecrets()
+	value := []byte("FAKE\x00binary\xff\nline two\n")
+	if _, err := sec.Add("k", value, "gh auth refresh", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveSecrets(sec); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err := store.Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.LoadSecrets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := got.Secrets["k"]; k == nil || !bytes.Equal(k.Value, value) || k.RotateVia != "gh auth refresh" {
+		t.Fatalf("got %+v", k)
+	}
+	if got.Generation != 2 || got.Version != store.SecretsVersion {
+		t.Errorf("generation %d version %d", got.Generation, got.Version)
+	}
+	raw, _ := os.ReadFile(filepath.Join(o.Dir, store.SecretsFile))
+	if bytes.Contains(raw, []byte("FAKE")) || !bytes.HasPrefix(raw, []byte("age-encryption.org/v1\n")) {
+		t.Error("secrets.age is not an age file hiding the value")
+	}
+}
+
+func TestSecretRules(t *testing.T) {
+	sec := store.NewSecrets()
+	now := time.Now()
+	for _, bad := range []string{"", "bad name", ".x", "_x", "-x", "a\nb", strings.Repeat("a", 129), "ünï"} {
+		if _, err := sec.Add(bad, []byte("v"), "", now); !errors.Is(err, store.ErrInvalidName) {
+			t.Errorf("name %q: %v", bad, err)
+		}
+	}
+	for _, good := range []string{"a", "github_token", "team/svc.key-1", strings.Repeat("a", 128), "9lives"} {
+		if _, err := sec.Add(good, []byte("v"), "", now); err != nil {
+			t.Errorf("name %q: %v", good, err)
+		}
+	}
+	if _, err := sec.Add("a", []byte("v"), "", now); !errors.Is(err, store.ErrSecretExists) {
+		t.Errorf("duplicate: %v", err)
+	}
+	if _, err := sec.Add("e", nil, "", now); !errors.Is(err, store.ErrInvalidValue) {
+		t.Errorf("empty: %v", err)
+	}
+	if _, err := sec.Add("big", make([]byte, store.MaxValueSize+1), "", now); !errors.Is(err, store.ErrInvalidValue) {
+		t.Errorf("big: %v", err)
+	}
+	if _, err := sec.Set("missing", []byte("v"), now); !errors.Is(err, store.ErrSecretNotFound) {
+		t.Errorf("set missing: %v", err)
+	}
+	if err := sec.Remove("missing"); !errors.Is(err, store.ErrSecretNotFound) {
+		t.Errorf("remove missing: %v", err)
+	}
+}
+
+// TestVersion1Migration reads the earlier tool's format and keeps a backup when writing.
+func TestVersion1Migration(t *testing.T) {
+	o, s := newStore(t)
+	v1 := `{"secrets":{"github_token":{"name":"github_token","value":"FAKE-v1-token","created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z","rotate_via":"gh auth refresh","last_rotated":"2026-02-01T00:00:00Z"}}}`
+	old := writeEncrypted(t, o, store.SecretsFile, v1)
+
+	sec, err := s.LoadSecrets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := sec.Secrets["github_token"]
+	if k == nil || string(k.Value) != "FAKE-v1-token" || k.RotateVia != "gh auth refresh" || k.RotatedAt == nil || k.CreatedAt.Year() != 2026 {
+		t.Fatalf("v1 secret read as %+v", k)
+	}
+	if err := s.SaveSecrets(sec); err != nil {
+		t.Fatal(err)
+	}
+	if bak, _ := os.ReadFile(filepath.Join(o.Dir, store.SecretsFile+".v1.bak")); !bytes.Equal(bak, old) {
+		t.Error("no byte-identical v1 backup")
+	}
+	again, _ := s.LoadSecrets()
+	if again.Version != store.SecretsVersion || string(again.Secrets["github_token"].Value) != "FAKE-v1-token" {
+		t.Errorf("after migration: %+v", again)
+	}
+	s.Close()
+}
+
+func TestNewerVersionRefused(t *testing.T) {
+	o, s := newStore(t)
+	defer s.Close()
+	for name, doc := range map[string]string{
+		store.SecretsFile: `{"version":3,"secrets":{}}`,
+		store.LeasesFile:  `{"version":2,"leases":[]}`,
+	} {
+		writeEncrypted(t, o, name, doc)
+		before, _ := os.ReadFile(filepath.Join(o.Dir, name))
+		var err error
+		if name == store.SecretsFile {
+			_, err = s.LoadSecrets()
+		} else {
+			_, err = s.LoadState()
+		}
+		if !errors.Is(err, store.ErrCorrupt) {
+			t.Errorf("%s with a newer version: %v", name, err)
+		}
+		if after, _ := os.ReadFile(filepath.Join(o.Dir, name)); !bytes.Equal(before, after) {
+			t.Errorf("%s changed", name)
+		}
+	}
+}
+
+// writeEncrypted writes plaintext as the store file name, encrypted to the store's identity.
+func writeEncrypted(t *testing.T, o store.Options, name, plaintext string) []byte {
+	t.Helper()
+	idText, _ := os.ReadFile(filepath.Join(o.Dir, store.IdentityFile))
+	ids, err := age.ParseIdentities(bytes.NewReader(idText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, _ := age.Encrypt(&buf, ids[0].(*age.X25519Identity).Recipient())
+	w.Write([]byte(plaintext))
+	w.Close()
+	if err := os.WriteFile(filepath.Join(o.Dir, name), buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestForeignOwnerRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown a file to another user")
+	}
+	o, s := newStore(t)
+	s.Close()
+	p := filepath.Join(o.Dir, store.IdentityFile)
+	if err := os.Chown(p, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err := store.Open(context.Background(), o)
+	var pe *store.PermError
+	if !errors.Is(err, store.ErrInsecure) || !errors.As(err, &pe) || pe.Reason != "owner" || !strings.Contains(pe.Fix(), "chown") {
+		t.Fatalf("foreign owner: %v", err)
+	}
+}
+
+func TestOpenRemovesDeadTempFiles(t *testing.T) {
+	o, s := newStore(t)
+	s.Close()
+	dead := filepath.Join(o.Dir, ".leases.age.tmp-0123456789ab")
+	os.WriteFile(dead, []byte("half-written"), 0o600)
+	s, err := store.Open(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Error("dead temp file left")
+	}
+}
+
+func TestLockTimeout(t *testing.T) {
+	o, held := newStore(t)
+	defer held.Close()
+	o.LockTimeout = 100 * time.Millisecond
+	start := time.Now()
+	_, err := store.Open(context.Background(), o)
+	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), ".lock") {
+		t.Fatalf("open while locked: %v", err)
+	}
+	if waited := time.Since(start); waited < 100*time.Millisecond || waited > 2*time.Second {
+		t.Errorf("waited %v for a 100ms timeout", waited)
+	}
+	held.Close()
+	s, err := store.Open(context.Background(), o)
+	if err != nil {
+		t.Fatalf("open after release: %v", err)
+	}
+	s.Close()
+}
+
+func TestParseConfig(t *testing.T) {
+	c, err := store.ParseConfig("config.json", "/d", []byte(`{"max_lease_ttl":"2d","heartbeat":{"failures_before_action":5}}`))
+	if err != nil || time.Duration(c.MaxLeaseTTL) != 48*time.Hour || time.Duration(c.DefaultLeaseTTL) != time.Hour || c.Heartbeat.FailuresBeforeAction != 5 || !c.Heartbeat.FailAction.RevokeAll {
+		t.Fatalf("%+v %v", c, err)
+	}
+	for in, key := range map[string]string{
+		`{"max_lease_ttl":"forever"}`:                    "max_lease_ttl",
+		`{"lock_timeout":"0s"}`:                          "lock_timeout",
+		`{"heartbeat":{"fail_action":{"wipe":true}}}`:    "heartbeat.fail_action.wipe",
+		`{"heartbeat":{"failures_before_action":0}}`:     "heartbeat.failures_before_action",
+		`{"heartbeat":{"enabled":true,"url":"ftp://x"}}`: "heartbeat.url",
+		`{"heartbeat":"on"}`:                             "heartbeat",
+		`{"default_lease_ttl":"48h"}`:                    "default_lease_ttl",
+	} {
+		_, err := store.ParseConfig("config.json", "/d", []byte(in))
+		var ce *store.ConfigError
+		if !errors.As(err, &ce) || ce.Key != key || !errors.Is(err, store.ErrInvalidConfig) {
+			t.Errorf("%s: %v (key %q), want key %s", in, err, func() string {
+				if ce != nil {
+					return ce.Key
+				}
+				return ""
+			}(), key)
+		}
+	}
+}
