@@ -126,8 +126,12 @@ func BenchmarkLeaseWithActiveLeases(b *testing.B) {
 			big := benchStore(b, bin, 0)
 			seedLeases(b, big, n)
 			compare(b,
-				func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+big)) },
-				func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+small)) })
+				func() time.Duration {
+					return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+big))
+				},
+				func() time.Duration {
+					return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+small))
+				})
 		})
 	}
 }
@@ -162,8 +166,12 @@ func BenchmarkAuditTail(b *testing.B) {
 	big := benchStore(b, bin, 0)
 	growLog(b, big, 1_000_000)
 	compare(b,
-		func() time.Duration { return timed(b, bin, []string{"audit", "--tail", "20"}, append(os.Environ(), "SECRETS_DIR="+big)) },
-		func() time.Duration { return timed(b, bin, []string{"audit", "--tail", "20"}, append(os.Environ(), "SECRETS_DIR="+small)) })
+		func() time.Duration {
+			return timed(b, bin, []string{"audit", "--tail", "20"}, append(os.Environ(), "SECRETS_DIR="+big))
+		},
+		func() time.Duration {
+			return timed(b, bin, []string{"audit", "--tail", "20"}, append(os.Environ(), "SECRETS_DIR="+small))
+		})
 }
 
 // growLog appends entries to a store's audit log until it has n lines, and pins the head.
