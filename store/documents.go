@@ -95,14 +95,3 @@ const StateVersion = 1
 
 // Fresh reports whether the state was not read from disk because leases.age did not exist.
 func (s *State) Fresh() bool { return s.fresh }
-
-func parseState(name string, data []byte) (*State, error) {
-	s := &State{}
-	if err := json.Unmarshal(data, s); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
-	}
-	if s.Version != StateVersion {
-		return nil, fmt.Errorf("%w: %s: unknown version %d", ErrCorrupt, name, s.Version)
-	}
-	return s, nil
-}

@@ -217,7 +217,7 @@ func (s *Store) LoadState() (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseState(s.Path(LeasesFile), data)
+	return decodeState(s.Path(LeasesFile), data)
 }
 
 // Load returns the state and, with withSecrets, the secrets, decrypting both files at
@@ -326,7 +326,13 @@ func (s *Store) Save(st *State, sec *Secrets, gate func() error) error {
 
 // stageDoc encodes, encrypts and stages one document.
 func (s *Store) stageDoc(name string, v any) (*staged, error) {
-	plain, err := json.Marshal(v)
+	var plain []byte
+	var err error
+	if st, ok := v.(*State); ok {
+		plain, err = encodeState(st)
+	} else {
+		plain, err = json.Marshal(v)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", name, err)
 	}
