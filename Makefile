@@ -30,6 +30,7 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./lease
 	go test -run '^$$' -fuzz FuzzLine -fuzztime 30s ./audit
 	go test -run '^$$' -fuzz FuzzStateCodec -fuzztime 30s ./store
+	go test -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s ./store
 
 install:
 	CGO_ENABLED=0 go install -trimpath -ldflags '$(LDFLAGS)' .

@@ -351,6 +351,50 @@ func (d *decoder) leaseField(l *lease.Lease, key string) error {
 	return err
 }
 
+// text reads a string into dst; null leaves dst as it is.
+func (d *decoder) text(dst *string) error {
+	if d.null() {
+		return nil
+	}
+	if d.next() != '"' {
+		return errors.New("must be a string")
+	}
+	s, err := d.str()
+	if err == nil {
+		*dst = s
+	}
+	return err
+}
+
+// boolean reads true or false into dst; null leaves dst as it is.
+func (d *decoder) boolean(dst *bool) error {
+	if d.null() {
+		return nil
+	}
+	d.ws()
+	for _, lit := range []string{"true", "false"} {
+		if len(d.b)-d.i >= len(lit) && d.b[d.i:d.i+len(lit)] == lit {
+			d.i += len(lit)
+			*dst = lit == "true"
+			return nil
+		}
+	}
+	return errors.New("must be true or false")
+}
+
+// integer reads an int into dst; null leaves dst as it is.
+func (d *decoder) integer(dst *int) error {
+	if d.null() {
+		return nil
+	}
+	n, err := d.int()
+	if err != nil {
+		return errors.New("must be an integer")
+	}
+	*dst = int(n)
+	return nil
+}
+
 // int reads an integer that fits in an int (as encoding/json requires of an int field).
 func (d *decoder) int() (int64, error) {
 	d.ws()

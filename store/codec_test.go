@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -92,6 +93,18 @@ func FuzzStateCodec(f *testing.F) {
 		again, err := decodeState("leases.age", enc)
 		if err != nil || !reflect.DeepEqual(again, got) {
 			t.Fatalf("own output does not round-trip: %v\n%s", err, enc)
+		}
+	})
+}
+
+// FuzzParseConfig: no panic, and every failure is a ConfigError (invalid_config).
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(`{"max_lease_ttl":"2d","heartbeat":{"enabled":true,"url":"https://x","fail_action":{"wipe_store":true}}}`))
+	f.Add([]byte(`{"heartbeat":null,"lock_timeout":"1s"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err := ParseConfig("config.json", "/d", data)
+		if err != nil && !errors.Is(err, ErrInvalidConfig) {
+			t.Fatalf("%q: error %v is not invalid_config", data, err)
 		}
 	})
 }

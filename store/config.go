@@ -1,11 +1,9 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -18,23 +16,6 @@ type Duration time.Duration
 // MarshalJSON writes the shortest form of the duration ("24h", not "24h0m0s").
 func (d Duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(lease.FormatDuration(time.Duration(d)))
-}
-
-// UnmarshalJSON accepts only a string in Go duration syntax, with "d" for days.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New("must be a duration string such as \"1h\"")
-	}
-	v, err := lease.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	if v <= 0 {
-		return fmt.Errorf("must be greater than zero, got %q", s)
-	}
-	*d = Duration(v)
-	return nil
 }
 
 // FailAction says what the heartbeat does when the endpoint stops answering.
@@ -85,16 +66,27 @@ func DefaultConfig(dir string) Config {
 
 // ParseConfig decodes config.json over the defaults. Keys that are absent keep their
 // default; an unknown key or an invalid value is a *ConfigError naming the key, because a
-// misspelt max_lease_ttl that is silently ignored would widen access unnoticed.
+// misspelt max_lease_ttl that is silently ignored would widen access unnoticed. It is
+// read on every call, so it walks the JSON directly rather than through reflection.
 func ParseConfig(path, dir string, data []byte) (Config, error) {
 	c := DefaultConfig(dir)
-	if err := decodeStrict(data, &c, ""); err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			ce.Path = path
-			return c, ce
+	d := &decoder{b: string(data)}
+	if d.next() != '{' {
+		return c, &ConfigError{Path: path, Err: errors.New("not a JSON object")}
+	}
+	err := c.decode(d)
+	if err == nil {
+		if d.ws(); d.i != len(d.b) {
+			err = d.errorf("data after the object")
 		}
-		return c, &ConfigError{Path: path, Err: err}
+	}
+	if err != nil {
+		ce, ok := err.(*ConfigError)
+		if !ok {
+			ce = &ConfigError{Err: err}
+		}
+		ce.Path = path
+		return c, ce
 	}
 	if c.DefaultLeaseTTL > c.MaxLeaseTTL {
 		return c, &ConfigError{Path: path, Key: "default_lease_ttl",
@@ -110,68 +102,115 @@ func ParseConfig(path, dir string, data []byte) (Config, error) {
 	return c, nil
 }
 
-// decodeStrict decodes a JSON object into the struct v key by key, so that an error can
-// name the key (prefix.key) that caused it, and rejects keys v does not have.
-func decodeStrict(data []byte, v any, prefix string) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		if prefix == "" {
-			return fmt.Errorf("not a JSON object: %w", err)
-		}
-		return &ConfigError{Key: strings.TrimSuffix(prefix, "."), Err: errors.New("must be an object")}
-	}
-	fields := jsonFields(v)
-	keys := make([]string, 0, len(raw))
-	for k := range raw {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		dst, ok := fields[k]
-		if !ok {
-			return &ConfigError{Key: prefix + k, Err: errors.New("unknown key")}
-		}
+func (c *Config) decode(d *decoder) error {
+	return d.object(func(key string) error {
 		var err error
-		switch d := dst.(type) {
-		case *Heartbeat, *FailAction:
-			err = decodeStrict(raw[k], d, prefix+k+".")
+		switch key {
+		case "directory":
+			err = d.text(&c.Directory)
+		case "socket_path":
+			err = d.text(&c.SocketPath)
+		case "default_lease_ttl":
+			err = d.duration(&c.DefaultLeaseTTL)
+		case "max_lease_ttl":
+			err = d.duration(&c.MaxLeaseTTL)
+		case "rotation_timeout":
+			err = d.duration(&c.RotationTimeout)
+		case "lock_timeout":
+			err = d.duration(&c.LockTimeout)
+		case "heartbeat":
+			err = d.section(c.Heartbeat.decode)
 		default:
-			dec := json.NewDecoder(bytes.NewReader(raw[k]))
-			if err = dec.Decode(d); err != nil {
-				var te *json.UnmarshalTypeError
-				if errors.As(err, &te) {
-					err = fmt.Errorf("must be a %s", te.Type)
-				}
-			}
+			err = errors.New("unknown key")
 		}
-		if err != nil {
-			var ce *ConfigError
-			if errors.As(err, &ce) {
-				return ce
-			}
-			return &ConfigError{Key: prefix + k, Err: err}
+		return inKey(key, err)
+	})
+}
+
+func (h *Heartbeat) decode(d *decoder) error {
+	return d.object(func(key string) error {
+		var err error
+		switch key {
+		case "enabled":
+			err = d.boolean(&h.Enabled)
+		case "url":
+			err = d.text(&h.URL)
+		case "interval":
+			err = d.duration(&h.Interval)
+		case "timeout":
+			err = d.duration(&h.Timeout)
+		case "failures_before_action":
+			err = d.integer(&h.FailuresBeforeAction)
+		case "fail_action":
+			err = d.section(h.FailAction.decode)
+		default:
+			err = errors.New("unknown key")
 		}
+		return inKey(key, err)
+	})
+}
+
+func (f *FailAction) decode(d *decoder) error {
+	return d.object(func(key string) error {
+		var err error
+		switch key {
+		case "revoke_all":
+			err = d.boolean(&f.RevokeAll)
+		case "rotate_all":
+			err = d.boolean(&f.RotateAll)
+		case "wipe_store":
+			err = d.boolean(&f.WipeStore)
+		default:
+			err = errors.New("unknown key")
+		}
+		return inKey(key, err)
+	})
+}
+
+// inKey names the key an error belongs to, prefixing the keys of nested sections.
+func inKey(key string, err error) error {
+	if err == nil {
+		return nil
 	}
+	if ce, ok := err.(*ConfigError); ok {
+		ce.Key = key + "." + ce.Key
+		return ce
+	}
+	return &ConfigError{Key: key, Err: err}
+}
+
+// duration reads a config duration: a string in Go syntax (with d for days), above zero.
+func (d *decoder) duration(dst *Duration) error {
+	var s string
+	if d.next() != '"' {
+		if d.null() {
+			return nil
+		}
+		return errors.New("must be a duration string such as \"1h\"")
+	}
+	if err := d.text(&s); err != nil {
+		return err
+	}
+	v, err := lease.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v <= 0 {
+		return fmt.Errorf("must be greater than zero, got %q", s)
+	}
+	*dst = Duration(v)
 	return nil
 }
 
-// jsonFields maps each JSON key of the config structs to a pointer to its field.
-func jsonFields(v any) map[string]any {
-	switch c := v.(type) {
-	case *Config:
-		return map[string]any{
-			"directory": &c.Directory, "socket_path": &c.SocketPath,
-			"default_lease_ttl": &c.DefaultLeaseTTL, "max_lease_ttl": &c.MaxLeaseTTL,
-			"rotation_timeout": &c.RotationTimeout, "lock_timeout": &c.LockTimeout,
-			"heartbeat": &c.Heartbeat,
+// section reads a nested object, or leaves it as it is for null.
+func (d *decoder) section(decode func(*decoder) error) error {
+	switch d.next() {
+	case '{':
+		return decode(d)
+	case 'n':
+		if d.null() {
+			return nil
 		}
-	case *Heartbeat:
-		return map[string]any{
-			"enabled": &c.Enabled, "url": &c.URL, "interval": &c.Interval, "timeout": &c.Timeout,
-			"failures_before_action": &c.FailuresBeforeAction, "fail_action": &c.FailAction,
-		}
-	case *FailAction:
-		return map[string]any{"revoke_all": &c.RevokeAll, "rotate_all": &c.RotateAll, "wipe_store": &c.WipeStore}
 	}
-	return nil
+	return errors.New("must be an object")
 }
