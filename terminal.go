@@ -56,10 +56,12 @@ func readHidden(f *os.File, w io.Writer, prompt string) ([]byte, error) {
 	quiet := *old
 	quiet.Lflag &^= unix.ECHO
 	quiet.Lflag |= unix.ICANON | unix.ISIG
-	fmt.Fprint(w, prompt)
+	// Echo goes off before the prompt shows: input that arrives the moment the prompt
+	// appears (a paste) must not be echoed. TestAddPromptsWithoutEcho caught this order.
 	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
 		return nil, err
 	}
+	fmt.Fprint(w, prompt)
 	restore := func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -100,11 +99,14 @@ func (id *identity) decrypt(name string, ciphertext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrDecrypt, name, err)
 	}
-	out, err := io.ReadAll(r)
-	if err != nil {
+	// The plaintext is shorter than the ciphertext: size the buffer once instead of
+	// letting it double (every fresh page is a fault in a short-lived process).
+	var out bytes.Buffer
+	out.Grow(len(ciphertext))
+	if _, err := out.ReadFrom(r); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrDecrypt, name, err)
 	}
-	return out, nil
+	return out.Bytes(), nil
 }
 
 // macKey derives the audit log's HMAC key from the identity, so whoever can decrypt the

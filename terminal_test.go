@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY returns the controller and the terminal side of a new pseudo-terminal.
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skip("no pseudo-terminals here:", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ptmx.Close(); tty.Close() })
+	return ptmx, tty
+}
+
+// TestAddPromptsWithoutEcho types a value at add's prompt on a real terminal: the prompt
+// shows, the value is not echoed, and the stored value is exactly what was typed.
+func TestAddPromptsWithoutEcho(t *testing.T) {
+	bin := secretsBinary(t)
+	dir := filepath.Join(t.TempDir(), "store")
+	env := []string{"SECRETS_DIR=" + dir, "HOME=" + t.TempDir(), "GORACE=atexit_sleep_ms=0"}
+	if out, err := (&exec.Cmd{Path: bin, Args: []string{"secrets", "init"}, Env: env}).CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	ptmx, tty := openPTY(t)
+	const value = "FAKE-typed-value-93c1"
+	var stdout bytes.Buffer
+	cmd := exec.Command(bin, "add", "typed_key")
+	cmd.Env, cmd.Stdin, cmd.Stderr, cmd.Stdout = env, tty, tty, &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	seen := readUntil(t, ptmx, "(input hidden): ")
+	ptmx.Write([]byte(value + "\n"))
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("add: %v\n%s", err, stdout.String())
+	}
+	tty.Close()
+	seen += readAvailable(ptmx)
+	if strings.Contains(seen, value) {
+		t.Fatalf("the value was echoed to the terminal: %q", seen)
+	}
+	if !strings.Contains(stdout.String(), `"name": "typed_key"`) {
+		t.Fatalf("stdout: %s", stdout.String())
+	}
+	out, err := (&exec.Cmd{Path: bin, Args: []string{"secrets", "lease", "typed_key"}, Env: env}).Output()
+	if err != nil || string(out) != value {
+		t.Fatalf("lease gave %q, %v", out, err)
+	}
+}
+
+func readUntil(t *testing.T, f *os.File, want string) string {
+	t.Helper()
+	var got []byte
+	buf := make([]byte, 256)
+	deadline := time.Now().Add(10 * time.Second)
+	for !bytes.Contains(got, []byte(want)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q on the terminal; saw %q", want, got)
+		}
+		f.SetReadDeadline(deadline)
+		n, err := f.Read(buf)
+		if err != nil {
+			t.Fatalf("read terminal: %v (saw %q)", err, got)
+		}
+		got = append(got, buf[:n]...)
+	}
+	return string(got)
+}
+
+func readAvailable(f *os.File) string {
+	f.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	var got []byte
+	buf := make([]byte, 256)
+	for {
+		n, err := f.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			return string(got)
+		}
+	}
+}
+
+// TestHarden: no core dumps, and not dumpable (so /proc/PID/mem and environ stay private).
+func TestHarden(t *testing.T) {
+	harden()
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_CORE, &lim); err != nil || lim.Cur != 0 || lim.Max != 0 {
+		t.Errorf("RLIMIT_CORE = %+v, %v", lim, err)
+	}
+	if d, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0); err != nil || d != 0 {
+		t.Errorf("dumpable = %d, %v", d, err)
+	}
+}
