@@ -292,7 +292,7 @@ func (d *decoder) leases(out *[]lease.Lease) error {
 	}
 	for {
 		var l lease.Lease
-		if err := d.lease(&l); err != nil {
+		if err := d.object(func(key string) error { return d.leaseField(&l, key) }); err != nil {
 			return err
 		}
 		ls = append(ls, l)
@@ -305,39 +305,6 @@ func (d *decoder) leases(out *[]lease.Lease) error {
 			return nil
 		default:
 			return d.errorf("expected , or ]")
-		}
-	}
-}
-
-// lease reads one lease object. It is object() unrolled: this loop runs once per
-// active lease on every call, and a closure per lease showed in the profile.
-func (d *decoder) lease(l *lease.Lease) error {
-	if err := d.expect('{'); err != nil {
-		return err
-	}
-	if d.next() == '}' {
-		d.i++
-		return nil
-	}
-	for {
-		key, err := d.str()
-		if err != nil {
-			return err
-		}
-		if err := d.expect(':'); err != nil {
-			return err
-		}
-		if err := d.leaseField(l, key); err != nil {
-			return err
-		}
-		switch d.next() {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			return nil
-		default:
-			return d.errorf("expected , or }")
 		}
 	}
 }
