@@ -136,17 +136,25 @@ func BenchmarkLeaseWithActiveLeases(b *testing.B) {
 	}
 }
 
-// seedLeases adds n long leases directly, as n lease calls would have.
-func seedLeases(b *testing.B, dir string, n int) {
+// openState opens a benchmark store and loads its state; the caller closes the store.
+func openState(b *testing.B, dir string) (*store.Store, *store.State) {
+	b.Helper()
 	s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer s.Close()
 	st, err := s.LoadState()
 	if err != nil {
+		s.Close()
 		b.Fatal(err)
 	}
+	return s, st
+}
+
+// seedLeases adds n long leases directly, as n lease calls would have.
+func seedLeases(b *testing.B, dir string, n int) {
+	s, st := openState(b, dir)
+	defer s.Close()
 	m := lease.Manager{Now: time.Now, DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour}
 	for i := 0; i < n; i++ {
 		if _, err := m.Grant(&st.Leases, lease.Request{Secret: "k", ClientID: "bench", TTL: "24h"}); err != nil {
@@ -176,15 +184,8 @@ func BenchmarkAuditTail(b *testing.B) {
 
 // growLog appends entries to a store's audit log until it has n lines, and pins the head.
 func growLog(b *testing.B, dir string, n int) {
-	s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, st := openState(b, dir)
 	defer s.Close()
-	st, err := s.LoadState()
-	if err != nil {
-		b.Fatal(err)
-	}
 	log := audit.New(s.Path(store.AuditFile), s.AuditKey(), time.Now)
 	actor := audit.Self(nil)
 	batch := make([]audit.Entry, 0, 10000)
@@ -193,6 +194,7 @@ func growLog(b *testing.B, dir string, n int) {
 		for i := 0; i < min(10000, n-int(st.AuditHead.Seq)); i++ {
 			batch = append(batch, audit.Entry{Event: "lease_grant", Secret: "k", LeaseID: "lease_01JBENCH0000000000000000000", ClientID: "bench", OK: true, Detail: "ttl 1h", Actor: actor})
 		}
+		var err error
 		if st.AuditHead, err = log.Append(st.AuditHead, batch...); err != nil {
 			b.Fatal(err)
 		}
