@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/store"
 	"github.com/urfave/cli/v3"
@@ -78,7 +79,7 @@ func (a *app) lease(ctx context.Context, c *cli.Command) (*reply, error) {
 		result["value_encoding"] = "base64"
 	}
 	return &reply{result: result, next: []action{
-		{fmt.Sprintf("export %s=$(secrets lease %s --ttl %s --client-id %s)", envName(name), name, l.TTL, shellWord(l.ClientID)), "Export the raw value to the environment"},
+		{fmt.Sprintf("export %s=$(secrets lease %s --ttl %s --client-id %s)", envfile.EnvName(name), name, l.TTL, shellWord(l.ClientID)), "Export the raw value to the environment"},
 		{"secrets renew " + l.ID, "Extend this lease"},
 		{"secrets revoke " + l.ID, "Revoke this lease when done"},
 	}}, nil
@@ -99,24 +100,6 @@ func leaseInfo(l lease.Lease) map[string]any {
 		m["path"] = l.Path
 	}
 	return m
-}
-
-// envName suggests an environment variable name for a secret: GITHUB_TOKEN for github_token.
-func envName(secret string) string {
-	b := []byte(secret)
-	for i, c := range b {
-		switch {
-		case 'a' <= c && c <= 'z':
-			b[i] = c - 'a' + 'A'
-		case 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		default:
-			b[i] = '_'
-		}
-	}
-	if len(b) > 0 && '0' <= b[0] && b[0] <= '9' {
-		return "_" + string(b)
-	}
-	return string(b)
 }
 
 // shellWord quotes s for a POSIX shell when it holds anything but safe characters.
