@@ -20,7 +20,8 @@ var ErrNotEnvSafe = errors.New("value cannot be an environment variable")
 // literally, while python-dotenv interprets \\ and \' and expands ${VAR} inside them.
 // Otherwise double quotes, when the value holds none of the characters whose meaning
 // inside double quotes differs between the parsers. Otherwise the value is written for
-// bash alone, with each ' spliced in as '\” and portable false; such a line can stop
+// bash alone, each single quote closing the quoted run, escaped, and reopening it, and
+// portable is false; such a line can stop
 // godotenv and python-dotenv from reading the rest of the file.
 func Quote(value []byte) (form string, portable bool, err error) {
 	if bytes.IndexByte(value, 0) >= 0 {
