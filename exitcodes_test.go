@@ -60,6 +60,11 @@ func TestExitCodes(t *testing.T) {
 		{"secret_not_found", 4, initialized, "", []string{"lease", "nope", "--json"}},
 		{"lease_not_found", 4, initialized, "", []string{"revoke", "lease_NOPE"}},
 		{"secret_exists", 5, initialized, "FAKE-again", []string{"add", "k"}},
+		{"file_exists", 5, func(t *testing.T, dir string) {
+			initialized(t, dir)
+			write(t, filepath.Join(dir, "taken.env"), "MINE=1\n")
+		}, "", []string{"env", "--secret", "k", "--output", "STORE/taken.env"}},
+		{"invalid_project_file", 2, initialized, "", []string{"env", "--secret", "k=not-a-var"}},
 		{"store_locked", 6, func(t *testing.T, dir string) {
 			initialized(t, dir)
 			lk := flock.New(filepath.Join(dir, ".lock"))
@@ -111,7 +116,11 @@ func TestExitCodes(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(t, dir)
 			}
-			exit, stdout, stderr := call(t, dir, tc.stdin, tc.args...)
+			args := make([]string, len(tc.args))
+			for i, a := range tc.args {
+				args[i] = strings.ReplaceAll(a, "STORE", dir)
+			}
+			exit, stdout, stderr := call(t, dir, tc.stdin, args...)
 			if exit != tc.exit {
 				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", exit, tc.exit, stdout, stderr)
 			}

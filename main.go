@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/store"
 	"github.com/urfave/cli/v3"
@@ -120,7 +121,7 @@ func (a *app) warnDeprecated(c *cli.Command) {
 	if c.Bool("human") {
 		a.warn("--human is deprecated and has no effect; output is always JSON. Remove it before v0.6.0")
 	}
-	if c.IsSet("output") {
+	if c.IsSet("output") && c.Name != "env" { // env has an --output of its own
 		a.warn("--output is deprecated and has no effect; output is always JSON. Remove it before v0.6.0")
 	}
 }
@@ -234,6 +235,9 @@ var problems = []struct {
 	{store.ErrSecretNotFound, problem{"secret_not_found", exitNotFound, "list the stored names: secrets list"}},
 	{lease.ErrNotFound, problem{"lease_not_found", exitNotFound, "list active leases: secrets leases (expired and revoked leases are gone)"}},
 	{store.ErrSecretExists, problem{"secret_exists", exitConflict, "replace its value with: secrets set NAME"}},
+	{envfile.ErrExists, problem{"file_exists", exitConflict, "pass --force to replace it, or --output another path"}},
+	{envfile.ErrInvalid, problem{"invalid_project_file", exitUsage, "fix .secrets.json; see the README for its format"}},
+	{envfile.ErrNotEnvSafe, problem{"invalid_value", exitUsage, "a value with a NUL byte cannot be an environment variable; use secrets lease for it"}},
 	{store.ErrLocked, problem{"store_locked", exitLocked, "retry, or wait longer with --lock-timeout 30s"}},
 	{store.ErrDecrypt, problem{"decrypt_failed", exitStore, "check that the identity (identity.age, $SECRETS_IDENTITY or $SECRETS_IDENTITY_FILE) is the store's, and restore the damaged file from a backup; nothing was changed"}},
 	{store.ErrCorrupt, problem{"store_corrupt", exitStore, "restore the damaged file from a backup; nothing was changed"}},
@@ -289,6 +293,7 @@ func (a *app) commands() *cli.Command {
 		Commands: []*cli.Command{
 			a.cmdInit(), a.cmdAdd(), a.cmdSet(), a.cmdRm(), a.cmdList(),
 			a.cmdLease(), a.cmdLeases(), a.cmdRenew(), a.cmdRevoke(),
+			a.cmdEnv(), a.cmdCleanup(),
 			a.cmdStatus(), a.cmdAudit(), a.cmdVersion(), a.cmdServe(),
 		},
 		HideHelpCommand: true,

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/store"
 	"github.com/urfave/cli/v3"
@@ -111,9 +112,7 @@ func (a *app) begin(c *cli.Command, st *store.Store, m mode) (*session, error) {
 			Detail: fmt.Sprintf("cut a torn last line of %d bytes; the log as found is kept at %s", repair.Dropped, repair.Backup)})
 	}
 	if m&modeWrite != 0 {
-		for _, l := range s.mgr.Expire(&state.Leases) {
-			s.record(audit.Entry{Event: "lease_expire", Secret: l.Secret, LeaseID: l.ID, ClientID: l.ClientID, OK: true, Detail: "expired"})
-		}
+		s.end(s.mgr.Expire(&state.Leases), "lease_expire", "expired")
 	}
 	return s, nil
 }
@@ -177,10 +176,27 @@ func (s *session) deny(e audit.Entry, err error) error {
 	return err
 }
 
-// end records the end of each lease with the given event and reason.
-func (s *session) end(ended []lease.Lease, event, reason string) {
-	for _, l := range ended {
-		s.record(audit.Entry{Event: event, Secret: l.Secret, LeaseID: l.ID, ClientID: l.ClientID, OK: true, Detail: reason})
+// end records the end of each lease and applies what ending it means outside the store
+// (killswitch.End): the one path every cause of a lease's end goes through.
+// It returns the effects, which are also recorded.
+func (s *session) end(ended []lease.Lease, event, reason string) []killswitch.Effect {
+	var all []killswitch.Effect
+	for len(ended) > 0 {
+		for _, l := range ended {
+			s.record(audit.Entry{Event: event, Secret: l.Secret, LeaseID: l.ID, ClientID: l.ClientID, OK: true, Detail: reason})
+		}
+		more, effects := killswitch.End(s.state, ended)
+		s.effects(effects)
+		all = append(all, effects...)
+		ended, event, reason = more, "lease_revoke", "its .env file was removed"
+	}
+	return all
+}
+
+// effects records what killswitch did.
+func (s *session) effects(effects []killswitch.Effect) {
+	for _, e := range effects {
+		s.record(audit.Entry{Event: e.Event, LeaseID: e.LeaseID, OK: e.OK, Detail: e.Path + ": " + e.Detail})
 	}
 }
 

@@ -34,6 +34,7 @@ func (s *State) stateFields() []struct {
 		{"version", &s.Version},
 		{"audit_head", &s.AuditHead},
 		{"audit_broken", &s.AuditBroken},
+		{"env_files", &s.EnvFiles},
 	}
 }
 
@@ -42,8 +43,8 @@ func encodeState(s *State) ([]byte, error) {
 	b := make([]byte, 0, 256+len(s.Leases)*256)
 	b = append(b, '{')
 	for _, f := range s.stateFields() {
-		if f.key == "audit_broken" && s.AuditBroken == "" {
-			continue
+		if f.key == "audit_broken" && s.AuditBroken == "" || f.key == "env_files" && len(s.EnvFiles) == 0 {
+			continue // omitempty, as encoding/json would
 		}
 		v, err := json.Marshal(f.ptr)
 		if err != nil {

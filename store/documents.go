@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/lease"
 )
 
@@ -86,6 +87,8 @@ type State struct {
 	// AuditBroken is set when a full verification found the log damaged; every command that
 	// would append refuses until `secrets audit --reset --yes`.
 	AuditBroken string `json:"audit_broken,omitempty"`
+	// EnvFiles are the .env files secrets env wrote and has not removed yet.
+	EnvFiles []envfile.Record `json:"env_files,omitempty"`
 
 	fresh bool // no leases.age existed (a new or version 1 store)
 }

@@ -1,0 +1,90 @@
+// Package killswitch cuts access. End applies what ending a lease means outside the
+// store, whatever ended it (revoke, revoke --all, expiry, rm, cleanup): the .env file
+// that holds the value is removed. The lease package decides which leases end; the
+// caller records the effects End returns.
+package killswitch
+
+import (
+	"slices"
+
+	"github.com/agent-secrets/secrets/envfile"
+	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/store"
+)
+
+// Effect is one thing End did, for the audit log.
+type Effect struct {
+	Event   string // env_remove, env_kept
+	LeaseID string
+	Path    string
+	Detail  string
+	OK      bool
+}
+
+// End applies the effects of the ended leases, which the caller has already taken out of
+// st.Leases. A .env file holding an ended lease's value is removed if it still has the
+// bytes secrets wrote, and its record dropped; a file someone changed is left, its record
+// kept for secrets cleanup to report. The other leases such a file held end with it: they
+// are taken out of st.Leases and returned, for the caller to record and pass to End again.
+func End(st *store.State, ended []lease.Lease) (more []lease.Lease, effects []Effect) {
+	gone := map[string]bool{}
+	for _, l := range ended {
+		gone[l.ID] = true
+	}
+	kept := st.EnvFiles[:0]
+	for _, rec := range st.EnvFiles {
+		hit := ""
+		for _, id := range rec.LeaseIDs {
+			if gone[id] {
+				hit = id
+				break
+			}
+		}
+		if hit == "" {
+			kept = append(kept, rec)
+			continue
+		}
+		e, keep := RemoveFile(rec)
+		e.LeaseID = hit
+		effects = append(effects, e)
+		if keep {
+			kept = append(kept, rec)
+		}
+		for _, id := range rec.LeaseIDs {
+			if !gone[id] {
+				if l, err := lease.Revoke(&st.Leases, id); err == nil {
+					more = append(more, l)
+					gone[id] = true
+				}
+			}
+		}
+	}
+	clear(st.EnvFiles[len(kept):])
+	st.EnvFiles = kept
+	return more, effects
+}
+
+// RemoveFile removes one managed .env file and says whether its record must be kept
+// (the file was changed by someone, or could not be removed).
+func RemoveFile(rec envfile.Record) (Effect, bool) {
+	e := Effect{Event: "env_remove", Path: rec.Path, OK: true}
+	outcome, err := envfile.Remove(rec)
+	switch {
+	case err != nil:
+		e.OK, e.Detail = false, err.Error()
+		return e, true
+	case outcome == envfile.Modified:
+		e.Event, e.Detail = "env_kept", "changed since secrets wrote it; left in place"
+		return e, true
+	case outcome == envfile.Gone:
+		e.Detail = "already deleted"
+	default:
+		e.Detail = "removed"
+	}
+	return e, false
+}
+
+// Active reports whether any of the record's leases is still in st.
+func Active(st *store.State, rec envfile.Record) bool {
+	return slices.ContainsFunc(st.Leases, func(l lease.Lease) bool { return slices.Contains(rec.LeaseIDs, l.ID) })
+}
