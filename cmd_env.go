@@ -63,9 +63,10 @@ func (a *app) mappings(c *cli.Command) ([]envfile.Mapping, string, string, error
 	return p.Secrets, path, p.ClientID, nil
 }
 
-// grantMapped checks the mappings against the store and grants one lease of kind each,
-// returning the leases with their variables. Nothing is granted if any check fails.
-func (s *session) grantMapped(source string, ms []envfile.Mapping, ttl string, kind lease.Kind, path string, pid int) ([]lease.Lease, []envfile.Var, error) {
+// grantMapped checks the mappings against the store and grants one lease each, like
+// proto (kind, path, supervisor), returning the leases with their variables. Nothing is
+// granted if any check fails.
+func (s *session) grantMapped(source string, ms []envfile.Mapping, ttl string, proto lease.Request) ([]lease.Lease, []envfile.Var, error) {
 	sec, err := s.loadSecrets()
 	if err != nil {
 		return nil, nil, err
@@ -86,7 +87,9 @@ func (s *session) grantMapped(source string, ms []envfile.Mapping, ttl string, k
 		if t == "" {
 			t = ttl
 		}
-		l, err := s.mgr.Grant(&s.state.Leases, lease.Request{Secret: m.Name, ClientID: s.client, TTL: t, Kind: kind, Path: path, PID: pid})
+		r := proto
+		r.Secret, r.ClientID, r.TTL = m.Name, s.client, t
+		l, err := s.mgr.Grant(&s.state.Leases, r)
 		if err != nil {
 			for _, g := range leases {
 				lease.Revoke(&s.state.Leases, g.ID)
@@ -146,7 +149,7 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 			return s.deny(denied, err)
 		}
 		var vars []envfile.Var
-		leases, vars, err = s.grantMapped(source, ms, c.String("ttl"), lease.KindEnv, out, 0)
+		leases, vars, err = s.grantMapped(source, ms, c.String("ttl"), lease.Request{Kind: lease.KindEnv, Path: out})
 		if err != nil {
 			if errors.Is(err, store.ErrDecrypt) || errors.Is(err, store.ErrCorrupt) {
 				return err

@@ -62,6 +62,8 @@ type reply struct {
 	result any
 	next   []action
 	raw    []byte // written as is instead of an envelope (secrets lease without --json)
+	quiet  bool   // print nothing: stdout was the command's (secrets exec)
+	exit   int    // with quiet, the exit code
 }
 
 // action is one entry of next_actions: a command an agent can run next.
@@ -100,6 +102,10 @@ func (a *app) act(h handler) cli.ActionFunc {
 		r, err := h(ctx, c)
 		if err != nil {
 			a.fail(c, err)
+			return nil
+		}
+		if r.quiet {
+			a.exit = r.exit
 			return nil
 		}
 		if r.raw != nil {
@@ -157,8 +163,8 @@ func (a *app) fail(c *cli.Command, err error) {
 	a.exit = p.exit
 	msg := err.Error()
 	fmt.Fprintf(a.stderr, "secrets: error: %s\n", msg)
-	if c.Name == "lease" && !c.Bool("json") && !a.hasArg("--json") {
-		return
+	if c.Name == "lease" && !c.Bool("json") && !a.hasArg("--json") || c.Name == "exec" {
+		return // stdout is the value's, or the command's
 	}
 	a.print(envelope{Command: commandName(c), Error: &envError{Message: msg, Code: p.code}, Fix: p.fix})
 }
@@ -293,7 +299,7 @@ func (a *app) commands() *cli.Command {
 		Commands: []*cli.Command{
 			a.cmdInit(), a.cmdAdd(), a.cmdSet(), a.cmdRm(), a.cmdList(),
 			a.cmdLease(), a.cmdLeases(), a.cmdRenew(), a.cmdRevoke(),
-			a.cmdEnv(), a.cmdCleanup(),
+			a.cmdEnv(), a.cmdExec(), a.cmdCleanup(),
 			a.cmdStatus(), a.cmdAudit(), a.cmdVersion(), a.cmdServe(),
 		},
 		HideHelpCommand: true,

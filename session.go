@@ -196,7 +196,11 @@ func (s *session) end(ended []lease.Lease, event, reason string) []killswitch.Ef
 // effects records what killswitch did.
 func (s *session) effects(effects []killswitch.Effect) {
 	for _, e := range effects {
-		s.record(audit.Entry{Event: e.Event, LeaseID: e.LeaseID, OK: e.OK, Detail: e.Path + ": " + e.Detail})
+		detail := e.Detail
+		if e.Path != "" {
+			detail = e.Path + ": " + e.Detail
+		}
+		s.record(audit.Entry{Event: e.Event, LeaseID: e.LeaseID, OK: e.OK, Detail: detail})
 	}
 }
 

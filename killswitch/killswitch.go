@@ -1,10 +1,12 @@
 // Package killswitch cuts access. End applies what ending a lease means outside the
 // store, whatever ended it (revoke, revoke --all, expiry, rm, cleanup): the .env file
-// that holds the value is removed. The lease package decides which leases end; the
+// that holds the value is removed, and the secrets exec supervisor whose child holds it
+// is told, so that it stops the child. The lease package decides which leases end; the
 // caller records the effects End returns.
 package killswitch
 
 import (
+	"os"
 	"slices"
 
 	"github.com/agent-secrets/secrets/envfile"
@@ -14,7 +16,7 @@ import (
 
 // Effect is one thing End did, for the audit log.
 type Effect struct {
-	Event   string // env_remove, env_kept
+	Event   string // env_remove, env_kept, exec_signal, exec_gone
 	LeaseID string
 	Path    string
 	Detail  string
@@ -28,8 +30,16 @@ type Effect struct {
 // are taken out of st.Leases and returned, for the caller to record and pass to End again.
 func End(st *store.State, ended []lease.Lease) (more []lease.Lease, effects []Effect) {
 	gone := map[string]bool{}
+	signalled := map[int]bool{}
 	for _, l := range ended {
 		gone[l.ID] = true
+		// A lease held by this very process (a supervisor ending its own) needs no notice.
+		if l.Kind == lease.KindExec && l.PID > 0 && l.PID != os.Getpid() && !signalled[l.PID] {
+			signalled[l.PID] = true
+			e := notify(l.PID, l.PIDStart)
+			e.LeaseID = l.ID
+			effects = append(effects, e)
+		}
 	}
 	kept := st.EnvFiles[:0]
 	for _, rec := range st.EnvFiles {

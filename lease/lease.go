@@ -35,6 +35,9 @@ type Lease struct {
 	Kind      Kind      `json:"kind"`
 	Path      string    `json:"path,omitempty"`
 	PID       int       `json:"pid,omitempty"`
+	// PIDStart is the start time of process PID (clock ticks since boot, from
+	// /proc/PID/stat), so that a recycled pid is never mistaken for the supervisor.
+	PIDStart uint64 `json:"pid_start,omitempty"`
 }
 
 // Request asks for a lease.
@@ -45,6 +48,7 @@ type Request struct {
 	Kind     Kind
 	Path     string
 	PID      int
+	PIDStart uint64
 }
 
 // Manager applies the TTL policy. The zero value is not usable: set Now, DefaultTTL and MaxTTL.
@@ -98,6 +102,7 @@ func (m Manager) Grant(leases *[]Lease, r Request) (Lease, error) {
 		Kind:      r.Kind,
 		Path:      r.Path,
 		PID:       r.PID,
+		PIDStart:  r.PIDStart,
 	}
 	if l.Kind == "" {
 		l.Kind = KindLease

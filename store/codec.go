@@ -101,6 +101,10 @@ func appendLease(b []byte, l lease.Lease) ([]byte, error) {
 		b = append(b, `,"pid":`...)
 		b = strconv.AppendInt(b, int64(l.PID), 10)
 	}
+	if l.PIDStart != 0 {
+		b = append(b, `,"pid_start":`...)
+		b = strconv.AppendUint(b, l.PIDStart, 10)
+	}
 	return append(b, '}'), nil
 }
 
@@ -346,6 +350,8 @@ func (d *decoder) leaseField(l *lease.Lease, key string) error {
 		var n int64
 		n, err = d.int()
 		l.PID = int(n)
+	case "pid_start":
+		l.PIDStart, err = d.uint()
 	default:
 		return d.errorf("unknown lease key %q", key)
 	}
@@ -394,6 +400,23 @@ func (d *decoder) integer(dst *int) error {
 	}
 	*dst = int(n)
 	return nil
+}
+
+// uint reads a non-negative integer that fits in a uint64.
+func (d *decoder) uint() (uint64, error) {
+	d.ws()
+	start := d.i
+	for d.i < len(d.b) && '0' <= d.b[d.i] && d.b[d.i] <= '9' {
+		d.i++
+	}
+	if d.i == start || d.b[start] == '0' && d.i-start > 1 || d.i < len(d.b) && (d.b[d.i] == '.' || d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		return 0, d.errorf("expected an unsigned integer")
+	}
+	n, err := strconv.ParseUint(d.b[start:d.i], 10, 64)
+	if err != nil {
+		return 0, d.errorf("integer out of range")
+	}
+	return n, nil
 }
 
 // int reads an integer that fits in an int (as encoding/json requires of an int field).

@@ -22,6 +22,7 @@ func sampleState() *State {
 		Leases: []lease.Lease{
 			{ID: "lease_01", Secret: "github_token", ClientID: "bot \"q\" \\ é 🔑 \u2028", CreatedAt: t, ExpiresAt: t.Add(time.Hour), TTL: "1h", Kind: lease.KindLease},
 			{ID: "lease_02", Secret: "a/b.c-d", ClientID: "x", CreatedAt: t, ExpiresAt: t.Add(time.Minute), TTL: "1m", Kind: lease.KindEnv, Path: "/tmp/a\tb/.env", PID: 4242},
+			{ID: "lease_03", Secret: "k", ClientID: "x", CreatedAt: t, ExpiresAt: t, TTL: "1h", Kind: lease.KindExec, PID: 77, PIDStart: 18446744073709551615},
 		},
 	}
 }
