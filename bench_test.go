@@ -222,3 +222,18 @@ func BenchmarkStartup(b *testing.B) {
 		func() time.Duration { return timed(b, bin, []string{"version"}, env) },
 		func() time.Duration { return timed(b, empty, nil, env) })
 }
+
+// BenchmarkExecVsTrue: `secrets exec --secret k -- true` against `true`: what leasing,
+// supervising, redacting and revoking add to a command.
+func BenchmarkExecVsTrue(b *testing.B) {
+	bin := releaseBinary(b)
+	dir := benchStore(b, bin, 10)
+	env := append(os.Environ(), "SECRETS_DIR="+dir)
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		b.Skip("no true(1)")
+	}
+	compare(b,
+		func() time.Duration { return timed(b, bin, []string{"exec", "--secret", "k", "--", truePath}, env) },
+		func() time.Duration { return timed(b, truePath, nil, env) })
+}

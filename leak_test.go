@@ -139,6 +139,12 @@ func TestNoValueLeaks(t *testing.T) {
 	run("", "lease", "k", "--ttl", "99h")
 	run("", "lease", "missing")
 	run(value, "add", "k")
+	run("", "env", "--secret", "k", "--output", filepath.Join(work, "project.env"))
+	run("", "exec", "--secret", "k", "--", "sh", "-c", `echo "$K"; echo "$K" | base64; echo "$K" >&2`)
+	run("", "cleanup", "--all")
+	if _, err := os.Stat(filepath.Join(work, "project.env")); !os.IsNotExist(err) {
+		t.Error("cleanup --all left the .env file")
+	}
 	run("", "revoke", env1.Result.LeaseID)
 	run("", "revoke", "--all")
 	run("", "audit", "--tail", "100")

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agent-secrets/secrets/envfile"
 	"github.com/joho/godotenv"
@@ -48,21 +49,33 @@ var nasty = []string{
 
 // writeEnv writes FAKE_i for each nasty value that keep accepts, and reports which
 // values Quote called portable.
+// The file is rendered as secrets env writes it, managed header included.
 func writeEnv(t *testing.T, dir string, keep func(portable bool) bool) (path string, portable []bool) {
 	t.Helper()
-	var b strings.Builder
+	var vars []envfile.Var
 	for i, v := range nasty {
-		form, ok, err := envfile.Quote([]byte(v))
+		_, ok, err := envfile.Quote([]byte(v))
 		if err != nil {
 			t.Fatalf("value %d: %v", i, err)
 		}
 		portable = append(portable, ok)
 		if keep(ok) {
-			fmt.Fprintf(&b, "FAKE_%d=%s\n", i, form)
+			vars = append(vars, envfile.Var{Name: fmt.Sprintf("FAKE_%d", i), Value: []byte(v)})
+		}
+	}
+	content, bashOnly, err := envfile.Render(vars, []string{"lease_01TEST", "lease_02TEST"}, time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range bashOnly {
+		var i int
+		fmt.Sscanf(name, "FAKE_%d", &i)
+		if portable[i] {
+			t.Errorf("Render and Quote disagree about %s", name)
 		}
 	}
 	path = filepath.Join(dir, ".env")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(path, content, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path, portable
