@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,5 +114,55 @@ func TestHarden(t *testing.T) {
 	}
 	if d, err := unix.PrctlRetInt(unix.PR_GET_DUMPABLE, 0, 0, 0, 0); err != nil || d != 0 {
 		t.Errorf("dumpable = %d, %v", d, err)
+	}
+}
+
+// TestExecOnTerminal runs secrets exec as a shell would, on a terminal it controls: the
+// command becomes the foreground, reads the terminal, and ^C reaches it.
+func TestExecOnTerminal(t *testing.T) {
+	bin := secretsBinary(t)
+	env := execEnv(t, bin)
+	for _, tc := range []struct {
+		name, script, typed string
+		code                int
+		want                string
+	}{
+		{"reads the terminal", `read x; echo "got=$x"`, "hello\n", 0, "got=hello"},
+		{"^C reaches the command", `trap "echo interrupted; exit 5" INT; echo ready; while :; do sleep 0.05; done`, "\x03", 5, "interrupted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ptmx, tty := openPTY(t)
+			cmd := exec.Command(bin, "exec", "--no-redact", "--secret", "k", "--", "sh", "-c", tc.script)
+			cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, tty, tty, tty
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(tc.script, "ready") {
+				readUntil(t, ptmx, "ready")
+			} else {
+				time.Sleep(300 * time.Millisecond)
+			}
+			ptmx.Write([]byte(tc.typed))
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("secrets exec did not finish")
+			}
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			}
+			tty.Close()
+			seen := readAvailable(ptmx)
+			if code != tc.code || !strings.Contains(seen, tc.want) {
+				t.Fatalf("exit %d (want %d), terminal showed %q (want %q)", code, tc.code, seen, tc.want)
+			}
+		})
 	}
 }

@@ -208,3 +208,28 @@ func TestQuoteRefusesNUL(t *testing.T) {
 		t.Fatal("a NUL byte was accepted")
 	}
 }
+
+// FuzzQuote: whatever Quote accepts, bash reads back byte for byte, and sourcing the file
+// runs nothing.
+func FuzzQuote(f *testing.F) {
+	for _, v := range nasty {
+		f.Add([]byte(v))
+	}
+	f.Fuzz(func(t *testing.T, value []byte) {
+		form, _, err := envfile.Quote(value)
+		if err != nil {
+			return
+		}
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, ".env"), []byte("V="+form+"\n"), 0o600)
+		cmd := exec.Command("bash", "-c", `PATH=/nonexistent; set -a; . ./.env; printf %s "$V"`)
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("bash failed on %q: %v", form, err)
+		}
+		if !bytes.Equal(out, value) {
+			t.Fatalf("bash read %q back from %q, want %q", out, form, value)
+		}
+	})
+}
