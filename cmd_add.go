@@ -14,7 +14,8 @@ func (a *app) cmdAdd() *cli.Command {
 		Usage:     "Store a new secret; the value comes from stdin or a hidden prompt, never from argv",
 		UsageText: "secrets add <name> [--rotate-via CMD]  (value on stdin, or typed at the prompt)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "rotate-via", Usage: "command that rotates this secret (run by secrets rotate)"},
+			&cli.StringFlag{Name: "rotate-via", Usage: "command that rotates this secret: gets the value on stdin, prints the new one (or nothing if it refreshed it elsewhere)"},
+			&cli.StringFlag{Name: "verify-via", Usage: "command that checks a rotated value (on stdin) before it is stored"},
 			clientIDFlag(),
 		},
 		Action: a.act(a.add),
@@ -27,7 +28,11 @@ func (a *app) add(ctx context.Context, c *cli.Command) (*reply, error) {
 		return nil, err
 	}
 	sec, err := a.writeValue(ctx, c, "secret_add", name, func(sec *store.Secrets, v []byte) (*store.Secret, error) {
-		return sec.Add(name, v, c.String("rotate-via"), a.now())
+		added, err := sec.Add(name, v, c.String("rotate-via"), a.now())
+		if err == nil {
+			added.VerifyVia = c.String("verify-via")
+		}
+		return added, err
 	})
 	if err != nil {
 		return nil, err
@@ -103,6 +108,9 @@ func secretInfo(name string, sec *store.Secret) map[string]any {
 	}
 	if sec.RotateVia != "" {
 		m["rotate_via"] = sec.RotateVia
+	}
+	if sec.VerifyVia != "" {
+		m["verify_via"] = sec.VerifyVia
 	}
 	if sec.RotatedAt != nil {
 		m["rotated_at"] = sec.RotatedAt

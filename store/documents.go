@@ -16,6 +16,7 @@ type Secret struct {
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	RotateVia string     `json:"rotate_via,omitempty"`
+	VerifyVia string     `json:"verify_via,omitempty"`
 	RotatedAt *time.Time `json:"rotated_at,omitempty"`
 	Canary    bool       `json:"canary,omitempty"`
 }

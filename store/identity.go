@@ -3,7 +3,9 @@ package store
 import (
 	"bytes"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -107,6 +109,18 @@ func (id *identity) decrypt(name string, ciphertext []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrDecrypt, name, err)
 	}
 	return out.Bytes(), nil
+}
+
+// Fingerprint identifies a value in the audit log without revealing it: a keyed hash
+// (HMAC-SHA256 under a key derived from the identity), cut to 64 bits.
+func (s *Store) Fingerprint(value []byte) string {
+	k, err := hkdf.Key(sha256.New, []byte(s.id.secret), nil, "secrets value fingerprint v1", 32)
+	if err != nil {
+		panic(err)
+	}
+	m := hmac.New(sha256.New, k)
+	m.Write(value)
+	return "hmac:" + hex.EncodeToString(m.Sum(nil)[:8])
 }
 
 // macKey derives the audit log's HMAC key from the identity, so whoever can decrypt the
