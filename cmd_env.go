@@ -135,6 +135,9 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 			return err
 		}
 		denied := audit.Entry{Event: "env_denied", Detail: out}
+		if err := s.refuseInLockdown(denied); err != nil {
+			return err
+		}
 		// A file secrets wrote before is replaced by ending its leases, which removes it.
 		if i := slices.IndexFunc(s.state.EnvFiles, func(r envfile.Record) bool { return r.Path == out }); i >= 0 && c.Bool("force") {
 			var ended []lease.Lease

@@ -84,6 +84,9 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 			return err
 		}
 		denied := audit.Entry{Event: "exec_denied", Detail: prog}
+		if err := s.refuseInLockdown(denied); err != nil {
+			return err
+		}
 		leases, vars, err = s.grantMapped(source, ms, c.String("ttl"), lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start})
 		if err != nil {
 			return s.deny(denied, err)

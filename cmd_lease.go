@@ -45,6 +45,9 @@ func (a *app) lease(ctx context.Context, c *cli.Command) (*reply, error) {
 	var value []byte
 	err = s.finish(func() error {
 		denied := audit.Entry{Event: "lease_denied", Secret: name}
+		if err := s.refuseInLockdown(denied); err != nil {
+			return err
+		}
 		if err := store.CheckName(name); err != nil {
 			denied.Secret = ""
 			return s.deny(denied, err)

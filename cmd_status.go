@@ -42,6 +42,7 @@ func (a *app) status(ctx context.Context, c *cli.Command) (*reply, error) {
 			"identity":      map[string]any{"source": s.st.IdentitySource(), "public_key": s.st.PublicKey()},
 			"audit":         auditState,
 			"heartbeat":     map[string]any{"enabled": cfg.Heartbeat.Enabled, "url": cfg.Heartbeat.URL},
+			"lockdown":      lockdownInfo(s.state.Lockdown, s.st.UnlockCode()),
 		}
 		return nil
 	}())
@@ -49,6 +50,9 @@ func (a *app) status(ctx context.Context, c *cli.Command) (*reply, error) {
 		return nil, err
 	}
 	next := []action{{"secrets list", "List stored secrets"}, {"secrets leases", "List active leases"}}
+	if s.state.Lockdown != nil {
+		next = []action{{"secrets unlock", "Lift the lockdown: a person types the fingerprint on a terminal"}}
+	}
 	if s.broken != nil {
 		next = []action{{"secrets audit --verify", "Find where the audit log was changed"}, {"secrets audit --reset --yes", "Move the damaged log aside and start a new one"}}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/envfile"
+	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/rotate"
 	"github.com/agent-secrets/secrets/store"
@@ -251,6 +252,7 @@ var problems = []struct {
 	{store.ErrInsecure, problem{"insecure_permissions", exitStore, "restrict the file to its owner: chmod 600 FILE (chmod 700 for the directory)"}},
 	{audit.ErrTampered, problem{"audit_tampered", exitAudit, "inspect audit.jsonl with: secrets audit --verify; then start a new log with: secrets audit --reset --yes (the damaged log is kept)"}},
 	{audit.ErrFailed, problem{"audit_failed", exitAudit, "free disk space or fix the permissions of audit.jsonl; nothing was released"}},
+	{killswitch.ErrLockdown, problem{"lockdown", exitLockdown, "a person lifts the lockdown with secrets unlock on a terminal, typing the fingerprint that secrets status shows"}},
 	{rotate.ErrFailed, problem{"rotation_failed", exitRotation, "fix the hook (it gets the value on stdin and SECRET_NAME; it prints the new value, or nothing if it refreshed the credential elsewhere); nothing was changed"}},
 	{store.ErrWrite, problem{"write_failed", exitWriteFail, "free disk space or fix the store directory; the previous file is intact"}},
 }
@@ -302,6 +304,7 @@ func (a *app) commands() *cli.Command {
 			a.cmdInit(), a.cmdAdd(), a.cmdSet(), a.cmdRm(), a.cmdList(),
 			a.cmdLease(), a.cmdLeases(), a.cmdRenew(), a.cmdRevoke(),
 			a.cmdEnv(), a.cmdExec(), a.cmdCleanup(), a.cmdRotate(),
+			a.cmdKillswitch(), a.cmdUnlock(),
 			a.cmdStatus(), a.cmdAudit(), a.cmdVersion(), a.cmdServe(),
 		},
 		HideHelpCommand: true,

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -164,5 +165,48 @@ func TestExecOnTerminal(t *testing.T) {
 				t.Fatalf("exit %d (want %d), terminal showed %q (want %q)", code, tc.code, seen, tc.want)
 			}
 		})
+	}
+}
+
+// TestUnlockOnTerminal: a person types the fingerprint at the controlling terminal. A
+// wrong one keeps the lockdown; the right one lifts it and leases work again.
+func TestUnlockOnTerminal(t *testing.T) {
+	bin := secretsBinary(t)
+	env := execEnv(t, bin)
+	secretsOut(t, bin, env, "killswitch")
+	status := secretsOut(t, bin, env, "status")
+	i := strings.Index(status, `"fingerprint": "`)
+	if i < 0 {
+		t.Fatalf("no fingerprint in status: %s", status)
+	}
+	code := status[i+len(`"fingerprint": "`) : i+len(`"fingerprint": "`)+9]
+	for _, tc := range []struct {
+		typed string
+		exit  int
+	}{{"0000-0000", exitLockdown}, {code, 0}} {
+		ptmx, tty := openPTY(t)
+		cmd := exec.Command(bin, "unlock")
+		cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, strings.NewReader(code+"\n"), io.Discard, io.Discard
+		cmd.ExtraFiles = []*os.File{tty}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 3}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		readUntil(t, ptmx, "to lift it: ")
+		ptmx.Write([]byte(tc.typed + "\n"))
+		err := cmd.Wait()
+		got := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			got = ee.ExitCode()
+		}
+		if got != tc.exit {
+			t.Fatalf("typing %q: exit %d, want %d", tc.typed, got, tc.exit)
+		}
+		tty.Close()
+		ptmx.Close()
+	}
+	if out := secretsOut(t, bin, env, "lease", "k"); out != "FAKE-exec-test-0123456789" {
+		t.Fatalf("lease after unlock: %q", out)
 	}
 }

@@ -35,6 +35,7 @@ func (s *State) stateFields() []struct {
 		{"audit_head", &s.AuditHead},
 		{"audit_broken", &s.AuditBroken},
 		{"env_files", &s.EnvFiles},
+		{"lockdown", &s.Lockdown},
 	}
 }
 
@@ -43,7 +44,7 @@ func encodeState(s *State) ([]byte, error) {
 	b := make([]byte, 0, 256+len(s.Leases)*256)
 	b = append(b, '{')
 	for _, f := range s.stateFields() {
-		if f.key == "audit_broken" && s.AuditBroken == "" || f.key == "env_files" && len(s.EnvFiles) == 0 {
+		if f.key == "audit_broken" && s.AuditBroken == "" || f.key == "env_files" && len(s.EnvFiles) == 0 || f.key == "lockdown" && s.Lockdown == nil {
 			continue // omitempty, as encoding/json would
 		}
 		v, err := json.Marshal(f.ptr)

@@ -90,8 +90,17 @@ type State struct {
 	AuditBroken string `json:"audit_broken,omitempty"`
 	// EnvFiles are the .env files secrets env wrote and has not removed yet.
 	EnvFiles []envfile.Record `json:"env_files,omitempty"`
+	// Lockdown is set by the killswitch; lease, env and exec refuse until secrets unlock.
+	Lockdown *Lockdown `json:"lockdown,omitempty"`
 
 	fresh bool // no leases.age existed (a new or version 1 store)
+}
+
+// Lockdown records why and when the killswitch fired.
+type Lockdown struct {
+	Since   time.Time `json:"since"`
+	Trigger string    `json:"trigger"` // manual, heartbeat or canary
+	Reason  string    `json:"reason,omitempty"`
 }
 
 // StateVersion is the leases.age format this binary writes.

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/killswitch"
+	"github.com/agent-secrets/secrets/store"
+	"github.com/urfave/cli/v3"
+)
+
+func (a *app) cmdKillswitch() *cli.Command {
+	return &cli.Command{
+		Name:      "killswitch",
+		Usage:     "Revoke every lease and lock the store down; optionally rotate every secret and wipe the store",
+		UsageText: "secrets killswitch [--rotate-all] [--wipe] [--yes] [--reason TEXT]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "rotate-all", Usage: "then rotate every secret that has a hook"},
+			&cli.BoolFlag{Name: "wipe", Usage: "then crypto-shred identity.age, secrets.age and leases.age (the audit log stays)"},
+			&cli.BoolFlag{Name: "yes", Usage: "confirm --wipe without a terminal prompt"},
+			&cli.StringFlag{Name: "reason", Usage: "why, for the audit log and status"},
+			clientIDFlag(),
+		},
+		Action: a.act(a.killswitch),
+	}
+}
+
+func (a *app) killswitch(ctx context.Context, c *cli.Command) (*reply, error) {
+	if c.NArg() > 0 {
+		return nil, usagef("killswitch takes no arguments")
+	}
+	if c.Bool("wipe") && !c.Bool("yes") {
+		if !isTerminal(a.stdin) {
+			return nil, usagef("--wipe destroys the store's keys and secrets; confirm with --yes")
+		}
+		fmt.Fprint(a.stderr, "This destroys identity.age, secrets.age and leases.age for good. Type WIPE to go on: ")
+		line, _ := bufio.NewReader(a.stdin).ReadString('\n')
+		if strings.TrimSpace(line) != "WIPE" {
+			return nil, usagef("not confirmed; nothing was changed")
+		}
+	}
+	steps := []string{"revoke all", "lockdown"}
+	if c.Bool("rotate-all") {
+		steps = append(steps, "rotate all")
+	}
+	if c.Bool("wipe") {
+		steps = append(steps, "wipe")
+	}
+	out, err := a.fire(ctx, c, "manual", c.String("reason"), c.Bool("rotate-all"), c.Bool("wipe"), steps)
+	if err != nil {
+		return nil, err
+	}
+	next := []action{{"secrets status", "See the lockdown"}, {"secrets unlock", "Lift the lockdown (on a terminal, typing the store fingerprint)"}}
+	if c.Bool("wipe") {
+		next = []action{{"secrets audit --tail 20", "Read what happened; the audit log survives the wipe"}}
+	}
+	return &reply{result: out, next: next}, nil
+}
+
+// fire runs the killswitch: lockdown and revoke all under the lock, then (outside it)
+// rotate all, then wipe. Every step is audited; a failing rotation hook does not stop
+// the rest, and running it again after a crash finishes the job.
+func (a *app) fire(ctx context.Context, c *cli.Command, trigger, reason string, rotateAll, wipe bool, steps []string) (map[string]any, error) {
+	s, err := a.open(ctx, c, modeWrite)
+	if err != nil {
+		return nil, err
+	}
+	ended := killswitch.Fire(s.state, trigger, reason, a.now())
+	lock := *s.state.Lockdown
+	code := s.st.UnlockCode()
+	s.record(audit.Entry{Event: "killswitch", OK: true, Detail: fmt.Sprintf("%s: %s; %s", trigger, strings.Join(steps, ", "), reason)})
+	s.end(ended, "lease_revoke", "killswitch")
+	if err := s.finish(nil); err != nil {
+		return nil, err
+	}
+	out := map[string]any{
+		"lockdown":       lockdownInfo(&lock, code),
+		"leases_revoked": len(ended),
+		"steps":          steps,
+	}
+	if rotateAll {
+		done, err := a.rotateSecrets(ctx, c, nil, "killswitch")
+		out["rotated"], out["rotation_failures"] = done.ok, done.failed
+		if err != nil {
+			a.warn("killswitch: " + err.Error() + "; going on")
+		}
+	}
+	if wipe {
+		s, err := a.open(ctx, c, modeWrite)
+		if err != nil {
+			return out, err
+		}
+		s.record(audit.Entry{Event: "wipe", OK: true, Detail: trigger + ": shredding identity.age, secrets.age and leases.age; the audit log and config stay"})
+		if err := s.commit(); err != nil {
+			s.st.Close()
+			return out, err
+		}
+		files, err := s.st.Shred()
+		s.st.Close()
+		out["wiped"] = files
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func lockdownInfo(l *store.Lockdown, code string) map[string]any {
+	if l == nil {
+		return nil
+	}
+	return map[string]any{
+		"since":       l.Since.UTC().Format(time.RFC3339),
+		"trigger":     l.Trigger,
+		"reason":      l.Reason,
+		"fingerprint": code,
+		"unlock":      "run secrets unlock on a terminal and type the fingerprint",
+	}
+}
+
+// refuseInLockdown denies a request that would hand out a value while the store is locked down.
+func (s *session) refuseInLockdown(e audit.Entry) error {
+	l := s.state.Lockdown
+	if l == nil {
+		return nil
+	}
+	return s.deny(e, fmt.Errorf("%w: the store is locked down since %s (%s%s); nothing is handed out until secrets unlock",
+		killswitch.ErrLockdown, l.Since.UTC().Format(time.RFC3339), l.Trigger, suffix(": ", l.Reason)))
+}
+
+func suffix(sep, s string) string {
+	if s == "" {
+		return ""
+	}
+	return sep + s
+}
+
+func (a *app) cmdUnlock() *cli.Command {
+	return &cli.Command{
+		Name:      "unlock",
+		Usage:     "Lift a lockdown: type the store fingerprint on the controlling terminal",
+		UsageText: "secrets unlock",
+		Flags:     []cli.Flag{clientIDFlag()},
+		Action:    a.act(a.unlock),
+	}
+}
+
+// unlock asks for the store fingerprint on /dev/tty, never stdin: an agent that was told
+// to run secrets unlock cannot answer for a person. It guards against instructions being
+// followed, not against a process that controls a terminal.
+func (a *app) unlock(ctx context.Context, c *cli.Command) (*reply, error) {
+	if c.NArg() > 0 {
+		return nil, usagef("unlock takes no arguments")
+	}
+	s, err := a.open(ctx, c, modeWrite)
+	if err != nil {
+		return nil, err
+	}
+	if s.state.Lockdown == nil {
+		s.finish(nil)
+		return &reply{result: map[string]any{"lockdown": nil, "unlocked": false}, next: []action{{"secrets status", "Check the store"}}}, nil
+	}
+	code := s.st.UnlockCode()
+	err = s.finish(func() error {
+		e := audit.Entry{Event: "unlock"}
+		tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+		if err != nil {
+			return s.deny(e, fmt.Errorf("%w: unlock needs a person at the controlling terminal (%v)", killswitch.ErrLockdown, err))
+		}
+		defer tty.Close()
+		fmt.Fprintf(tty, "The store is locked down since %s (%s). Type its fingerprint (from secrets status) to lift it: ",
+			s.state.Lockdown.Since.UTC().Format(time.RFC3339), s.state.Lockdown.Trigger)
+		line, _ := bufio.NewReader(tty).ReadString('\n')
+		if strings.TrimSpace(line) != code {
+			return s.deny(e, fmt.Errorf("%w: that is not the store fingerprint; the lockdown stays", killswitch.ErrLockdown))
+		}
+		e.OK, e.Detail = true, "lockdown by "+s.state.Lockdown.Trigger+" lifted"
+		s.state.Lockdown = nil
+		s.record(e)
+		return nil
+	}())
+	if err != nil {
+		return nil, err
+	}
+	return &reply{result: map[string]any{"lockdown": nil, "unlocked": true}, next: []action{{"secrets status", "Check the store"}}}, nil
+}

@@ -1,0 +1,63 @@
+package store
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// Shred crypto-shreds the store: identity.age (when the identity lives there), secrets.age,
+// its version 1 backup and leases.age are each overwritten with random bytes, fsynced and
+// removed. The audit log and config.json stay, so the record of what happened survives.
+// It returns the files it shredded. The lock must be held.
+func (s *Store) Shred() ([]string, error) {
+	var done []string
+	for _, name := range []string{SecretsFile, SecretsFile + ".v1.bak", LeasesFile, IdentityFile} {
+		p := s.Path(name)
+		if name == IdentityFile && s.idSource != p {
+			continue // the identity came from the environment: there is no file of ours
+		}
+		err := overwrite(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return done, fmt.Errorf("%w: shred %s: %w", ErrWrite, p, err)
+		}
+		if err := os.Remove(p); err != nil {
+			return done, fmt.Errorf("%w: remove %s: %w", ErrWrite, p, err)
+		}
+		done = append(done, p)
+	}
+	return done, syncDir(s.dir)
+}
+
+func overwrite(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(f, rand.Reader, fi.Size()); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// UnlockCode is what a person types to lift a lockdown: eight hex digits derived from
+// the store's public key, shown by secrets status. It is not secret.
+func (s *Store) UnlockCode() string {
+	sum := sha256.Sum256([]byte(s.id.public))
+	h := hex.EncodeToString(sum[:4])
+	return h[:4] + "-" + h[4:]
+}
