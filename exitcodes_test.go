@@ -65,6 +65,14 @@ func TestExitCodes(t *testing.T) {
 			write(t, filepath.Join(dir, "taken.env"), "MINE=1\n")
 		}, "", []string{"env", "--secret", "k", "--output", "STORE/taken.env"}},
 		{"invalid_project_file", 2, initialized, "", []string{"env", "--secret", "k=not-a-var"}},
+		{"lockdown", 9, func(t *testing.T, dir string) {
+			initialized(t, dir)
+			mustCall(t, dir, "", "killswitch")
+		}, "", []string{"lease", "k", "--json"}},
+		{"rotation_failed", 10, func(t *testing.T, dir string) {
+			initialized(t, dir)
+			mustCall(t, dir, "", "set", "k", "--rotate-via", "exit 1")
+		}, "", []string{"rotate", "k"}},
 		{"store_locked", 6, func(t *testing.T, dir string) {
 			initialized(t, dir)
 			lk := flock.New(filepath.Join(dir, ".lock"))
