@@ -16,6 +16,7 @@ func (a *app) cmdAdd() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "rotate-via", Usage: "command that rotates this secret: gets the value on stdin, prints the new one (or nothing if it refreshed it elsewhere)"},
 			&cli.StringFlag{Name: "verify-via", Usage: "command that checks a rotated value (on stdin) before it is stored"},
+			&cli.BoolFlag{Name: "canary", Usage: "a honeytoken: leasing it hands out the value and fires the killswitch (canary_action)"},
 			clientIDFlag(),
 		},
 		Action: a.act(a.add),
@@ -30,7 +31,7 @@ func (a *app) add(ctx context.Context, c *cli.Command) (*reply, error) {
 	sec, err := a.writeValue(ctx, c, "secret_add", name, func(sec *store.Secrets, v []byte) (*store.Secret, error) {
 		added, err := sec.Add(name, v, c.String("rotate-via"), a.now())
 		if err == nil {
-			added.VerifyVia = c.String("verify-via")
+			added.VerifyVia, added.Canary = c.String("verify-via"), c.Bool("canary")
 		}
 		return added, err
 	})
@@ -38,7 +39,7 @@ func (a *app) add(ctx context.Context, c *cli.Command) (*reply, error) {
 		return nil, err
 	}
 	return &reply{
-		result: secretInfo(name, sec),
+		result: secretInfo(name, sec, false),
 		next: []action{
 			{"secrets lease " + name + " --ttl 1h --client-id AGENT", "Lease it (prints the raw value)"},
 			{"secrets exec --secret " + name + "=ENV_VAR -- CMD", "Run a command with it in the environment"},
@@ -98,8 +99,9 @@ func clientIDFlag() cli.Flag {
 	return &cli.StringFlag{Name: "client-id", Usage: "who is asking, for the audit log (default $SECRETS_CLIENT_ID, else <parent>-<ppid>)"}
 }
 
-// secretInfo is a secret's metadata as commands report it. It never includes the value.
-func secretInfo(name string, sec *store.Secret) map[string]any {
+// secretInfo is a secret's metadata as commands report it. It never includes the value,
+// and says whether it is a canary only when asked: a canary must look like any secret.
+func secretInfo(name string, sec *store.Secret, showCanary bool) map[string]any {
 	m := map[string]any{
 		"name":       name,
 		"created_at": sec.CreatedAt,
@@ -114,6 +116,9 @@ func secretInfo(name string, sec *store.Secret) map[string]any {
 	}
 	if sec.RotatedAt != nil {
 		m["rotated_at"] = sec.RotatedAt
+	}
+	if showCanary {
+		m["canary"] = sec.Canary
 	}
 	return m
 }

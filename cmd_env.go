@@ -129,7 +129,8 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 		return nil, err
 	}
 	var leases []lease.Lease
-	var bashOnly []string
+	var bashOnly, canaries []string
+	canaryAction := s.st.Config().CanaryAction
 	err = s.finish(func() error {
 		if err := s.projectClient(c, fileClient); err != nil {
 			return err
@@ -168,7 +169,7 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 			return s.deny(denied, err)
 		}
 		defer clear(content)
-		bashOnly = only
+		bashOnly, canaries = only, s.canaries(leases)
 		s.state.EnvFiles = append(s.state.EnvFiles, envfile.Record{Path: out, SHA256: envfile.Hash(content), LeaseIDs: ids, CreatedAt: a.now().UTC()})
 		for _, l := range leases {
 			s.record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: "env " + out + ", ttl " + l.TTL})
@@ -193,6 +194,8 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The file is written as usual; the killswitch then ends its leases, which removes it.
+	a.tripCanaries(ctx, c, canaries, s.client, canaryAction)
 	for _, name := range bashOnly {
 		a.warn(fmt.Sprintf("%s holds characters that only bash reads back exactly from a .env file; other dotenv parsers may misread it or fail on the file. Prefer: secrets exec -- CMD", name))
 	}

@@ -78,6 +78,8 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 	}
 	var leases []lease.Lease
 	var vars []envfile.Var
+	var canaries []string
+	canaryAction := s.st.Config().CanaryAction
 	prog := filepath.Base(argv[0])
 	err = s.finish(func() error {
 		if err := s.projectClient(c, fileClient); err != nil {
@@ -102,10 +104,17 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 		for _, l := range leases {
 			s.record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: "exec " + prog + ", ttl " + l.TTL})
 		}
+		canaries = s.canaries(leases)
 		return nil
 	}())
 	if err != nil {
 		return nil, err
+	}
+	if len(canaries) > 0 {
+		// The command starts as usual; the killswitch has ended its leases, and the queued
+		// check stops it as soon as it runs.
+		a.tripCanaries(ctx, c, canaries, s.client, canaryAction)
+		sigs <- killswitch.SigRevoke
 	}
 	// The lock is released: a secrets call inside the command never waits on us.
 	code, how := a.supervise(ctx, c, argv, vars, leases, grace, sigs)

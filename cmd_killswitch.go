@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/killswitch"
+	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/store"
 	"github.com/urfave/cli/v3"
 )
@@ -44,14 +46,7 @@ func (a *app) killswitch(ctx context.Context, c *cli.Command) (*reply, error) {
 			return nil, usagef("not confirmed; nothing was changed")
 		}
 	}
-	steps := []string{"revoke all", "lockdown"}
-	if c.Bool("rotate-all") {
-		steps = append(steps, "rotate all")
-	}
-	if c.Bool("wipe") {
-		steps = append(steps, "wipe")
-	}
-	out, err := a.fire(ctx, c, "manual", c.String("reason"), c.Bool("rotate-all"), c.Bool("wipe"), steps)
+	out, err := a.fire(ctx, c, "manual", c.String("reason"), store.FailAction{RevokeAll: true, RotateAll: c.Bool("rotate-all"), WipeStore: c.Bool("wipe")})
 	if err != nil {
 		return nil, err
 	}
@@ -63,14 +58,28 @@ func (a *app) killswitch(ctx context.Context, c *cli.Command) (*reply, error) {
 }
 
 // fire runs the killswitch: lockdown and revoke all under the lock, then (outside it)
-// rotate all, then wipe. Every step is audited; a failing rotation hook does not stop
-// the rest, and running it again after a crash finishes the job.
-func (a *app) fire(ctx context.Context, c *cli.Command, trigger, reason string, rotateAll, wipe bool, steps []string) (map[string]any, error) {
+// rotate all, then wipe, as act says. Every step is audited; a failing rotation hook does
+// not stop the rest, and running it again after a crash finishes the job.
+func (a *app) fire(ctx context.Context, c *cli.Command, trigger, reason string, act store.FailAction, first ...audit.Entry) (map[string]any, error) {
+	rotateAll, wipe := act.RotateAll, act.WipeStore
+	steps := []string{"lockdown"}
+	if act.RevokeAll {
+		steps = []string{"revoke all", "lockdown"}
+	}
+	if rotateAll {
+		steps = append(steps, "rotate all")
+	}
+	if wipe {
+		steps = append(steps, "wipe")
+	}
 	s, err := a.open(ctx, c, modeWrite)
 	if err != nil {
 		return nil, err
 	}
-	ended := killswitch.Fire(s.state, trigger, reason, a.now())
+	for _, e := range first {
+		s.record(e) // committed with the lockdown, so the cause and the effect land together
+	}
+	ended := killswitch.Fire(s.state, trigger, reason, act.RevokeAll, a.now())
 	lock := *s.state.Lockdown
 	code := s.st.UnlockCode()
 	s.record(audit.Entry{Event: "killswitch", OK: true, Detail: fmt.Sprintf("%s: %s; %s", trigger, strings.Join(steps, ", "), reason)})
@@ -188,4 +197,31 @@ func (a *app) unlock(ctx context.Context, c *cli.Command) (*reply, error) {
 		return nil, err
 	}
 	return &reply{result: map[string]any{"lockdown": nil, "unlocked": true}, next: []action{{"secrets status", "Check the store"}}}, nil
+}
+
+// canaries returns the canary secrets among leases.
+func (s *session) canaries(leases []lease.Lease) []string {
+	var names []string
+	for _, l := range leases {
+		if sec := s.secrets.Secrets[l.Secret]; sec != nil && sec.Canary && !slices.Contains(names, l.Secret) {
+			names = append(names, l.Secret)
+		}
+	}
+	return names
+}
+
+// tripCanaries runs after a canary's value was handed out as usual: it records
+// canary_tripped (with the actor) and fires the killswitch with canary_action.
+func (a *app) tripCanaries(ctx context.Context, c *cli.Command, names []string, client string, act store.FailAction) {
+	if len(names) == 0 {
+		return
+	}
+	entries := make([]audit.Entry, len(names))
+	for i, n := range names {
+		entries[i] = audit.Entry{Event: "canary_tripped", Secret: n, ClientID: client, OK: true, Detail: "a canary was handed out; firing the killswitch"}
+	}
+	reason := fmt.Sprintf("canary %s used by %s", strings.Join(names, ", "), client)
+	if _, err := a.fire(ctx, c, "canary", reason, act, entries...); err != nil {
+		a.warn("canary: the killswitch failed: " + err.Error())
+	}
 }

@@ -43,6 +43,8 @@ func (a *app) lease(ctx context.Context, c *cli.Command) (*reply, error) {
 	}
 	var l lease.Lease
 	var value []byte
+	var canaries []string
+	canaryAction := s.st.Config().CanaryAction
 	err = s.finish(func() error {
 		denied := audit.Entry{Event: "lease_denied", Secret: name}
 		if err := s.refuseInLockdown(denied); err != nil {
@@ -65,12 +67,14 @@ func (a *app) lease(ctx context.Context, c *cli.Command) (*reply, error) {
 			return s.deny(denied, err)
 		}
 		value = secret.Value
+		canaries = s.canaries([]lease.Lease{l})
 		s.record(audit.Entry{Event: "lease_grant", Secret: name, LeaseID: l.ID, OK: true, Detail: "ttl " + l.TTL})
 		return nil
 	}())
 	if err != nil {
 		return nil, err
 	}
+	a.tripCanaries(ctx, c, canaries, s.client, canaryAction)
 	if !c.Bool("json") {
 		return &reply{raw: value}, nil
 	}

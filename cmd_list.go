@@ -11,7 +11,8 @@ func (a *app) cmdList() *cli.Command {
 	return &cli.Command{
 		Name:      "list",
 		Usage:     "List secret names and metadata (never values)",
-		UsageText: "secrets list",
+		UsageText: "secrets list [--show-canaries]",
+		Flags:     []cli.Flag{&cli.BoolFlag{Name: "show-canaries", Usage: "say which secrets are canaries"}},
 		Action:    a.act(a.list),
 	}
 }
@@ -36,7 +37,7 @@ func (a *app) list(ctx context.Context, c *cli.Command) (*reply, error) {
 		}
 		out = make([]map[string]any, 0, len(sec.Secrets))
 		for _, name := range sec.Names() {
-			m := secretInfo(name, sec.Secrets[name])
+			m := secretInfo(name, sec.Secrets[name], c.Bool("show-canaries"))
 			m["active_leases"] = counts[name]
 			out = append(out, m)
 		}

@@ -37,7 +37,7 @@ func (a *app) set(ctx context.Context, c *cli.Command) (*reply, error) {
 		return nil, err
 	}
 	return &reply{
-		result: secretInfo(name, sec),
+		result: secretInfo(name, sec, false),
 		next: []action{
 			{"secrets leases --secret " + name, "See leases still holding the previous value"},
 			{"secrets revoke LEASE_ID", "End a lease that holds the previous value"},
@@ -71,5 +71,5 @@ func (a *app) setHooks(ctx context.Context, c *cli.Command, name string) (*reply
 	if err != nil {
 		return nil, err
 	}
-	return &reply{result: secretInfo(name, sec), next: []action{{"secrets rotate " + name, "Rotate it now"}}}, nil
+	return &reply{result: secretInfo(name, sec, false), next: []action{{"secrets rotate " + name, "Rotate it now"}}}, nil
 }

@@ -45,6 +45,8 @@ type Config struct {
 	RotationTimeout Duration  `json:"rotation_timeout"`
 	LockTimeout     Duration  `json:"lock_timeout"`
 	Heartbeat       Heartbeat `json:"heartbeat"`
+	// CanaryAction is what leasing a canary secret fires, besides the lockdown it always causes.
+	CanaryAction FailAction `json:"canary_action"`
 }
 
 // DefaultConfig returns the configuration `init` writes.
@@ -61,6 +63,7 @@ func DefaultConfig(dir string) Config {
 			FailuresBeforeAction: 3,
 			FailAction:           FailAction{RevokeAll: true},
 		},
+		CanaryAction: FailAction{RevokeAll: true},
 	}
 }
 
@@ -120,6 +123,8 @@ func (c *Config) decode(d *decoder) error {
 			err = d.duration(&c.LockTimeout)
 		case "heartbeat":
 			err = d.section(c.Heartbeat.decode)
+		case "canary_action":
+			err = d.section(c.CanaryAction.decode)
 		default:
 			err = errors.New("unknown key")
 		}
