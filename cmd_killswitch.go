@@ -57,66 +57,73 @@ func (a *app) killswitch(ctx context.Context, c *cli.Command) (*reply, error) {
 	return &reply{result: out, next: next}, nil
 }
 
-// fire runs the killswitch: lockdown and revoke all under the lock, then (outside it)
-// rotate all, then wipe, as act says. Every step is audited; a failing rotation hook does
-// not stop the rest, and running it again after a crash finishes the job.
+// fire runs the killswitch: lockdown and revoke all under the lock, recorded in one
+// commit with the entries that caused it, then (outside the lock) rotate all and wipe, as
+// act says. Every step is audited; a failing rotation hook does not stop the rest, and
+// running it again after a crash finishes the job.
 func (a *app) fire(ctx context.Context, c *cli.Command, trigger, reason string, act store.FailAction, first ...audit.Entry) (map[string]any, error) {
-	rotateAll, wipe := act.RotateAll, act.WipeStore
-	steps := []string{"lockdown"}
-	if act.RevokeAll {
-		steps = []string{"revoke all", "lockdown"}
-	}
-	if rotateAll {
-		steps = append(steps, "rotate all")
-	}
-	if wipe {
-		steps = append(steps, "wipe")
-	}
 	s, err := a.open(ctx, c, modeWrite)
 	if err != nil {
 		return nil, err
 	}
 	for _, e := range first {
-		s.record(e) // committed with the lockdown, so the cause and the effect land together
+		s.record(e)
 	}
-	ended := killswitch.Fire(s.state, trigger, reason, act.RevokeAll, a.now())
-	lock := *s.state.Lockdown
-	code := s.st.UnlockCode()
-	s.record(audit.Entry{Event: "killswitch", OK: true, Detail: fmt.Sprintf("%s: %s; %s", trigger, strings.Join(steps, ", "), reason)})
-	s.end(ended, "lease_revoke", "killswitch")
+	out := s.lockdown(trigger, reason, act)
 	if err := s.finish(nil); err != nil {
 		return nil, err
 	}
-	out := map[string]any{
-		"lockdown":       lockdownInfo(&lock, code),
+	return out, a.afterLockdown(ctx, c, trigger, act, out)
+}
+
+// lockdown is the part of the killswitch done in the caller's session: the lockdown,
+// every lease revoked (with act.RevokeAll), and the killswitch entry.
+func (s *session) lockdown(trigger, reason string, act store.FailAction) map[string]any {
+	steps := []string{"lockdown"}
+	if act.RevokeAll {
+		steps = []string{"revoke all", "lockdown"}
+	}
+	if act.RotateAll {
+		steps = append(steps, "rotate all")
+	}
+	if act.WipeStore {
+		steps = append(steps, "wipe")
+	}
+	ended := killswitch.Fire(s.state, trigger, reason, act.RevokeAll, s.a.now())
+	s.record(audit.Entry{Event: "killswitch", OK: true, Detail: fmt.Sprintf("%s: %s; %s", trigger, strings.Join(steps, ", "), reason)})
+	s.end(ended, "lease_revoke", "killswitch")
+	return map[string]any{
+		"lockdown":       lockdownInfo(s.state.Lockdown, s.st.UnlockCode()),
 		"leases_revoked": len(ended),
 		"steps":          steps,
 	}
-	if rotateAll {
-		done, err := a.rotateSecrets(ctx, c, nil, "killswitch")
+}
+
+// afterLockdown rotates and wipes, outside the lock, as act says, adding to out.
+func (a *app) afterLockdown(ctx context.Context, c *cli.Command, trigger string, act store.FailAction, out map[string]any) error {
+	if act.RotateAll {
+		done, err := a.rotateSecrets(ctx, c, nil, trigger+" killswitch")
 		out["rotated"], out["rotation_failures"] = done.ok, done.failed
 		if err != nil {
 			a.warn("killswitch: " + err.Error() + "; going on")
 		}
 	}
-	if wipe {
-		s, err := a.open(ctx, c, modeWrite)
-		if err != nil {
-			return out, err
-		}
-		s.record(audit.Entry{Event: "wipe", OK: true, Detail: trigger + ": shredding identity.age, secrets.age and leases.age; the audit log and config stay"})
-		if err := s.commit(); err != nil {
-			s.st.Close()
-			return out, err
-		}
-		files, err := s.st.Shred()
-		s.st.Close()
-		out["wiped"] = files
-		if err != nil {
-			return out, err
-		}
+	if !act.WipeStore {
+		return nil
 	}
-	return out, nil
+	s, err := a.open(ctx, c, modeWrite)
+	if err != nil {
+		return err
+	}
+	s.record(audit.Entry{Event: "wipe", OK: true, Detail: trigger + ": shredding identity.age, secrets.age and leases.age; the audit log and config stay"})
+	if err := s.commit(); err != nil {
+		s.st.Close()
+		return err
+	}
+	files, err := s.st.Shred()
+	s.st.Close()
+	out["wiped"] = files
+	return err
 }
 
 func lockdownInfo(l *store.Lockdown, code string) map[string]any {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"time"
 
+	"github.com/agent-secrets/secrets/store"
 	"github.com/urfave/cli/v3"
 )
 
@@ -41,7 +43,7 @@ func (a *app) status(ctx context.Context, c *cli.Command) (*reply, error) {
 			"dir":           s.st.Dir(),
 			"identity":      map[string]any{"source": s.st.IdentitySource(), "public_key": s.st.PublicKey()},
 			"audit":         auditState,
-			"heartbeat":     map[string]any{"enabled": cfg.Heartbeat.Enabled, "url": cfg.Heartbeat.URL},
+			"heartbeat":     heartbeatInfo(cfg.Heartbeat, s.state.Heartbeat),
 			"lockdown":      lockdownInfo(s.state.Lockdown, s.st.UnlockCode()),
 		}
 		return nil
@@ -57,4 +59,17 @@ func (a *app) status(ctx context.Context, c *cli.Command) (*reply, error) {
 		next = []action{{"secrets audit --verify", "Find where the audit log was changed"}, {"secrets audit --reset --yes", "Move the damaged log aside and start a new one"}}
 	}
 	return &reply{result: result, next: next}, nil
+}
+
+// heartbeatInfo is the heartbeat's configuration and its last result.
+func heartbeatInfo(cfg store.Heartbeat, st *store.HeartbeatState) map[string]any {
+	m := map[string]any{"enabled": cfg.Enabled, "url": cfg.URL, "failures_before_action": cfg.FailuresBeforeAction}
+	if st != nil {
+		m["last_check"] = st.LastCheck.UTC().Format(time.RFC3339)
+		m["last_ok"] = st.LastOK
+		m["last_error"] = st.LastError
+		m["failures"] = st.Failures
+		m["fired"] = st.Fired
+	}
+	return m
 }

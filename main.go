@@ -304,7 +304,7 @@ func (a *app) commands() *cli.Command {
 			a.cmdInit(), a.cmdAdd(), a.cmdSet(), a.cmdRm(), a.cmdList(),
 			a.cmdLease(), a.cmdLeases(), a.cmdRenew(), a.cmdRevoke(),
 			a.cmdEnv(), a.cmdExec(), a.cmdCleanup(), a.cmdRotate(),
-			a.cmdKillswitch(), a.cmdUnlock(),
+			a.cmdKillswitch(), a.cmdUnlock(), a.cmdWatch(),
 			a.cmdStatus(), a.cmdAudit(), a.cmdVersion(), a.cmdServe(),
 		},
 		HideHelpCommand: true,

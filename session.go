@@ -31,6 +31,7 @@ type session struct {
 
 	pending      []audit.Entry
 	secretsDirty bool
+	stateDirty   bool  // leases.age changed with no entry to record (a healthy heartbeat)
 	denied       bool  // a handler refused the request and recorded why; commit anyway
 	broken       error // the audit log is damaged: nothing may be appended
 }
@@ -210,7 +211,7 @@ func (s *session) effects(effects []killswitch.Effect) {
 // changed, secrets.age renamed into place. If the append fails nothing is released.
 // Nothing is written when nothing happened.
 func (s *session) commit() error {
-	if len(s.pending) == 0 && !s.secretsDirty {
+	if len(s.pending) == 0 && !s.secretsDirty && !s.stateDirty {
 		return nil
 	}
 	if s.broken != nil {
@@ -228,7 +229,7 @@ func (s *session) commit() error {
 	if err := s.st.Save(s.state, sec, batch.Write); err != nil {
 		return err
 	}
-	s.head, s.pending, s.secretsDirty = head, nil, false
+	s.head, s.pending, s.secretsDirty, s.stateDirty = head, nil, false, false
 	return nil
 }
 

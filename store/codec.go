@@ -36,6 +36,7 @@ func (s *State) stateFields() []struct {
 		{"audit_broken", &s.AuditBroken},
 		{"env_files", &s.EnvFiles},
 		{"lockdown", &s.Lockdown},
+		{"heartbeat", &s.Heartbeat},
 	}
 }
 
@@ -44,7 +45,7 @@ func encodeState(s *State) ([]byte, error) {
 	b := make([]byte, 0, 256+len(s.Leases)*256)
 	b = append(b, '{')
 	for _, f := range s.stateFields() {
-		if f.key == "audit_broken" && s.AuditBroken == "" || f.key == "env_files" && len(s.EnvFiles) == 0 || f.key == "lockdown" && s.Lockdown == nil {
+		if f.key == "audit_broken" && s.AuditBroken == "" || f.key == "env_files" && len(s.EnvFiles) == 0 || f.key == "lockdown" && s.Lockdown == nil || f.key == "heartbeat" && s.Heartbeat == nil {
 			continue // omitempty, as encoding/json would
 		}
 		v, err := json.Marshal(f.ptr)

@@ -92,6 +92,8 @@ type State struct {
 	EnvFiles []envfile.Record `json:"env_files,omitempty"`
 	// Lockdown is set by the killswitch; lease, env and exec refuse until secrets unlock.
 	Lockdown *Lockdown `json:"lockdown,omitempty"`
+	// Heartbeat is what secrets watch has seen.
+	Heartbeat *HeartbeatState `json:"heartbeat,omitempty"`
 
 	fresh bool // no leases.age existed (a new or version 1 store)
 }
@@ -101,6 +103,15 @@ type Lockdown struct {
 	Since   time.Time `json:"since"`
 	Trigger string    `json:"trigger"` // manual, heartbeat or canary
 	Reason  string    `json:"reason,omitempty"`
+}
+
+// HeartbeatState is the last heartbeat check and the run of failures it belongs to.
+type HeartbeatState struct {
+	LastCheck time.Time `json:"last_check"`
+	LastOK    bool      `json:"last_ok"`
+	LastError string    `json:"last_error,omitempty"`
+	Failures  int       `json:"failures"` // consecutive
+	Fired     bool      `json:"fired"`    // the fail action ran for this outage
 }
 
 // StateVersion is the leases.age format this binary writes.
