@@ -179,6 +179,7 @@ func (a *app) supervise(ctx context.Context, c *cli.Command, argv []string, vars
 		fmt.Fprintf(a.stderr, "secrets: error: exec %s: %v\n", argv[0], err)
 		return exitNotStarted, "the command could not be started"
 	}
+	a.execRan = true
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 
@@ -212,6 +213,9 @@ func (a *app) supervise(ctx context.Context, c *cli.Command, argv []string, vars
 			}
 		case <-expiry.C:
 			stop("lease expired")
+		case <-ctx.Done():
+			stop("timed out")
+			ctx = context.Background() // stop once; then wait for the command
 		case <-kill:
 			syscall.Kill(-pgid, syscall.SIGKILL)
 			stopped += fmt.Sprintf("; SIGKILL after %s", grace)

@@ -44,6 +44,8 @@ type app struct {
 	now            func() time.Time
 	args           []string
 	exit           int
+	failure        problem // how the invocation failed, when it did
+	execRan        bool    // secrets exec started its command
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer, environ []string, now func() time.Time) *app {
@@ -76,10 +78,13 @@ type action struct {
 
 type handler func(ctx context.Context, c *cli.Command) (*reply, error)
 
-func (a *app) run(args []string) int {
+func (a *app) run(args []string) int { return a.runContext(context.Background(), args) }
+
+// runContext is run with a context that, when done, stops a secrets exec command.
+func (a *app) runContext(ctx context.Context, args []string) int {
 	a.args = args
 	root := a.commands()
-	err := root.Run(context.Background(), args)
+	err := root.Run(ctx, args)
 	if err != nil && a.exit == 0 {
 		// Errors that reach here were raised before any handler ran: usage errors.
 		a.fail(usageCommand(root, args), err)
@@ -162,7 +167,7 @@ func (a *app) print(e envelope) {
 // value and must stay empty), one line on stderr, and the exit code from the table.
 func (a *app) fail(c *cli.Command, err error) {
 	p := classify(err)
-	a.exit = p.exit
+	a.exit, a.failure = p.exit, p
 	msg := err.Error()
 	fmt.Fprintf(a.stderr, "secrets: error: %s\n", msg)
 	if c.Name == "lease" && !c.Bool("json") && !a.hasArg("--json") || c.Name == "exec" {
@@ -304,7 +309,7 @@ func (a *app) commands() *cli.Command {
 			a.cmdInit(), a.cmdAdd(), a.cmdSet(), a.cmdRm(), a.cmdList(),
 			a.cmdLease(), a.cmdLeases(), a.cmdRenew(), a.cmdRevoke(),
 			a.cmdEnv(), a.cmdExec(), a.cmdCleanup(), a.cmdRotate(),
-			a.cmdKillswitch(), a.cmdUnlock(), a.cmdWatch(),
+			a.cmdKillswitch(), a.cmdUnlock(), a.cmdWatch(), a.cmdMCP(),
 			a.cmdStatus(), a.cmdAudit(), a.cmdVersion(), a.cmdServe(),
 		},
 		HideHelpCommand: true,
