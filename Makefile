@@ -11,9 +11,13 @@ BUILD   := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
 build:
 	$(BUILD) -o secrets .
 
-test:
+test: node_modules
 	go vet ./...
 	go test -race ./...
+	npm test
+
+node_modules: package-lock.json
+	npm ci --no-audit --no-fund
 
 cover:
 	go test -coverprofile=cover.out ./...

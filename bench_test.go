@@ -237,3 +237,29 @@ func BenchmarkExecVsTrue(b *testing.B) {
 		func() time.Duration { return timed(b, bin, []string{"exec", "--secret", "k", "--", truePath}, env) },
 		func() time.Duration { return timed(b, truePath, nil, env) })
 }
+
+// preMCP is the last commit before secrets mcp, for BenchmarkStartupVsBeforeMCP.
+const preMCP = "75ef6d1"
+
+// BenchmarkStartupVsBeforeMCP: `secrets version` at HEAD against the same command built
+// from the commit before the MCP server landed, showing what the MCP code costs every
+// other command at start-up.
+func BenchmarkStartupVsBeforeMCP(b *testing.B) {
+	bin := releaseBinary(b)
+	tree := filepath.Join(b.TempDir(), "tree")
+	add := exec.Command("git", "worktree", "add", "--detach", tree, preMCP)
+	if out, err := add.CombinedOutput(); err != nil {
+		b.Skipf("no worktree of %s (a shallow clone?): %v %s", preMCP, err, out)
+	}
+	defer exec.Command("git", "worktree", "remove", "--force", tree).Run()
+	old := filepath.Join(b.TempDir(), "secrets-before-mcp")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", old, ".")
+	build.Dir, build.Env = tree, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("build %s: %v\n%s", preMCP, err, out)
+	}
+	env := os.Environ()
+	compare(b,
+		func() time.Duration { return timed(b, bin, []string{"version"}, env) },
+		func() time.Duration { return timed(b, old, []string{"version"}, env) })
+}
