@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BUILD   := CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: build test cover lint bench fuzz install
+.PHONY: build test stress cover lint bench fuzz install
 
 build:
 	$(BUILD) -o secrets .
@@ -15,6 +15,9 @@ test: node_modules
 	go vet ./...
 	go test -race ./...
 	npm test
+
+stress:
+	go test -tags stress -count=1 -timeout 30m -run Stress -v . | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|stress_test'
 
 node_modules: package-lock.json
 	npm ci --no-audit --no-fund

@@ -55,6 +55,9 @@ func (a *app) cleanup(ctx context.Context, c *cli.Command) (*reply, error) {
 	}
 	records := append([]envfile.Record(nil), s.state.EnvFiles...)
 	for _, rec := range records {
+		if !dry {
+			envfile.RemoveTemps(rec.Path)
+		}
 		live := false
 		for _, id := range rec.LeaseIDs {
 			live = live || active[id]

@@ -42,8 +42,19 @@ func (a *app) initStore(ctx context.Context, c *cli.Command) (*reply, error) {
 		kind = "mlkem768-x25519"
 	}
 	s.record(audit.Entry{Event: "init", OK: true, Detail: "identity " + kind + " from " + st.IdentitySource()})
+	// The audit entry and leases.age first, secrets.age last: its presence is what marks
+	// the store initialized, so a crash before it leaves a store that init finishes.
+	if err := s.commit(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	s.secrets = store.NewSecrets()
 	s.secretsDirty = true
+	s.stateDirty = false
+	if err := st.SaveSecrets(s.secrets); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if err := s.finish(nil); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/agent-secrets/secrets/internal/crash"
 )
 
 // Log is one audit.jsonl file. It holds no state between calls beyond its configuration;
@@ -102,14 +104,20 @@ func (b *Batch) Write() error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrFailed, err)
 	}
+	crash.Point("audit.write", "")
+	if crash.Torn(f, b.data) { // a test build can stop halfway through the line
+		return nil
+	}
 	if _, err := f.Write(b.data); err != nil {
 		f.Truncate(fi.Size())
 		return fmt.Errorf("%w: write %s: %v", ErrFailed, b.log.path, err)
 	}
+	crash.Point("audit.written", "")
 	if err := f.Sync(); err != nil {
 		f.Truncate(fi.Size())
 		return fmt.Errorf("%w: fsync %s: %v", ErrFailed, b.log.path, err)
 	}
+	crash.Point("audit.synced", "")
 	return nil
 }
 

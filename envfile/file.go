@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/agent-secrets/secrets/internal/crash"
 )
 
 // ErrExists reports that the output file exists and --force was not given.
@@ -75,11 +77,8 @@ func CheckOutput(path string, force bool) error {
 // never followed. Temp files that an earlier, interrupted write left are removed first,
 // since they may hold values.
 func Write(path string, content []byte) (err error) {
+	RemoveTemps(path)
 	dir, base := filepath.Split(path)
-	stale, _ := filepath.Glob(filepath.Join(dir, "."+base+tempMarker+"*"))
-	for _, p := range stale {
-		os.Remove(p)
-	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	tmp := filepath.Join(dir, "."+base+tempMarker+hex.EncodeToString(rnd[:]))
@@ -105,6 +104,7 @@ func Write(path string, content []byte) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
+	crash.Point("envfile.rename", "")
 	if err = os.Rename(tmp, path); err != nil {
 		return err
 	}
@@ -114,6 +114,16 @@ func Write(path string, content []byte) (err error) {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// RemoveTemps deletes temp files that a write of path interrupted by a crash left beside
+// it. They are ours by name, and may hold values.
+func RemoveTemps(path string) {
+	dir, base := filepath.Split(path)
+	stale, _ := filepath.Glob(filepath.Join(dir, "."+base+tempMarker+"*"))
+	for _, p := range stale {
+		os.Remove(p)
+	}
 }
 
 // Outcome is what Remove found.
@@ -151,6 +161,7 @@ func Inspect(r Record) (Outcome, error) {
 // Remove deletes the file r describes only if it is still a regular file (not a link)
 // with the recorded bytes. A file someone changed is left and reported as Modified.
 func Remove(r Record) (Outcome, error) {
+	RemoveTemps(r.Path)
 	o, err := Inspect(r)
 	if err != nil || o != Removed {
 		return o, err

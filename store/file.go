@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/agent-secrets/secrets/internal/crash"
 )
 
 // ErrWrite wraps every failure to write a store file (full disk, I/O error, failed fsync).
@@ -105,12 +107,15 @@ func stage(dir, name string, data []byte) (st *staged, err error) {
 	if err = f.Chmod(0o600); err != nil {
 		return nil, err
 	}
+	crash.Point("stage.created", name)
 	if _, err = f.Write(data); err != nil {
 		return nil, err
 	}
+	crash.Point("stage.written", name)
 	if err = f.Sync(); err != nil {
 		return nil, err
 	}
+	crash.Point("stage.synced", name)
 	if err = f.Close(); err != nil {
 		return nil, err
 	}
@@ -123,6 +128,7 @@ func (s *staged) discard() { os.Remove(s.tmp) }
 // one fsync of dir. A rename that fails leaves that file and the ones after it as they were.
 func publish(dir string, files ...*staged) error {
 	for i, f := range files {
+		crash.Point("publish.rename", f.target)
 		if err := os.Rename(f.tmp, f.target); err != nil {
 			for _, rest := range files[i:] {
 				rest.discard()
@@ -130,9 +136,11 @@ func publish(dir string, files ...*staged) error {
 			return fmt.Errorf("%w: %s: %w", ErrWrite, f.target, err)
 		}
 	}
+	crash.Point("publish.dirsync", "")
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
+	crash.Point("publish.done", "")
 	return nil
 }
 

@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+
+	"github.com/agent-secrets/secrets/internal/crash"
 )
 
 // Shred crypto-shreds the store: identity.age (when the identity lives there), secrets.age,
@@ -30,6 +32,7 @@ func (s *Store) Shred() ([]string, error) {
 		if err != nil {
 			return done, fmt.Errorf("%w: shred %s: %w", ErrWrite, p, err)
 		}
+		crash.Point("shred.overwritten", name)
 		if err := os.Remove(p); err != nil {
 			return done, fmt.Errorf("%w: remove %s: %w", ErrWrite, p, err)
 		}

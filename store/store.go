@@ -253,9 +253,12 @@ func (s *Store) SaveSecrets(sec *Secrets) error { return s.Save(nil, sec, nil) }
 
 // Save writes the state and the secrets (either may be nil). Each is encrypted and written
 // and fsynced under a temp name while gate runs (the caller's audit append); only if gate
-// succeeds are they renamed into place, leases.age before secrets.age (whose presence marks
-// a store initialized), with one directory fsync for both. If gate fails, no file changes
-// and its error is returned. A secrets document read in version 1 format is first backed up
+// succeeds are they renamed into place, with one directory fsync for both. secrets.age goes
+// first: a crash between the two renames then leaves a stored value with its old leases
+// (which expire), never revoked leases with the new value lost, which after a rotation
+// whose hook retired the old credential would lose the credential (make before break;
+// TestStressCrash found the other order's hole). If gate fails, no file changes and its
+// error is returned. A secrets document read in version 1 format is first backed up
 // as secrets.age.v1.bak. The lock must be held.
 func (s *Store) Save(st *State, sec *Secrets, gate func() error) error {
 	if sec != nil && sec.readVersion == 1 {
@@ -301,7 +304,7 @@ func (s *Store) Save(st *State, sec *Secrets, gate func() error) error {
 		}
 	}
 	var files []*staged
-	for _, f := range []*staged{stStaged, secStaged} {
+	for _, f := range []*staged{secStaged, stStaged} {
 		if f != nil {
 			files = append(files, f)
 		}
