@@ -163,7 +163,9 @@ func TestStressCrash(t *testing.T) {
 		stdin string
 		next  [][]string
 	}
-	add := func(name, value string, flags ...string) []string { return append([]string{value, "add", name}, flags...) }
+	add := func(name, value string, flags ...string) []string {
+		return append([]string{value, "add", name}, flags...)
+	}
 	scenarios := []scenario{
 		{name: "init", args: []string{"init"}, next: [][]string{{"init"}, {"status"}}},
 		{name: "add", setup: [][]string{{"", "init"}, add("k", "FAKE-1")}, args: []string{"add", "k2"}, stdin: "FAKE-2", next: [][]string{{"lease", "k"}}},
