@@ -243,3 +243,164 @@ func TestStressCrash(t *testing.T) {
 		})
 	}
 }
+
+// loadReport is what the load checker found.
+type loadReport struct {
+	ops, failures int
+	losses        []string
+	p50, p99      time.Duration
+}
+
+// runLoad runs workers processes of ops mixed operations each on one store and checks that
+// nothing was lost: every operation that exited 0 has its effect in the store and its entry
+// in the audit log, and the log verifies.
+func runLoad(t *testing.T, bin string, workers, ops int) loadReport {
+	dir := filepath.Join(t.TempDir(), "store")
+	cwd := t.TempDir()
+	if r := runIn(bin, dir, cwd, "", nil, "init"); r.code != 0 {
+		t.Fatal(r.out)
+	}
+	type outcome struct {
+		op, secret, leaseID, value string
+		ok                         bool
+		took                       time.Duration
+	}
+	results := make(chan outcome, workers*ops)
+	done := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			defer func() { done <- struct{}{} }()
+			name := fmt.Sprintf("w%02d", w)
+			var leases []string
+			for i := 0; i < ops; i++ {
+				var args []string
+				stdin, op := "", ""
+				switch {
+				case i == 0:
+					op, args, stdin = "add", []string{"add", name}, fmt.Sprintf("FAKE-%s-0", name)
+				case i%7 == 1:
+					op, args, stdin = "set", []string{"set", name}, fmt.Sprintf("FAKE-%s-%d", name, i)
+				case i%7 == 2 || i%7 == 5:
+					op, args = "lease", []string{"lease", name, "--json"}
+				case i%7 == 3 && len(leases) > 0:
+					op, args = "renew", []string{"renew", leases[len(leases)-1], "--ttl", "2h"}
+				case i%7 == 4 && len(leases) > 0:
+					op, args = "revoke", []string{"revoke", leases[0]}
+				case i%7 == 6:
+					op, args = "list", []string{"list"}
+				default:
+					op, args = "status", []string{"status"}
+				}
+				start := time.Now()
+				r := runIn(bin, dir, cwd, stdin, []string{"SECRETS_CLIENT_ID=" + name}, append([]string{"--lock-timeout", "60s"}, args...)...)
+				o := outcome{op: op, secret: name, value: stdin, ok: r.code == 0, took: time.Since(start)}
+				switch {
+				case op == "lease" && o.ok:
+					if i := strings.Index(r.out, `"lease_id": "`); i >= 0 {
+						o.leaseID = r.out[i+13 : i+13+32]
+						leases = append(leases, o.leaseID)
+					}
+				case op == "revoke" && o.ok:
+					o.leaseID, leases = leases[0], leases[1:]
+				case op == "renew":
+					o.leaseID = leases[len(leases)-1]
+				}
+				results <- o
+			}
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		<-done
+	}
+	close(results)
+	var rep loadReport
+	var took []time.Duration
+	lastValue := map[string]string{}
+	active := map[string]bool{}
+	okCount := map[string]int{}
+	for o := range results {
+		rep.ops++
+		took = append(took, o.took)
+		if !o.ok {
+			rep.failures++
+			continue
+		}
+		okCount[o.op]++
+		switch o.op {
+		case "add", "set":
+			lastValue[o.secret] = o.value // one worker per secret: its writes are ordered
+		case "lease":
+			active[o.leaseID] = true
+		case "revoke":
+			delete(active, o.leaseID)
+		}
+	}
+	slices.Sort(took)
+	rep.p50, rep.p99 = took[len(took)/2], took[len(took)*99/100]
+
+	st, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: 10 * time.Second})
+	if err != nil {
+		rep.losses = append(rep.losses, "store unreadable: "+err.Error())
+		return rep
+	}
+	sec, err1 := st.LoadSecrets()
+	state, err2 := st.LoadState()
+	st.Close() // audit --verify below needs the lock
+	if err1 != nil || err2 != nil {
+		rep.losses = append(rep.losses, fmt.Sprintf("store unreadable: %v %v", err1, err2))
+		return rep
+	}
+	for name, v := range lastValue {
+		if s, ok := sec.Secrets[name]; !ok || string(s.Value) != v {
+			rep.losses = append(rep.losses, "lost write to "+name)
+		}
+	}
+	have := map[string]bool{}
+	for _, l := range state.Leases {
+		have[l.ID] = true
+	}
+	for id := range active {
+		if !have[id] {
+			rep.losses = append(rep.losses, "lost lease "+id)
+		}
+	}
+	for id := range have {
+		if !active[id] {
+			rep.losses = append(rep.losses, "lease back from the dead "+id)
+		}
+	}
+	r := runIn(bin, dir, cwd, "", nil, "audit", "--verify")
+	if r.code != 0 {
+		rep.losses = append(rep.losses, "audit --verify: "+r.out)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	for op, event := range map[string]string{"add": "secret_add", "set": "secret_set", "lease": "lease_grant", "renew": "lease_renew"} {
+		if n := strings.Count(string(log), `"event":"`+event+`"`); n != okCount[op] {
+			rep.losses = append(rep.losses, fmt.Sprintf("%d successful %s, %d %s entries", okCount[op], op, n, event))
+		}
+	}
+	return rep
+}
+
+// TestStressLoad: 64 processes x 50 mixed operations lose nothing, with p99 latency (an
+// upper bound on the lock wait) under 2 s.
+func TestStressLoad(t *testing.T) {
+	rep := runLoad(t, buildTagged(t, "stress_plain"), 64, 50)
+	t.Logf("%d operations, %d failed, p50 %v, p99 %v", rep.ops, rep.failures, rep.p50, rep.p99)
+	if rep.failures > 0 || len(rep.losses) > 0 {
+		t.Fatalf("%d failures; lost: %v", rep.failures, rep.losses)
+	}
+	if rep.p99 > 2*time.Second {
+		t.Fatalf("p99 %v, want under 2s", rep.p99)
+	}
+}
+
+// TestStressLoadNegativeControl: without the lock (a test-only build) the same checker
+// must find losses, or it could not be trusted to find them with the lock.
+func TestStressLoadNegativeControl(t *testing.T) {
+	rep := runLoad(t, buildTagged(t, "nolock"), 16, 25)
+	t.Logf("without the lock: %d operations, %d failed, %d losses found, e.g. %v", rep.ops, rep.failures, len(rep.losses), rep.losses[:min(3, len(rep.losses))])
+	if len(rep.losses) == 0 && rep.failures == 0 {
+		t.Fatal("the checker found no loss with locking disabled")
+	}
+}

@@ -12,10 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
-
-	"github.com/gofrs/flock"
 )
 
 // The files of a store directory.
@@ -48,7 +45,7 @@ type Store struct {
 	cfg      Config
 	id       *identity
 	idSource string
-	lock     *flock.Flock
+	lock     *os.File // holds the flock; closing it releases the lock
 }
 
 // Dir returns the store directory.
@@ -147,31 +144,17 @@ func readConfig(dir string) (Config, error) {
 
 // acquire takes the exclusive flock on .lock, never following a symlink.
 func (s *Store) acquire(ctx context.Context, timeout time.Duration) error {
+	if lockingDisabled {
+		return nil
+	}
 	if timeout <= 0 {
 		timeout = time.Duration(s.cfg.LockTimeout)
 	}
-	path := s.Path(LockFile)
-	lk := flock.New(path, flock.SetFlag(os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC), flock.SetPermissions(0o600))
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	ok, err := lk.TryLockContext(ctx, time.Millisecond)
-	if errors.Is(err, syscall.ELOOP) {
-		return &PermError{Path: path, Reason: "symlink"}
+	f, err := lockFile(ctx, s.Path(LockFile), timeout)
+	if err != nil {
+		return err
 	}
-	if !ok || err != nil {
-		lk.Close()
-		if err == nil || errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%w: %s is held by another secrets process (waited %s)", ErrLocked, path, timeout)
-		}
-		return fmt.Errorf("lock %s: %w", path, err)
-	}
-	s.lock = lk
-	if fi, err := lk.Stat(); err == nil {
-		if err := checkInfo(path, fi); err != nil {
-			s.Close()
-			return err
-		}
-	}
+	s.lock = f
 	return nil
 }
 
