@@ -226,7 +226,19 @@ func (s *session) commit() error {
 	if s.secretsDirty {
 		sec = s.secrets
 	}
-	if err := s.st.Save(s.state, sec, batch.Write); err != nil {
+	appended := false // set by the gate, which Save has finished with before it returns
+	gate := func() error {
+		err := batch.Write()
+		appended = err == nil
+		return err
+	}
+	if err := s.st.Save(s.state, sec, gate); err != nil {
+		if appended && len(s.pending) > 0 {
+			// The entries are durable but what they describe was not written (a full disk):
+			// say so in the log, which must not claim what did not happen.
+			s.log.Append(head, audit.Entry{Event: "commit_failed", Code: classify(err).code, Actor: s.actor, ClientID: s.client,
+				Detail: fmt.Sprintf("seq %d-%d above were recorded but not applied: %v", s.pending[0].Seq, head.Seq, err)})
+		}
 		return err
 	}
 	s.head, s.pending, s.secretsDirty, s.stateDirty = head, nil, false, false

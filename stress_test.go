@@ -5,8 +5,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/store"
 )
 
@@ -402,5 +405,192 @@ func TestStressLoadNegativeControl(t *testing.T) {
 	t.Logf("without the lock: %d operations, %d failed, %d losses found, e.g. %v", rep.ops, rep.failures, len(rep.losses), rep.losses[:min(3, len(rep.losses))])
 	if len(rep.losses) == 0 && rep.failures == 0 {
 		t.Fatal("the checker found no loss with locking disabled")
+	}
+}
+
+// TestStressFullDisk: with the file size limited (prlimit --fsize) at cut points across
+// the size of every write, a command either finishes or fails cleanly (write_failed or
+// audit_failed, one line on stderr) with the old state intact, and the store still works.
+func TestStressFullDisk(t *testing.T) {
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("prlimit is not installed")
+	}
+	bin := buildTagged(t, "stress_plain")
+	big := strings.Repeat("FAKE-big-value-", 200)
+	base := filepath.Join(t.TempDir(), "base")
+	os.Mkdir(base, 0o700)
+	sd := func(root string) string { return filepath.Join(root, "store") }
+	for _, s := range [][]string{{"", "init"}, {"FAKE-1", "add", "k"}, {"", "lease", "k"}} {
+		if r := runIn(bin, sd(base), base, s[0], nil, s[1:]...); r.code != 0 {
+			t.Fatal(r.out)
+		}
+	}
+	old := abstract(sd(base))
+	cases := []struct {
+		stdin string
+		args  []string
+	}{
+		{big, []string{"add", "big"}}, {big, []string{"set", "k"}}, {"", []string{"lease", "k"}},
+		{"", []string{"env", "--secret", "k", "--output", "p.env"}}, {"", []string{"revoke", "--all"}},
+	}
+	cuts := []int{0, 1, 64, 200, 400, 600, 800, 1000, 1300, 1600, 2000, 2500, 3000, 4000, 5000, 8000}
+	failed := 0
+	for _, c := range cases {
+		for _, n := range cuts {
+			w := filepath.Join(t.TempDir(), "w")
+			copyTree(t, base, w)
+			cmd := exec.Command("prlimit", append([]string{fmt.Sprintf("--fsize=%d", n), "--", bin}, c.args...)...)
+			cmd.Env = []string{"SECRETS_DIR=" + sd(w), "HOME=" + w, "PATH=" + os.Getenv("PATH")}
+			cmd.Dir, cmd.Stdin = w, strings.NewReader(c.stdin)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if err != nil {
+				failed++
+				code := cmd.ProcessState.ExitCode()
+				lines := strings.Count(stderr.String(), "\n")
+				if (code != exitWriteFail && code != exitAudit) || lines != 1 || !strings.HasPrefix(stderr.String(), "secrets: error: ") {
+					t.Fatalf("%v at fsize %d: exit %d, stderr %q", c.args, n, code, stderr.String())
+				}
+				if got := abstract(sd(w)); got != old {
+					t.Fatalf("%v at fsize %d: the old state changed:\n%s\nwant:\n%s", c.args, n, got, old)
+				}
+			}
+			for _, next := range [][]string{{"lease", "k"}, {"audit", "--verify"}, {"cleanup"}} {
+				if r := runIn(bin, sd(w), w, "", nil, next...); r.code != 0 {
+					t.Fatalf("%v at fsize %d: then %v: %s", c.args, n, next, r.out)
+				}
+			}
+			if tmp := temps(sd(w), w); len(tmp) > 0 {
+				t.Fatalf("%v at fsize %d: temp files left: %v", c.args, n, tmp)
+			}
+		}
+	}
+	if failed == 0 {
+		t.Fatal("no cut point made a write fail")
+	}
+	t.Logf("%d of %d limited runs failed, each cleanly", failed, len(cases)*len(cuts))
+}
+
+// TestStressBitFlips: every single-bit flip, every truncation and an appended byte of
+// secrets.age and leases.age are refused (decrypt_failed or store_corrupt), with no file
+// modified and no plaintext in the message. In-process, through run(), for speed.
+func TestStressBitFlips(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	mustCall(t, dir, "", "init")
+	mustCall(t, dir, "FAKE-flip-value-0001", "add", "k")
+	mustCall(t, dir, "", "lease", "k")
+	snapshot := func() map[string]string {
+		m := map[string]string{}
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+			m[e.Name()] = string(b)
+		}
+		return m
+	}
+	cases := 0
+	for _, name := range []string{store.SecretsFile, store.LeasesFile} {
+		p := filepath.Join(dir, name)
+		good, _ := os.ReadFile(p)
+		try := func(what string, bad []byte) {
+			cases++
+			os.WriteFile(p, bad, 0o600)
+			before := snapshot()
+			code, out, errs := call(t, dir, "", "lease", "k", "--json")
+			if code != exitStore || !(strings.Contains(out, `"code": "decrypt_failed"`) || strings.Contains(out, `"code": "store_corrupt"`)) {
+				t.Fatalf("%s %s: exit %d\n%s", name, what, code, out)
+			}
+			if strings.Contains(out+errs, "FAKE-flip") || strings.Contains(out+errs, "lease_01") {
+				t.Fatalf("%s %s: plaintext in the message", name, what)
+			}
+			after := snapshot()
+			if !maps.Equal(before, after) {
+				t.Fatalf("%s %s: a file changed", name, what)
+			}
+		}
+		for bit := 0; bit < len(good)*8; bit++ {
+			bad := append([]byte(nil), good...)
+			bad[bit/8] ^= 1 << (bit % 8)
+			try(fmt.Sprintf("bit %d flipped", bit), bad)
+		}
+		for n := 0; n < len(good); n++ {
+			try(fmt.Sprintf("cut to %d bytes", n), good[:n])
+		}
+		try("with a byte appended", append(append([]byte(nil), good...), 'x'))
+		os.WriteFile(p, good, 0o600)
+	}
+	mustCall(t, dir, "", "lease", "k")
+	t.Logf("%d damaged files refused", cases)
+}
+
+// TestStressAuditTamper: on a 1,000-line log, an edited byte in each line, each line
+// deleted, each adjacent pair swapped, 1 to 50 tail lines cut, a forged appended line and a
+// full re-chain without the key are each detected by audit --verify at the first bad seq.
+func TestStressAuditTamper(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	mustCall(t, dir, "", "init")
+	s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.LoadState()
+	log := audit.New(s.Path(store.AuditFile), s.AuditKey(), time.Now)
+	var batch []audit.Entry
+	for i := int(st.AuditHead.Seq); i < 1000; i++ {
+		batch = append(batch, audit.Entry{Event: "lease_grant", Secret: "k", ClientID: "stress", OK: true, Detail: fmt.Sprintf("entry %d", i+1)})
+	}
+	if st.AuditHead, err = log.Append(st.AuditHead, batch...); err != nil {
+		t.Fatal(err)
+	}
+	s.SaveState(st)
+	s.Close()
+	logPath, leasesPath := filepath.Join(dir, store.AuditFile), filepath.Join(dir, store.LeasesFile)
+	goodLog, _ := os.ReadFile(logPath)
+	goodLeases, _ := os.ReadFile(leasesPath)
+	lines := strings.SplitAfter(strings.TrimSuffix(string(goodLog), "\n"), "\n")
+	lines[len(lines)-1] += "\n"
+	if len(lines) != 1000 {
+		t.Fatalf("%d lines", len(lines))
+	}
+	check := func(what string, ls []string, seq int) {
+		t.Helper()
+		os.WriteFile(logPath, []byte(strings.Join(ls, "")), 0o600)
+		os.WriteFile(leasesPath, goodLeases, 0o600)
+		code, out, _ := call(t, dir, "", "audit", "--verify")
+		if code != exitAudit || !strings.Contains(out, fmt.Sprintf("tampered at seq %d:", seq)) {
+			t.Fatalf("%s: exit %d, want seq %d:\n%s", what, code, seq, out)
+		}
+	}
+	for i := range lines {
+		ls := slices.Clone(lines)
+		b := []byte(ls[i])
+		mid := len(b) / 2
+		b[mid] ^= 0x01
+		ls[i] = string(b)
+		check(fmt.Sprintf("line %d edited", i+1), ls, i+1)
+		check(fmt.Sprintf("line %d deleted", i+1), slices.Delete(slices.Clone(lines), i, i+1), i+1)
+		if i+1 < len(lines) {
+			ls = slices.Clone(lines)
+			ls[i], ls[i+1] = ls[i+1], ls[i]
+			check(fmt.Sprintf("lines %d,%d swapped", i+1, i+2), ls, i+1)
+		}
+	}
+	for n := 1; n <= 50; n++ {
+		check(fmt.Sprintf("%d tail lines cut", n), lines[:len(lines)-n], len(lines)-n+1)
+	}
+	forged := strings.Replace(lines[len(lines)-1], `"seq":1000`, `"seq":1001`, 1)
+	check("a forged line appended", append(slices.Clone(lines), forged), 1001)
+	other := audit.New(filepath.Join(t.TempDir(), "x.jsonl"), bytes.Repeat([]byte{9}, 32), time.Now)
+	var h audit.Head
+	for i := 0; i < 1000; i++ {
+		h, _ = other.Append(h, audit.Entry{Event: "lease_grant"})
+	}
+	rechained, _ := os.ReadFile(other.Path())
+	check("re-chained without the key", strings.SplitAfter(string(rechained), "\n"), 1)
+	os.WriteFile(logPath, goodLog, 0o600)
+	os.WriteFile(leasesPath, goodLeases, 0o600)
+	if code, out, _ := call(t, dir, "", "audit", "--verify"); code != 0 {
+		t.Fatalf("the restored log: %s", out)
 	}
 }
