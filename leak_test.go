@@ -149,6 +149,19 @@ func TestNoValueLeaks(t *testing.T) {
 	run("", "revoke", "--all")
 	run("", "audit", "--tail", "100")
 	run("", "audit", "--verify")
+	run("", "set", "k", "--rotate-via", `read v; printf "%s-rot\n" "$v"`)
+	run("", "rotate", "k")
+	run("", "lease", "k", "--ttl", "5m")
+	run(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"leak","version":"1"}}}
+{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"secrets_exec","arguments":{"command":["sh","-c","echo $K"],"secrets":[{"name":"k"}]}}}
+{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"secrets_audit","arguments":{}}}
+`, "mcp")
+	run("", "watch", "--once")
+	run("", "status")
+	run("", "killswitch", "--reason", "leak test")
+	run("", "lease", "k")
+	run("", "unlock")
+	run("", "cleanup", "--all")
 	run("", "rm", "k")
 	run("", "version")
 	if w.scans.Load() < 10 {
