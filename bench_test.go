@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -262,4 +263,110 @@ func BenchmarkStartupVsBeforeMCP(b *testing.B) {
 	compare(b,
 		func() time.Duration { return timed(b, bin, []string{"version"}, env) },
 		func() time.Duration { return timed(b, old, []string{"version"}, env) })
+}
+
+// The benchmarks below measure once per run (make bench gives them -benchtime 1x): each
+// is a whole experiment that reports its own figures.
+
+// BenchmarkConcurrentLeases: 8 clients x 100 leases each on one store; aggregate leases
+// per second and the p50 and p99 of one lease, against one client alone.
+func BenchmarkConcurrentLeases(b *testing.B) {
+	bin := releaseBinary(b)
+	dir := benchStore(b, bin, 0)
+	env := append(os.Environ(), "SECRETS_DIR="+dir)
+	var alone []time.Duration
+	for i := 0; i < 100; i++ {
+		alone = append(alone, timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, env))
+	}
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		var mu sync.Mutex
+		var all []time.Duration
+		var wg sync.WaitGroup
+		start := time.Now()
+		for c := 0; c < 8; c++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 100; i++ {
+					d := timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, env)
+					mu.Lock()
+					all = append(all, d)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		total := time.Since(start)
+		slices.Sort(all)
+		b.ReportMetric(800/total.Seconds(), "leases/s")
+		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(median(alone).Microseconds())/1000, "alone-ms")
+	}
+}
+
+// BenchmarkLeaseManySecrets: a lease from a store of 10,000 secrets against one of 10.
+func BenchmarkLeaseManySecrets(b *testing.B) {
+	bin := releaseBinary(b)
+	mk := func(n int) string {
+		dir := benchStore(b, bin, 0)
+		s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sec, _ := s.LoadSecrets()
+		for i := 1; i < n; i++ {
+			sec.Add(fmt.Sprintf("secret_%05d", i), []byte(fmt.Sprintf("FAKE-bench-%05d-0123456789abcdef", i)), "", time.Now())
+		}
+		if err := s.SaveSecrets(sec); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+		return dir
+	}
+	big, small := mk(10000), mk(10)
+	compare(b,
+		func() time.Duration {
+			return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+big))
+		},
+		func() time.Duration {
+			return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+small))
+		})
+}
+
+// BenchmarkVerifyAndMemory: audit --verify on 1,000,000 lines against 100 lines, and the
+// peak memory (max RSS) of that verify and of a lease.
+func BenchmarkVerifyAndMemory(b *testing.B) {
+	bin := releaseBinary(b)
+	small := benchStore(b, bin, 0)
+	growLog(b, small, 100)
+	big := benchStore(b, bin, 0)
+	growLog(b, big, 1_000_000)
+	rss := func(dir string, args ...string) (time.Duration, int64) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "SECRETS_DIR="+dir)
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return time.Since(start), cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+	}
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		var bigT, smallT []time.Duration
+		var verifyRSS int64
+		for i := 0; i < 5; i++ {
+			d, r := rss(big, "audit", "--verify")
+			bigT, verifyRSS = append(bigT, d), max(verifyRSS, r)
+			d, _ = rss(small, "audit", "--verify")
+			smallT = append(smallT, d)
+		}
+		_, leaseRSS := rss(small, "lease", "k")
+		b.ReportMetric(float64(median(bigT).Microseconds())/1000, "verify-1M-ms")
+		b.ReportMetric(float64(median(smallT).Microseconds())/1000, "verify-100-ms")
+		b.ReportMetric(float64(median(bigT))/float64(median(smallT)), "ratio")
+		b.ReportMetric(float64(verifyRSS)/1024, "verify-1M-maxrss-MiB")
+		b.ReportMetric(float64(leaseRSS)/1024, "lease-maxrss-MiB")
+	}
 }
