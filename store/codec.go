@@ -288,27 +288,39 @@ func (d *decoder) leases(out *[]lease.Lease) error {
 		*out = nil
 		return nil
 	}
-	if err := d.expect('['); err != nil {
-		return err
-	}
 	ls := make([]lease.Lease, 0, (len(d.b)-d.i)/160) // a lease is ~190 bytes of JSON
-	if d.next() == ']' {
-		d.i++
-		*out = ls
-		return nil
-	}
-	for {
+	err := d.array(func() error {
 		var l lease.Lease
 		if err := d.object(func(key string) error { return d.leaseField(&l, key) }); err != nil {
 			return err
 		}
 		ls = append(ls, l)
+		return nil
+	})
+	if err == nil {
+		*out = ls
+	}
+	return err
+}
+
+// array reads [value, …], calling elem with each value next.
+func (d *decoder) array(elem func() error) error {
+	if err := d.expect('['); err != nil {
+		return err
+	}
+	if d.next() == ']' {
+		d.i++
+		return nil
+	}
+	for {
+		if err := elem(); err != nil {
+			return err
+		}
 		switch d.next() {
 		case ',':
 			d.i++
 		case ']':
 			d.i++
-			*out = ls
 			return nil
 		default:
 			return d.errorf("expected , or ]")
@@ -567,25 +579,7 @@ func (d *decoder) skip(depth int) error {
 	case c == '{':
 		return d.object(func(string) error { return d.skip(depth + 1) })
 	case c == '[':
-		d.i++
-		if d.next() == ']' {
-			d.i++
-			return nil
-		}
-		for {
-			if err := d.skip(depth + 1); err != nil {
-				return err
-			}
-			switch d.next() {
-			case ',':
-				d.i++
-			case ']':
-				d.i++
-				return nil
-			default:
-				return d.errorf("expected , or ]")
-			}
-		}
+		return d.array(func() error { return d.skip(depth + 1) })
 	case c == '-' || '0' <= c && c <= '9':
 		return d.number()
 	default:
