@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -47,6 +48,20 @@ func (a *app) killswitch(ctx context.Context, c *cli.Command) (*reply, error) {
 		}
 	}
 	out, err := a.fire(ctx, c, "manual", c.String("reason"), store.FailAction{RevokeAll: true, RotateAll: c.Bool("rotate-all"), WipeStore: c.Bool("wipe")})
+	if err != nil && c.Bool("wipe") && (errors.Is(err, store.ErrNotInitialized) || errors.Is(err, store.ErrDecrypt) || errors.Is(err, store.ErrCorrupt)) {
+		// A wipe that a crash interrupted leaves a store that cannot be opened; finish it.
+		o, oerr := a.storeOptions(c)
+		if oerr != nil {
+			return nil, oerr
+		}
+		files, serr := store.ShredDir(ctx, o)
+		if serr != nil {
+			return nil, serr
+		}
+		a.warn("the store could not be opened (" + err.Error() + "); shredded what remained of an interrupted wipe")
+		return &reply{result: map[string]any{"wiped": files, "finished_interrupted_wipe": true},
+			next: []action{{"secrets audit --tail 20", "Read what happened; the audit log survives the wipe"}}}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -63,4 +64,24 @@ func (s *Store) UnlockCode() string {
 	sum := sha256.Sum256([]byte(s.id.public))
 	h := hex.EncodeToString(sum[:4])
 	return h[:4] + "-" + h[4:]
+}
+
+// ShredDir finishes a wipe that a crash interrupted, on a store that can no longer be
+// opened (secrets.age already gone, or a key file half overwritten): under the lock, it
+// shreds whichever of identity.age, secrets.age, its v1 backup and leases.age remain. It
+// needs no identity. The audit log and config stay.
+func ShredDir(ctx context.Context, o Options) ([]string, error) {
+	if err := checkDir(o.Dir); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: o.Dir, cfg: DefaultConfig(o.Dir)}
+	if err := s.acquire(ctx, o.LockTimeout); err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	s.idSource = s.Path(IdentityFile)
+	if o.IdentityKey != "" || o.IdentityFile != "" {
+		s.idSource = "" // the identity lives outside the store: not ours to shred
+	}
+	return s.Shred()
 }
