@@ -39,6 +39,8 @@ fuzz:
 	go test -run '^$$' -fuzz FuzzLine -fuzztime 30s ./audit
 	go test -run '^$$' -fuzz FuzzStateCodec -fuzztime 30s ./store
 	go test -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s ./store
+	go test -run '^$$' -fuzz FuzzParseSecrets -fuzztime 30s ./store
+	go test -run '^$$' -fuzz FuzzParseProject -fuzztime 30s ./envfile
 	go test -run '^$$' -fuzz FuzzQuote -fuzztime 30s ./envfile
 	go test -run '^$$' -fuzz FuzzRedact -fuzztime 30s ./redact
 

@@ -3,6 +3,7 @@ package envfile_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -230,6 +231,29 @@ func FuzzQuote(f *testing.F) {
 		}
 		if !bytes.Equal(out, value) {
 			t.Fatalf("bash read %q back from %q, want %q", out, form, value)
+		}
+	})
+}
+
+// FuzzParseProject: .secrets.json parsing never panics, every failure is
+// invalid_project_file, and what it accepts has valid, unique variable names.
+func FuzzParseProject(f *testing.F) {
+	f.Add([]byte(`{"secrets":[{"name":"github_token","env_var":"GITHUB_TOKEN","ttl":"30m"}],"client_id":"p"}`))
+	f.Add([]byte(`{"secrets":[{"name":"a","env_var":"X"},{"name":"b","env_var":"X"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := envfile.ParseProject(".secrets.json", data)
+		if err != nil {
+			if !errors.Is(err, envfile.ErrInvalid) {
+				t.Fatalf("error %v is not invalid_project_file", err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, m := range p.Secrets {
+			if !envfile.ValidVar(m.EnvVar) || seen[m.EnvVar] || m.Name == "" {
+				t.Fatalf("accepted %+v", m)
+			}
+			seen[m.EnvVar] = true
 		}
 	})
 }
