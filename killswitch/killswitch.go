@@ -7,7 +7,6 @@ package killswitch
 
 import (
 	"os"
-	"slices"
 
 	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/lease"
@@ -92,9 +91,4 @@ func RemoveFile(rec envfile.Record) (Effect, bool) {
 		e.Detail = "removed"
 	}
 	return e, false
-}
-
-// Active reports whether any of the record's leases is still in st.
-func Active(st *store.State, rec envfile.Record) bool {
-	return slices.ContainsFunc(st.Leases, func(l lease.Lease) bool { return slices.Contains(rec.LeaseIDs, l.ID) })
 }
