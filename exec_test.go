@@ -104,11 +104,30 @@ func TestExecStoppedByRevokeFromAnotherProcess(t *testing.T) {
 	}
 }
 
+// readyEnv adds $READY, a file the test's command creates once its traps are set, and
+// returns a wait for it, so no signal is sent before the command can handle it.
+func readyEnv(t *testing.T, env []string) ([]string, func()) {
+	ready := filepath.Join(t.TempDir(), "ready")
+	return append(env, "READY="+ready), func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := os.Stat(ready); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the command never became ready")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 // TestExecGraceThenKill: a command that ignores SIGTERM is killed after the grace.
 func TestExecGraceThenKill(t *testing.T) {
 	bin := secretsBinary(t)
-	env := execEnv(t, bin)
-	_, done, _ := startExec(t, bin, env, "--grace", "300ms", "--", "sh", "-c", `trap "" TERM; sleep 300 & wait; sleep 300`)
+	env, ready := readyEnv(t, execEnv(t, bin))
+	_, done, _ := startExec(t, bin, env, "--grace", "300ms", "--", "sh", "-c", `trap "" TERM; touch "$READY"; sleep 300 & wait; sleep 300`)
+	ready()
 	start := time.Now()
 	secretsOut(t, bin, env, "revoke", "--all")
 	code, took := waitExit(t, done, start, 5*time.Second)
@@ -138,8 +157,9 @@ func TestExecStoppedAtExpiry(t *testing.T) {
 // TestExecForwardsSignals: signals sent to the supervisor reach the command.
 func TestExecForwardsSignals(t *testing.T) {
 	bin := secretsBinary(t)
-	env := execEnv(t, bin)
-	cmd, done, _ := startExec(t, bin, env, "--", "sh", "-c", `trap "exit 7" USR1; while :; do sleep 0.05; done`)
+	env, ready := readyEnv(t, execEnv(t, bin))
+	cmd, done, _ := startExec(t, bin, env, "--", "sh", "-c", `trap "exit 7" USR1; touch "$READY"; while :; do sleep 0.05; done`)
+	ready()
 	cmd.Process.Signal(syscall.SIGUSR1)
 	if code, _ := waitExit(t, done, time.Now(), 5*time.Second); code != 7 {
 		t.Fatalf("USR1: exit %d, want the command's 7", code)
