@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,15 +66,18 @@ func (a *app) mappings(c *cli.Command) ([]envfile.Mapping, string, string, error
 
 // grantMapped checks the mappings against the store and grants one lease each, like
 // proto (kind, path, supervisor), returning the leases with their variables. Nothing is
-// granted if any check fails.
+// granted if any check fails, including a value no environment variable can hold (a NUL
+// byte), which env and exec would both have to refuse. The session holds the secrets.
 func (s *session) grantMapped(source string, ms []envfile.Mapping, ttl string, proto lease.Request) ([]lease.Lease, []envfile.Var, error) {
-	sec, err := s.loadSecrets()
-	if err != nil {
-		return nil, nil, err
-	}
+	sec := s.secrets
 	exists := func(name string) bool { _, ok := sec.Secrets[name]; return ok }
 	if err := envfile.Check(source, ms, exists, s.mgr.CheckTTL); err != nil {
 		return nil, nil, err
+	}
+	for _, m := range ms {
+		if bytes.IndexByte(sec.Secrets[m.Name].Value, 0) >= 0 {
+			return nil, nil, fmt.Errorf("%w: %s holds a NUL byte", envfile.ErrNotEnvSafe, m.Name)
+		}
 	}
 	if ttl != "" {
 		if err := s.mgr.CheckTTL(ttl); err != nil {
@@ -155,9 +159,6 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 		var vars []envfile.Var
 		leases, vars, err = s.grantMapped(source, ms, c.String("ttl"), lease.Request{Kind: lease.KindEnv, Path: out})
 		if err != nil {
-			if errors.Is(err, store.ErrDecrypt) || errors.Is(err, store.ErrCorrupt) {
-				return err
-			}
 			return s.deny(denied, err)
 		}
 		ids, expires := leaseIDs(leases), latest(leases)

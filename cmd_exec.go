@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,14 +91,6 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 		leases, vars, err = s.grantMapped(source, ms, c.String("ttl"), lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start})
 		if err != nil {
 			return s.deny(denied, err)
-		}
-		for _, v := range vars {
-			if bytes.IndexByte(v.Value, 0) >= 0 {
-				for _, l := range leases {
-					lease.Revoke(&s.state.Leases, l.ID)
-				}
-				return s.deny(denied, fmt.Errorf("%w: %s contains a NUL byte", envfile.ErrNotEnvSafe, v.Name))
-			}
 		}
 		for _, l := range leases {
 			s.record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: "exec " + prog + ", ttl " + l.TTL})
