@@ -218,7 +218,6 @@ type problem struct {
 
 // Exit codes. Documented in the README; TestExitCodes holds them to it.
 const (
-	exitOK        = 0
 	exitGeneric   = 1
 	exitUsage     = 2 // bad flags, names, values, TTLs, files given to us
 	exitSetup     = 3 // not initialized, already initialized, invalid config

@@ -211,7 +211,7 @@ func TestVerifyFindsEveryTampering(t *testing.T) {
 func TestTailReadsFromTheEnd(t *testing.T) {
 	l, _ := newLog(t)
 	h := fill(t, l, 100)
-	h, _ = l.Append(h, audit.Entry{Event: "lease_denied", Secret: "s3", ClientID: "bob", Code: "secret_not_found"})
+	l.Append(h, audit.Entry{Event: "lease_denied", Secret: "s3", ClientID: "bob", Code: "secret_not_found"})
 	got, err := l.Tail(3, audit.Filter{})
 	if err != nil || len(got) != 3 || got[0].Seq != 99 || got[2].Seq != 101 {
 		t.Fatalf("tail 3: %v %v", got, err)

@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -132,5 +131,3 @@ func (id *identity) macKey() []byte {
 	}
 	return k
 }
-
-var errNoIdentity = errors.New("no identity")
