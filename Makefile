@@ -34,15 +34,20 @@ bench:
 	go test -run '^$$' -bench '^Benchmark(LeaseVsAge|LeaseWithActiveLeases|AuditTail|Startup|StartupVsBeforeMCP|ExecVsTrue|LeaseManySecrets|Redact|StateCodec1000)$$' -benchtime 200x -timeout 60m ./... | tee bench.out
 	go test -run '^$$' -bench '^Benchmark(ConcurrentLeases|VerifyAndMemory)$$' -benchtime 1x -timeout 60m . | tee -a bench.out
 
+# Fuzz budgets are execution counts, not durations: with -fuzztime 30s Go 1.26's
+# coordinator can fail a target with a bare "context deadline exceeded" when its
+# deadline races a worker's last input (go.dev/issue/75804, fixed in Go 1.27).
+# A count has no deadline to race. Each count is about 20 s here; targets that
+# run bash or write files are slow per input, hence the small numbers.
 fuzz:
-	go test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./lease
-	go test -run '^$$' -fuzz FuzzLine -fuzztime 30s ./audit
-	go test -run '^$$' -fuzz FuzzStateCodec -fuzztime 30s ./store
-	go test -run '^$$' -fuzz FuzzParseConfig -fuzztime 30s ./store
-	go test -run '^$$' -fuzz FuzzParseSecrets -fuzztime 30s ./store
-	go test -run '^$$' -fuzz FuzzParseProject -fuzztime 30s ./envfile
-	go test -run '^$$' -fuzz FuzzQuote -fuzztime 30s ./envfile
-	go test -run '^$$' -fuzz FuzzRedact -fuzztime 30s ./redact
+	go test -run '^$$' -fuzz '^FuzzParseDuration$$' -fuzztime 400000x ./lease
+	go test -run '^$$' -fuzz '^FuzzLine$$' -fuzztime 8000x ./audit
+	go test -run '^$$' -fuzz '^FuzzStateCodec$$' -fuzztime 300000x ./store
+	go test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime 400000x ./store
+	go test -run '^$$' -fuzz '^FuzzParseSecrets$$' -fuzztime 400000x ./store
+	go test -run '^$$' -fuzz '^FuzzParseProject$$' -fuzztime 400000x ./envfile
+	go test -run '^$$' -fuzz '^FuzzQuote$$' -fuzztime 8000x ./envfile
+	go test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime 150000x ./redact
 
 install:
 	CGO_ENABLED=0 go install -trimpath -ldflags '$(LDFLAGS)' .
