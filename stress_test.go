@@ -12,9 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -472,69 +476,137 @@ func TestStressFullDisk(t *testing.T) {
 	t.Logf("%d of %d limited runs failed, each cleanly", failed, len(cases)*len(cuts))
 }
 
+// fanOut runs cases 0..n-1 on one worker a core, each worker in its own copy of the tree
+// at base, and fails the test with the first case that fails.
+func fanOut(t *testing.T, base string, n int, do func(w string, i int) error) {
+	t.Helper()
+	workers := runtime.NumCPU()
+	var next atomic.Int64
+	var failed atomic.Bool
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for k := range workers {
+		w := filepath.Join(t.TempDir(), fmt.Sprintf("w%d", k))
+		copyTree(t, base, w)
+		wg.Go(func() {
+			for !failed.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := do(w, i); err != nil {
+					failed.Store(true)
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// snapshot is every file in dir with its mode and bytes, for "no file modified".
+func snapshot(dir string) map[string]string {
+	m := map[string]string{}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		fi, _ := e.Info()
+		b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+		m[e.Name()] = fi.Mode().String() + " " + string(b)
+	}
+	return m
+}
+
 // TestStressBitFlips: every single-bit flip, every truncation and an appended byte of
-// secrets.age and leases.age are refused (decrypt_failed or store_corrupt), with no file
-// modified and no plaintext in the message. In-process, through run(), for speed.
+// secrets.age and leases.age make `secrets lease` (the built binary) refuse with
+// decrypt_failed or store_corrupt, with no file modified and no plaintext in its output.
 func TestStressBitFlips(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "store")
-	mustCall(t, dir, "", "init")
-	mustCall(t, dir, "FAKE-flip-value-0001", "add", "k")
-	mustCall(t, dir, "", "lease", "k")
-	snapshot := func() map[string]string {
-		m := map[string]string{}
-		entries, _ := os.ReadDir(dir)
-		for _, e := range entries {
-			b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-			m[e.Name()] = string(b)
+	bin := buildTagged(t, "stress_plain")
+	base := filepath.Join(t.TempDir(), "base")
+	os.Mkdir(base, 0o700)
+	sd := func(root string) string { return filepath.Join(root, "store") }
+	for _, s := range [][]string{{"", "init"}, {"FAKE-flip-value-0001", "add", "k"}, {"", "lease", "k"}} {
+		if r := runIn(bin, sd(base), base, s[0], nil, s[1:]...); r.code != 0 {
+			t.Fatal(r.out)
 		}
-		return m
 	}
-	cases := 0
+	type damage struct {
+		file, what string
+		bad        func() []byte
+	}
+	var cases []damage
+	good := map[string][]byte{}
 	for _, name := range []string{store.SecretsFile, store.LeasesFile} {
-		p := filepath.Join(dir, name)
-		good, _ := os.ReadFile(p)
-		try := func(what string, bad []byte) {
-			cases++
-			os.WriteFile(p, bad, 0o600)
-			before := snapshot()
-			code, out, errs := call(t, dir, "", "lease", "k", "--json")
-			if code != exitStore || !(strings.Contains(out, `"code": "decrypt_failed"`) || strings.Contains(out, `"code": "store_corrupt"`)) {
-				t.Fatalf("%s %s: exit %d\n%s", name, what, code, out)
-			}
-			if strings.Contains(out+errs, "FAKE-flip") || strings.Contains(out+errs, "lease_01") {
-				t.Fatalf("%s %s: plaintext in the message", name, what)
-			}
-			after := snapshot()
-			if !maps.Equal(before, after) {
-				t.Fatalf("%s %s: a file changed", name, what)
-			}
+		b, err := os.ReadFile(filepath.Join(sd(base), name))
+		if err != nil {
+			t.Fatal(err)
 		}
-		for bit := 0; bit < len(good)*8; bit++ {
-			bad := append([]byte(nil), good...)
-			bad[bit/8] ^= 1 << (bit % 8)
-			try(fmt.Sprintf("bit %d flipped", bit), bad)
+		good[name] = b
+		for bit := range len(b) * 8 {
+			cases = append(cases, damage{name, fmt.Sprintf("bit %d flipped", bit), func() []byte {
+				bad := slices.Clone(b)
+				bad[bit/8] ^= 1 << (bit % 8)
+				return bad
+			}})
 		}
-		for n := 0; n < len(good); n++ {
-			try(fmt.Sprintf("cut to %d bytes", n), good[:n])
+		for n := range len(b) {
+			cases = append(cases, damage{name, fmt.Sprintf("cut to %d bytes", n), func() []byte { return b[:n] }})
 		}
-		try("with a byte appended", append(append([]byte(nil), good...), 'x'))
-		os.WriteFile(p, good, 0o600)
+		cases = append(cases, damage{name, "with a byte appended", func() []byte { return append(slices.Clone(b), 'x') }})
 	}
-	mustCall(t, dir, "", "lease", "k")
-	t.Logf("%d damaged files refused", cases)
+	leak := regexp.MustCompile(`FAKE-flip|lease_01`)
+	fanOut(t, base, len(cases), func(w string, i int) error {
+		c := cases[i]
+		for name, b := range good {
+			if name == c.file {
+				b = c.bad()
+			}
+			if err := os.WriteFile(filepath.Join(sd(w), name), b, 0o600); err != nil {
+				return err
+			}
+		}
+		before := snapshot(sd(w))
+		r := runIn(bin, sd(w), w, "", nil, "lease", "k", "--json")
+		switch {
+		case r.code != exitStore || !(strings.Contains(r.out, `"code": "decrypt_failed"`) || strings.Contains(r.out, `"code": "store_corrupt"`)):
+			return fmt.Errorf("%s %s: exit %d\n%s", c.file, c.what, r.code, r.out)
+		case leak.MatchString(r.out):
+			return fmt.Errorf("%s %s: plaintext in the output:\n%s", c.file, c.what, r.out)
+		case !maps.Equal(before, snapshot(sd(w))):
+			return fmt.Errorf("%s %s: a file changed", c.file, c.what)
+		}
+		return nil
+	})
+	if r := runIn(bin, sd(base), base, "", nil, "lease", "k"); r.code != 0 {
+		t.Fatal(r.out)
+	}
+	t.Logf("%d damaged files refused by the binary", len(cases))
 }
 
 // TestStressAuditTamper: on a 1,000-line log, an edited byte in each line, each line
 // deleted, each adjacent pair swapped, 1 to 50 tail lines cut, a forged appended line and a
-// full re-chain without the key are each detected by audit --verify at the first bad seq.
+// full re-chain without the key are each detected by `secrets audit --verify` (the built
+// binary) at the first bad seq.
 func TestStressAuditTamper(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "store")
-	mustCall(t, dir, "", "init")
+	bin := buildTagged(t, "stress_plain")
+	base := filepath.Join(t.TempDir(), "base")
+	os.Mkdir(base, 0o700)
+	dir := filepath.Join(base, "store")
+	if r := runIn(bin, dir, base, "", nil, "init"); r.code != 0 {
+		t.Fatal(r.out)
+	}
 	s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := s.LoadState()
+	st, err := s.LoadState()
+	if err != nil {
+		t.Fatal(err)
+	}
 	log := audit.New(s.Path(store.AuditFile), s.AuditKey(), time.Now)
 	var batch []audit.Entry
 	for i := int(st.AuditHead.Seq); i < 1000; i++ {
@@ -543,54 +615,67 @@ func TestStressAuditTamper(t *testing.T) {
 	if st.AuditHead, err = log.Append(st.AuditHead, batch...); err != nil {
 		t.Fatal(err)
 	}
-	s.SaveState(st)
+	if err := s.SaveState(st); err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
-	logPath, leasesPath := filepath.Join(dir, store.AuditFile), filepath.Join(dir, store.LeasesFile)
-	goodLog, _ := os.ReadFile(logPath)
-	goodLeases, _ := os.ReadFile(leasesPath)
+	goodLog, _ := os.ReadFile(filepath.Join(dir, store.AuditFile))
+	goodLeases, _ := os.ReadFile(filepath.Join(dir, store.LeasesFile))
 	lines := strings.SplitAfter(strings.TrimSuffix(string(goodLog), "\n"), "\n")
 	lines[len(lines)-1] += "\n"
 	if len(lines) != 1000 {
 		t.Fatalf("%d lines", len(lines))
 	}
-	check := func(what string, ls []string, seq int) {
-		t.Helper()
-		os.WriteFile(logPath, []byte(strings.Join(ls, "")), 0o600)
-		os.WriteFile(leasesPath, goodLeases, 0o600)
-		code, out, _ := call(t, dir, "", "audit", "--verify")
-		if code != exitAudit || !strings.Contains(out, fmt.Sprintf("tampered at seq %d:", seq)) {
-			t.Fatalf("%s: exit %d, want seq %d:\n%s", what, code, seq, out)
-		}
+	type tamper struct {
+		what  string
+		lines func() []string
+		seq   int
 	}
+	var cases []tamper
 	for i := range lines {
-		ls := slices.Clone(lines)
-		b := []byte(ls[i])
-		mid := len(b) / 2
-		b[mid] ^= 0x01
-		ls[i] = string(b)
-		check(fmt.Sprintf("line %d edited", i+1), ls, i+1)
-		check(fmt.Sprintf("line %d deleted", i+1), slices.Delete(slices.Clone(lines), i, i+1), i+1)
+		cases = append(cases, tamper{fmt.Sprintf("line %d edited", i+1), func() []string {
+			ls := slices.Clone(lines)
+			b := []byte(ls[i])
+			b[len(b)/2] ^= 0x01
+			ls[i] = string(b)
+			return ls
+		}, i + 1})
+		cases = append(cases, tamper{fmt.Sprintf("line %d deleted", i+1), func() []string { return slices.Delete(slices.Clone(lines), i, i+1) }, i + 1})
 		if i+1 < len(lines) {
-			ls = slices.Clone(lines)
-			ls[i], ls[i+1] = ls[i+1], ls[i]
-			check(fmt.Sprintf("lines %d,%d swapped", i+1, i+2), ls, i+1)
+			cases = append(cases, tamper{fmt.Sprintf("lines %d,%d swapped", i+1, i+2), func() []string {
+				ls := slices.Clone(lines)
+				ls[i], ls[i+1] = ls[i+1], ls[i]
+				return ls
+			}, i + 1})
 		}
 	}
 	for n := 1; n <= 50; n++ {
-		check(fmt.Sprintf("%d tail lines cut", n), lines[:len(lines)-n], len(lines)-n+1)
+		cases = append(cases, tamper{fmt.Sprintf("%d tail lines cut", n), func() []string { return lines[:len(lines)-n] }, len(lines) - n + 1})
 	}
 	forged := strings.Replace(lines[len(lines)-1], `"seq":1000`, `"seq":1001`, 1)
-	check("a forged line appended", append(slices.Clone(lines), forged), 1001)
+	cases = append(cases, tamper{"a forged line appended", func() []string { return append(slices.Clone(lines), forged) }, 1001})
 	other := audit.New(filepath.Join(t.TempDir(), "x.jsonl"), bytes.Repeat([]byte{9}, 32), time.Now)
 	var h audit.Head
-	for i := 0; i < 1000; i++ {
-		h, _ = other.Append(h, audit.Entry{Event: "lease_grant"})
+	for range 1000 {
+		if h, err = other.Append(h, audit.Entry{Event: "lease_grant"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rechained, _ := os.ReadFile(other.Path())
-	check("re-chained without the key", strings.SplitAfter(string(rechained), "\n"), 1)
-	os.WriteFile(logPath, goodLog, 0o600)
-	os.WriteFile(leasesPath, goodLeases, 0o600)
-	if code, out, _ := call(t, dir, "", "audit", "--verify"); code != 0 {
-		t.Fatalf("the restored log: %s", out)
+	cases = append(cases, tamper{"re-chained without the key", func() []string { return strings.SplitAfter(string(rechained), "\n") }, 1})
+	fanOut(t, base, len(cases), func(w string, i int) error {
+		c := cases[i]
+		sd := filepath.Join(w, "store")
+		os.WriteFile(filepath.Join(sd, store.AuditFile), []byte(strings.Join(c.lines(), "")), 0o600)
+		os.WriteFile(filepath.Join(sd, store.LeasesFile), goodLeases, 0o600)
+		r := runIn(bin, sd, w, "", nil, "audit", "--verify")
+		if r.code != exitAudit || !strings.Contains(r.out, fmt.Sprintf("tampered at seq %d:", c.seq)) {
+			return fmt.Errorf("%s: exit %d, want seq %d:\n%s", c.what, r.code, c.seq, r.out)
+		}
+		return nil
+	})
+	if r := runIn(bin, dir, base, "", nil, "audit", "--verify"); r.code != 0 {
+		t.Fatalf("the untouched log: %s", r.out)
 	}
+	t.Logf("%d tampered logs detected by the binary", len(cases))
 }
