@@ -34,6 +34,7 @@ type session struct {
 	stateDirty   bool  // leases.age changed with no entry to record (a healthy heartbeat)
 	denied       bool  // a handler refused the request and recorded why; commit anyway
 	broken       error // the audit log is damaged: nothing may be appended
+	unstamped    bool  // the log was read in full and verified, but is not stamped yet
 }
 
 // mode says what a command needs from the session.
@@ -102,6 +103,18 @@ func (a *app) begin(c *cli.Command, st *store.Store, m mode) (*session, error) {
 		s.broken = recordedTamper(state.AuditBroken)
 	}
 	s.head = head
+	if s.broken == nil && !s.log.Stamped(st.LockNote(), head) {
+		// Written since the last session stamped it (or never stamped): Check saw only
+		// the end, so read all of it before anything is appended or trusted.
+		switch _, err := s.log.Verify(head); {
+		case errors.Is(err, audit.ErrTampered):
+			s.broken = err
+		case err != nil:
+			return nil, fmt.Errorf("%w: %v", audit.ErrFailed, err)
+		default:
+			s.unstamped = true
+		}
+	}
 	if s.broken != nil {
 		if m&modeWrite != 0 {
 			return nil, s.broken
@@ -242,7 +255,17 @@ func (s *session) commit() error {
 		return err
 	}
 	s.head, s.pending, s.secretsDirty, s.stateDirty = head, nil, false, false
+	s.stamp()
 	return nil
+}
+
+// stamp records the log file as this session leaves it, so the next session can tell that
+// nothing else wrote it without reading it all (audit.Log.Stamp). It is best effort: a
+// stamp that cannot be written only costs the next command a full read.
+func (s *session) stamp() {
+	if b, err := s.log.Stamp(s.head); err == nil && s.st.SetLockNote(b) == nil {
+		s.unstamped = false
+	}
 }
 
 // finish commits when the handler succeeded or recorded a denial, and releases the lock.
@@ -253,6 +276,9 @@ func (s *session) finish(err error) error {
 		if cerr := s.commit(); cerr != nil {
 			return cerr
 		}
+	}
+	if err == nil && s.unstamped {
+		s.stamp() // a command that wrote nothing still spares the next one the full read
 	}
 	return err
 }

@@ -106,6 +106,30 @@ func (s *Store) prepare(o Options) error {
 	return nil
 }
 
+// LockNote returns what SetLockNote last left in the lock file (the audit log's stamp),
+// or nil. The note is only a hint for the caller to check, never trusted as it is.
+func (s *Store) LockNote() []byte {
+	if s.lock == nil {
+		return nil
+	}
+	buf := make([]byte, 512)
+	n, _ := s.lock.ReadAt(buf, 0)
+	return buf[:n]
+}
+
+// SetLockNote replaces the lock file's contents with b. The lock file is never renamed
+// and is open already, so this is one write; it is not fsynced, because a note lost in a
+// crash only costs the next command the work the note saves. The lock must be held.
+func (s *Store) SetLockNote(b []byte) error {
+	if s.lock == nil {
+		return nil
+	}
+	if _, err := s.lock.WriteAt(b, 0); err != nil {
+		return err
+	}
+	return s.lock.Truncate(int64(len(b)))
+}
+
 // Close releases the lock. It is safe to call more than once.
 func (s *Store) Close() error {
 	if s.lock == nil {
