@@ -590,14 +590,17 @@ func TestStressBitFlips(t *testing.T) {
 // TestStressAuditTamper: on a 1,000-line log, an edited byte in each line, each line
 // deleted, each adjacent pair swapped, 1 to 50 tail lines cut, a forged appended line and a
 // full re-chain without the key are each detected by `secrets audit --verify` (the built
-// binary) at the first bad seq.
+// binary) at the first bad seq, and make `secrets lease` refuse with audit_tampered,
+// releasing nothing and changing no file.
 func TestStressAuditTamper(t *testing.T) {
 	bin := buildTagged(t, "stress_plain")
 	base := filepath.Join(t.TempDir(), "base")
 	os.Mkdir(base, 0o700)
 	dir := filepath.Join(base, "store")
-	if r := runIn(bin, dir, base, "", nil, "init"); r.code != 0 {
-		t.Fatal(r.out)
+	for _, c := range [][]string{{"", "init"}, {"FAKE-tamper-value-0001", "add", "k"}} {
+		if r := runIn(bin, dir, base, c[0], nil, c[1:]...); r.code != 0 {
+			t.Fatal(r.out)
+		}
 	}
 	s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
 	if err != nil {
@@ -668,7 +671,18 @@ func TestStressAuditTamper(t *testing.T) {
 		sd := filepath.Join(w, "store")
 		os.WriteFile(filepath.Join(sd, store.AuditFile), []byte(strings.Join(c.lines(), "")), 0o600)
 		os.WriteFile(filepath.Join(sd, store.LeasesFile), goodLeases, 0o600)
-		r := runIn(bin, sd, w, "", nil, "audit", "--verify")
+		// lease first: audit --verify records what it finds, and lease must find it alone.
+		before := snapshot(sd)
+		r := runIn(bin, sd, w, "", nil, "lease", "k", "--json")
+		switch {
+		case r.code != exitAudit || !strings.Contains(r.out, `"code": "audit_tampered"`):
+			return fmt.Errorf("%s: lease: exit %d, want audit_tampered:\n%s", c.what, r.code, r.out)
+		case strings.Contains(r.out, "FAKE-tamper"):
+			return fmt.Errorf("%s: lease released the value", c.what)
+		case !maps.Equal(before, snapshot(sd)):
+			return fmt.Errorf("%s: lease changed a file", c.what)
+		}
+		r = runIn(bin, sd, w, "", nil, "audit", "--verify")
 		if r.code != exitAudit || !strings.Contains(r.out, fmt.Sprintf("tampered at seq %d:", c.seq)) {
 			return fmt.Errorf("%s: exit %d, want seq %d:\n%s", c.what, r.code, c.seq, r.out)
 		}
@@ -677,5 +691,5 @@ func TestStressAuditTamper(t *testing.T) {
 	if r := runIn(bin, dir, base, "", nil, "audit", "--verify"); r.code != 0 {
 		t.Fatalf("the untouched log: %s", r.out)
 	}
-	t.Logf("%d tampered logs detected by the binary", len(cases))
+	t.Logf("%d tampered logs detected by the binary, by audit --verify and by lease", len(cases))
 }
