@@ -51,7 +51,11 @@ func (a *app) audit(ctx context.Context, c *cli.Command) (*reply, error) {
 		}
 		f.Since = t
 	}
-	s, err := a.open(ctx, c, modeRead)
+	m := modeRead
+	if c.Bool("verify") || c.Bool("reset") {
+		m |= readsWholeLog
+	}
+	s, err := a.open(ctx, c, m)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +107,7 @@ func (s *session) verify() (*reply, error) {
 	if err != nil {
 		return nil, s.finish(err)
 	}
-	s.broken = nil
+	s.broken, s.unstamped = nil, true // read in full and sound: stamp it
 	if err := s.finish(nil); err != nil {
 		return nil, err
 	}

@@ -38,6 +38,17 @@ func TestAuditStamp(t *testing.T) {
 		}
 	}
 
+	// A lost stamp (a crash between append and stamp) is rebuilt by the next full read,
+	// audit --verify's own included.
+	os.WriteFile(filepath.Join(dir, store.LockFile), nil, 0o600)
+	if stamped() {
+		t.Fatal("an empty lock file matched")
+	}
+	mustCall(t, dir, "", "audit", "--verify")
+	if !stamped() {
+		t.Fatal("audit --verify read the whole log but did not stamp it")
+	}
+
 	// The first line, the one farthest from the end, edited behind the tool's back: the
 	// stamp no longer matches, so a read-only command reads it all and reports it, and an
 	// appending one refuses.
