@@ -139,6 +139,25 @@ func copyTree(t *testing.T, from, to string) {
 	}
 }
 
+// storeOf is where a stress case keeps the store inside its project directory root.
+func storeOf(root string) string { return filepath.Join(root, "store") }
+
+// seed makes a project directory whose store has had steps run on it (each: stdin, args…)
+// and returns the directory, for cases to copy.
+func seed(t *testing.T, bin string, steps [][]string) string {
+	t.Helper()
+	base := filepath.Join(t.TempDir(), "base")
+	if err := os.Mkdir(base, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range steps {
+		if r := runIn(bin, storeOf(base), base, s[0], nil, s[1:]...); r.code != 0 {
+			t.Fatalf("setup %v: %s", s[1:], r.out)
+		}
+	}
+	return base
+}
+
 func temps(dirs ...string) []string {
 	var found []string
 	for _, d := range dirs {
@@ -187,14 +206,7 @@ func TestStressCrash(t *testing.T) {
 	runs := stressRuns()
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			base := filepath.Join(t.TempDir(), "base")
-			os.Mkdir(base, 0o700)
-			storeOf := func(root string) string { return filepath.Join(root, "store") }
-			for _, s := range sc.setup {
-				if r := runIn(bin, storeOf(base), base, s[0], nil, s[1:]...); r.code != 0 {
-					t.Fatalf("setup %v: %s", s[1:], r.out)
-				}
-			}
+			base := seed(t, bin, sc.setup)
 			old := abstract(storeOf(base))
 			ref := filepath.Join(t.TempDir(), "ref")
 			copyTree(t, base, ref)
@@ -421,15 +433,8 @@ func TestStressFullDisk(t *testing.T) {
 	}
 	bin := buildTagged(t, "stress_plain")
 	big := strings.Repeat("FAKE-big-value-", 200)
-	base := filepath.Join(t.TempDir(), "base")
-	os.Mkdir(base, 0o700)
-	sd := func(root string) string { return filepath.Join(root, "store") }
-	for _, s := range [][]string{{"", "init"}, {"FAKE-1", "add", "k"}, {"", "lease", "k"}} {
-		if r := runIn(bin, sd(base), base, s[0], nil, s[1:]...); r.code != 0 {
-			t.Fatal(r.out)
-		}
-	}
-	old := abstract(sd(base))
+	base := seed(t, bin, [][]string{{"", "init"}, {"FAKE-1", "add", "k"}, {"", "lease", "k"}})
+	old := abstract(storeOf(base))
 	cases := []struct {
 		stdin string
 		args  []string
@@ -444,7 +449,7 @@ func TestStressFullDisk(t *testing.T) {
 			w := filepath.Join(t.TempDir(), "w")
 			copyTree(t, base, w)
 			cmd := exec.Command("prlimit", append([]string{fmt.Sprintf("--fsize=%d", n), "--", bin}, c.args...)...)
-			cmd.Env = []string{"SECRETS_DIR=" + sd(w), "HOME=" + w, "PATH=" + os.Getenv("PATH")}
+			cmd.Env = []string{"SECRETS_DIR=" + storeOf(w), "HOME=" + w, "PATH=" + os.Getenv("PATH")}
 			cmd.Dir, cmd.Stdin = w, strings.NewReader(c.stdin)
 			var stderr strings.Builder
 			cmd.Stderr = &stderr
@@ -456,16 +461,16 @@ func TestStressFullDisk(t *testing.T) {
 				if (code != exitWriteFail && code != exitAudit) || lines != 1 || !strings.HasPrefix(stderr.String(), "secrets: error: ") {
 					t.Fatalf("%v at fsize %d: exit %d, stderr %q", c.args, n, code, stderr.String())
 				}
-				if got := abstract(sd(w)); got != old {
+				if got := abstract(storeOf(w)); got != old {
 					t.Fatalf("%v at fsize %d: the old state changed:\n%s\nwant:\n%s", c.args, n, got, old)
 				}
 			}
 			for _, next := range [][]string{{"lease", "k"}, {"audit", "--verify"}, {"cleanup"}} {
-				if r := runIn(bin, sd(w), w, "", nil, next...); r.code != 0 {
+				if r := runIn(bin, storeOf(w), w, "", nil, next...); r.code != 0 {
 					t.Fatalf("%v at fsize %d: then %v: %s", c.args, n, next, r.out)
 				}
 			}
-			if tmp := temps(sd(w), w); len(tmp) > 0 {
+			if tmp := temps(storeOf(w), w); len(tmp) > 0 {
 				t.Fatalf("%v at fsize %d: temp files left: %v", c.args, n, tmp)
 			}
 		}
@@ -526,14 +531,7 @@ func snapshot(dir string) map[string]string {
 // decrypt_failed or store_corrupt, with no file modified and no plaintext in its output.
 func TestStressBitFlips(t *testing.T) {
 	bin := buildTagged(t, "stress_plain")
-	base := filepath.Join(t.TempDir(), "base")
-	os.Mkdir(base, 0o700)
-	sd := func(root string) string { return filepath.Join(root, "store") }
-	for _, s := range [][]string{{"", "init"}, {"FAKE-flip-value-0001", "add", "k"}, {"", "lease", "k"}} {
-		if r := runIn(bin, sd(base), base, s[0], nil, s[1:]...); r.code != 0 {
-			t.Fatal(r.out)
-		}
-	}
+	base := seed(t, bin, [][]string{{"", "init"}, {"FAKE-flip-value-0001", "add", "k"}, {"", "lease", "k"}})
 	type damage struct {
 		file, what string
 		bad        func() []byte
@@ -541,7 +539,7 @@ func TestStressBitFlips(t *testing.T) {
 	var cases []damage
 	good := map[string][]byte{}
 	for _, name := range []string{store.SecretsFile, store.LeasesFile} {
-		b, err := os.ReadFile(filepath.Join(sd(base), name))
+		b, err := os.ReadFile(filepath.Join(storeOf(base), name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -565,23 +563,23 @@ func TestStressBitFlips(t *testing.T) {
 			if name == c.file {
 				b = c.bad()
 			}
-			if err := os.WriteFile(filepath.Join(sd(w), name), b, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(storeOf(w), name), b, 0o600); err != nil {
 				return err
 			}
 		}
-		before := snapshot(sd(w))
-		r := runIn(bin, sd(w), w, "", nil, "lease", "k", "--json")
+		before := snapshot(storeOf(w))
+		r := runIn(bin, storeOf(w), w, "", nil, "lease", "k", "--json")
 		switch {
 		case r.code != exitStore || !(strings.Contains(r.out, `"code": "decrypt_failed"`) || strings.Contains(r.out, `"code": "store_corrupt"`)):
 			return fmt.Errorf("%s %s: exit %d\n%s", c.file, c.what, r.code, r.out)
 		case leak.MatchString(r.out):
 			return fmt.Errorf("%s %s: plaintext in the output:\n%s", c.file, c.what, r.out)
-		case !maps.Equal(before, snapshot(sd(w))):
+		case !maps.Equal(before, snapshot(storeOf(w))):
 			return fmt.Errorf("%s %s: a file changed", c.file, c.what)
 		}
 		return nil
 	})
-	if r := runIn(bin, sd(base), base, "", nil, "lease", "k"); r.code != 0 {
+	if r := runIn(bin, storeOf(base), base, "", nil, "lease", "k"); r.code != 0 {
 		t.Fatal(r.out)
 	}
 	t.Logf("%d damaged files refused by the binary", len(cases))
@@ -594,14 +592,8 @@ func TestStressBitFlips(t *testing.T) {
 // releasing nothing and changing no file.
 func TestStressAuditTamper(t *testing.T) {
 	bin := buildTagged(t, "stress_plain")
-	base := filepath.Join(t.TempDir(), "base")
-	os.Mkdir(base, 0o700)
-	dir := filepath.Join(base, "store")
-	for _, c := range [][]string{{"", "init"}, {"FAKE-tamper-value-0001", "add", "k"}} {
-		if r := runIn(bin, dir, base, c[0], nil, c[1:]...); r.code != 0 {
-			t.Fatal(r.out)
-		}
-	}
+	base := seed(t, bin, [][]string{{"", "init"}, {"FAKE-tamper-value-0001", "add", "k"}})
+	dir := storeOf(base)
 	s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -668,9 +660,13 @@ func TestStressAuditTamper(t *testing.T) {
 	cases = append(cases, tamper{"re-chained without the key", func() []string { return strings.SplitAfter(string(rechained), "\n") }, 1})
 	fanOut(t, base, len(cases), func(w string, i int) error {
 		c := cases[i]
-		sd := filepath.Join(w, "store")
-		os.WriteFile(filepath.Join(sd, store.AuditFile), []byte(strings.Join(c.lines(), "")), 0o600)
-		os.WriteFile(filepath.Join(sd, store.LeasesFile), goodLeases, 0o600)
+		sd := storeOf(w)
+		if err := os.WriteFile(filepath.Join(sd, store.AuditFile), []byte(strings.Join(c.lines(), "")), 0o600); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(sd, store.LeasesFile), goodLeases, 0o600); err != nil {
+			return err
+		}
 		// lease first: audit --verify records what it finds, and lease must find it alone.
 		before := snapshot(sd)
 		r := runIn(bin, sd, w, "", nil, "lease", "k", "--json")
