@@ -76,13 +76,7 @@ func (a *app) cleanup(ctx context.Context, c *cli.Command) (*reply, error) {
 				removed = append(removed, cleaned{rec.Path, "would be " + string(o)})
 			}
 		case live:
-			var ended []lease.Lease
-			for _, id := range rec.LeaseIDs {
-				if l, err := lease.Revoke(&s.state.Leases, id); err == nil {
-					ended = append(ended, l)
-				}
-			}
-			for _, e := range s.end(ended, "lease_revoke", "secrets cleanup --all") {
+			for _, e := range s.end(lease.RevokeIDs(&s.state.Leases, rec.LeaseIDs), "lease_revoke", "secrets cleanup --all") {
 				note(e)
 			}
 		default:

@@ -95,9 +95,7 @@ func (s *session) grantMapped(source string, ms []envfile.Mapping, ttl string, p
 		r.Secret, r.ClientID, r.TTL = m.Name, s.client, t
 		l, err := s.mgr.Grant(&s.state.Leases, r)
 		if err != nil {
-			for _, g := range leases {
-				lease.Revoke(&s.state.Leases, g.ID)
-			}
+			lease.RevokeIDs(&s.state.Leases, leaseIDs(leases))
 			return nil, nil, err
 		}
 		leases = append(leases, l)
@@ -145,13 +143,7 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 		}
 		// A file secrets wrote before is replaced by ending its leases, which removes it.
 		if i := slices.IndexFunc(s.state.EnvFiles, func(r envfile.Record) bool { return r.Path == out }); i >= 0 && c.Bool("force") {
-			var ended []lease.Lease
-			for _, id := range s.state.EnvFiles[i].LeaseIDs {
-				if l, err := lease.Revoke(&s.state.Leases, id); err == nil {
-					ended = append(ended, l)
-				}
-			}
-			s.end(ended, "lease_revoke", "replaced by secrets env --force")
+			s.end(lease.RevokeIDs(&s.state.Leases, s.state.EnvFiles[i].LeaseIDs), "lease_revoke", "replaced by secrets env --force")
 		}
 		if err := envfile.CheckOutput(out, c.Bool("force")); err != nil {
 			return s.deny(denied, err)
@@ -164,9 +156,7 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 		ids, expires := leaseIDs(leases), latest(leases)
 		content, only, err := envfile.Render(vars, ids, expires)
 		if err != nil {
-			for _, id := range ids {
-				lease.Revoke(&s.state.Leases, id)
-			}
+			lease.RevokeIDs(&s.state.Leases, ids)
 			return s.deny(denied, err)
 		}
 		defer clear(content)
@@ -181,13 +171,7 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 			return err
 		}
 		if err := envfile.Write(out, content); err != nil {
-			ended := []lease.Lease{}
-			for _, id := range ids {
-				if l, rerr := lease.Revoke(&s.state.Leases, id); rerr == nil {
-					ended = append(ended, l)
-				}
-			}
-			s.end(ended, "lease_revoke", "writing the .env file failed")
+			s.end(lease.RevokeIDs(&s.state.Leases, ids), "lease_revoke", "writing the .env file failed")
 			return s.deny(audit.Entry{Event: "env_write", Detail: out}, fmt.Errorf("%w: %s: %v", store.ErrWrite, out, err))
 		}
 		return nil

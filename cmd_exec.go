@@ -239,12 +239,7 @@ func (a *app) endExec(ctx context.Context, c *cli.Command, leases []lease.Lease,
 		a.warn("could not revoke the command's leases: " + err.Error() + "; they end at their expiry")
 		return
 	}
-	var ended []lease.Lease
-	for _, l := range leases {
-		if got, err := lease.Revoke(&s.state.Leases, l.ID); err == nil {
-			ended = append(ended, got)
-		}
-	}
+	ended := lease.RevokeIDs(&s.state.Leases, leaseIDs(leases))
 	if stopped != "" {
 		s.record(audit.Entry{Event: "exec_terminated", OK: true, Detail: fmt.Sprintf("%s: %s; exit %d", prog, stopped, code)})
 	}

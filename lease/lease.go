@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -143,6 +144,12 @@ func Revoke(leases *[]Lease, id string) (Lease, error) {
 		return Lease{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	return ended[0], nil
+}
+
+// RevokeIDs removes and returns the leases whose ids are in ids; ids no longer active are
+// skipped (they ended already).
+func RevokeIDs(leases *[]Lease, ids []string) []Lease {
+	return take(leases, func(l Lease) bool { return slices.Contains(ids, l.ID) })
 }
 
 // RevokeAll removes and returns every lease.

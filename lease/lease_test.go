@@ -154,3 +154,23 @@ func TestRevoke(t *testing.T) {
 		t.Fatalf("revoke all: %v", ended)
 	}
 }
+
+// TestRevokeIDs: the named leases end, in grant order; an id already ended is skipped and
+// the others are kept.
+func TestRevokeIDs(t *testing.T) {
+	_, m := newManager()
+	var ls []lease.Lease
+	a, _ := m.Grant(&ls, lease.Request{Secret: "a"})
+	b, _ := m.Grant(&ls, lease.Request{Secret: "b"})
+	c, _ := m.Grant(&ls, lease.Request{Secret: "c"})
+	ended := lease.RevokeIDs(&ls, []string{c.ID, "lease_gone", a.ID})
+	if len(ended) != 2 || ended[0].ID != a.ID || ended[1].ID != c.ID {
+		t.Fatalf("ended %v, want a then c", ended)
+	}
+	if len(ls) != 1 || ls[0].ID != b.ID {
+		t.Fatalf("kept %v, want only b", ls)
+	}
+	if ended := lease.RevokeIDs(&ls, nil); len(ended) != 0 || len(ls) != 1 {
+		t.Fatalf("no ids ended %v", ended)
+	}
+}
