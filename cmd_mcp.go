@@ -157,14 +157,7 @@ func (a *app) mcpTools(global []string, allow []string) []mcp.Tool {
 			if bad := decodeArgs(raw, &v); bad != nil {
 				return toolCall{}, bad
 			}
-			args := []string{"leases"}
-			if v.Secret != "" {
-				args = append(args, "--secret", v.Secret)
-			}
-			if v.ClientID != "" {
-				args = append(args, "--client-id", v.ClientID)
-			}
-			return toolCall{args: args}, nil
+			return toolCall{args: withFlags([]string{"leases"}, "--secret", v.Secret, "--client-id", v.ClientID)}, nil
 		}),
 		tool("secrets_audit", "Read the newest audit log entries, optionally filtered.", schema(map[string]any{
 			"tail":      map[string]any{"type": "integer", "minimum": 1, "maximum": 1000, "description": "how many entries (default 50)"},
@@ -187,12 +180,7 @@ func (a *app) mcpTools(global []string, allow []string) []mcp.Tool {
 			if v.Tail != 0 {
 				args = append(args, "--tail", strconv.Itoa(v.Tail))
 			}
-			for _, f := range [][2]string{{"--secret", v.Secret}, {"--client-id", v.ClientID}, {"--event", v.Event}, {"--since", v.Since}} {
-				if f[1] != "" {
-					args = append(args, f[0], f[1])
-				}
-			}
-			return toolCall{args: args}, nil
+			return toolCall{args: withFlags(args, "--secret", v.Secret, "--client-id", v.ClientID, "--event", v.Event, "--since", v.Since)}, nil
 		}),
 		tool("secrets_revoke", "Revoke one lease (lease_id) or every lease (all: true).", schema(map[string]any{
 			"lease_id": strProp("the lease to revoke"), "all": boolProp("revoke every active lease"),
@@ -251,12 +239,7 @@ func (a *app) mcpTools(global []string, allow []string) []mcp.Tool {
 				}
 				args = append(args, "--secret", spec)
 			}
-			if v.ProjectFile != "" {
-				args = append(args, "--file", v.ProjectFile)
-			}
-			if v.TTL != "" {
-				args = append(args, "--ttl", v.TTL)
-			}
+			args = withFlags(args, "--file", v.ProjectFile, "--ttl", v.TTL)
 			return toolCall{args: append(append(args, "--"), v.Command...), timeout: timeout, exec: true}, nil
 		}),
 	}
@@ -272,10 +255,7 @@ func (a *app) mcpTools(global []string, allow []string) []mcp.Tool {
 			if bad := decodeArgs(raw, &v); bad != nil {
 				return toolCall{}, bad
 			}
-			args := []string{"lease", "--json"}
-			if v.TTL != "" {
-				args = append(args, "--ttl", v.TTL)
-			}
+			args := withFlags([]string{"lease", "--json"}, "--ttl", v.TTL)
 			return toolCall{args: append(args, "--", v.Name)}, nil
 		}))
 	}
@@ -291,10 +271,7 @@ func (a *app) mcpTools(global []string, allow []string) []mcp.Tool {
 			if bad := decodeArgs(raw, &v); bad != nil {
 				return toolCall{}, bad
 			}
-			args := []string{"add"}
-			if v.RotateVia != "" {
-				args = append(args, "--rotate-via", v.RotateVia)
-			}
+			args := withFlags([]string{"add"}, "--rotate-via", v.RotateVia)
 			return toolCall{args: append(args, "--", v.Name), stdin: v.Value}, nil
 		}))
 	}
@@ -317,13 +294,21 @@ func (a *app) mcpTools(global []string, allow []string) []mcp.Tool {
 			if v.Wipe {
 				args = append(args, "--wipe")
 			}
-			if v.Reason != "" {
-				args = append(args, "--reason", v.Reason)
-			}
-			return toolCall{args: args}, nil
+			return toolCall{args: withFlags(args, "--reason", v.Reason)}, nil
 		}))
 	}
 	return tools
+}
+
+// withFlags appends each flag whose value is set, as the two words flag and value.
+// pairs alternate flag and value.
+func withFlags(args []string, pairs ...string) []string {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] != "" {
+			args = append(args, pairs[i], pairs[i+1])
+		}
+	}
+	return args
 }
 
 // capped keeps the first MaxToolOutput bytes written to it, with a marker when cut.
