@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
-	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/store"
 )
 
@@ -125,7 +124,9 @@ func BenchmarkLeaseWithActiveLeases(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			big := benchStore(b, bin, 0)
-			seedLeases(b, big, n)
+			if err := seedLeases(big, n); err != nil {
+				b.Fatal(err)
+			}
 			compare(b,
 				func() time.Duration {
 					return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+big))
@@ -134,36 +135,6 @@ func BenchmarkLeaseWithActiveLeases(b *testing.B) {
 					return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, append(os.Environ(), "SECRETS_DIR="+small))
 				})
 		})
-	}
-}
-
-// openState opens a benchmark store and loads its state; the caller closes the store.
-func openState(b *testing.B, dir string) (*store.Store, *store.State) {
-	b.Helper()
-	s, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := s.LoadState()
-	if err != nil {
-		s.Close()
-		b.Fatal(err)
-	}
-	return s, st
-}
-
-// seedLeases adds n long leases directly, as n lease calls would have.
-func seedLeases(b *testing.B, dir string, n int) {
-	s, st := openState(b, dir)
-	defer s.Close()
-	m := lease.Manager{Now: time.Now, DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour}
-	for i := 0; i < n; i++ {
-		if _, err := m.Grant(&st.Leases, lease.Request{Secret: "k", ClientID: "bench", TTL: "24h"}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := s.SaveState(st); err != nil {
-		b.Fatal(err)
 	}
 }
 
@@ -188,7 +159,9 @@ func auditStores(b *testing.B, bin string) (small, big string) {
 			*s.dst = filepath.Join(dir, fmt.Sprint(s.lines))
 			sh(b, bin, *s.dst, "", "init")
 			sh(b, bin, *s.dst, "FAKE-bench-value-0000000000000000", "add", "k")
-			growLog(b, *s.dst, s.lines)
+			if err := growLog(*s.dst, s.lines, audit.Entry{Event: "lease_grant", Secret: "k", LeaseID: "lease_01JBENCH0000000000000000000", ClientID: "bench", OK: true, Detail: "ttl 1h"}); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 	return logStores.small, logStores.big
@@ -205,28 +178,6 @@ func BenchmarkAuditTail(b *testing.B) {
 		func() time.Duration {
 			return timed(b, bin, []string{"audit", "--tail", "20"}, append(os.Environ(), "SECRETS_DIR="+small))
 		})
-}
-
-// growLog appends entries to a store's audit log until it has n lines, and pins the head.
-func growLog(b *testing.B, dir string, n int) {
-	s, st := openState(b, dir)
-	defer s.Close()
-	log := audit.New(s.Path(store.AuditFile), s.AuditKey(), time.Now)
-	actor := audit.Self(nil)
-	batch := make([]audit.Entry, 0, 10000)
-	for int(st.AuditHead.Seq) < n {
-		batch = batch[:0]
-		for i := 0; i < min(10000, n-int(st.AuditHead.Seq)); i++ {
-			batch = append(batch, audit.Entry{Event: "lease_grant", Secret: "k", LeaseID: "lease_01JBENCH0000000000000000000", ClientID: "bench", OK: true, Detail: "ttl 1h", Actor: actor})
-		}
-		var err error
-		if st.AuditHead, err = log.Append(st.AuditHead, batch...); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := s.SaveState(st); err != nil {
-		b.Fatal(err)
-	}
 }
 
 // BenchmarkStartup: `secrets version` against an empty static Go program, so a start-up
@@ -343,7 +294,7 @@ func BenchmarkLeaseManySecrets(b *testing.B) {
 		for i := 1; i < n; i++ {
 			sec.Add(fmt.Sprintf("secret_%05d", i), []byte(fmt.Sprintf("FAKE-bench-%05d-0123456789abcdef", i)), "", time.Now())
 		}
-		if err := s.SaveSecrets(sec); err != nil {
+		if err := s.Save(store.Commit{Secrets: sec}, nil); err != nil {
 			b.Fatal(err)
 		}
 		s.Close()

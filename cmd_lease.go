@@ -4,14 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"strings"
-	"time"
 	"unicode/utf8"
 
-	"github.com/agent-secrets/secrets/audit"
-	"github.com/agent-secrets/secrets/envfile"
-	"github.com/agent-secrets/secrets/lease"
-	"github.com/agent-secrets/secrets/store"
+	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
 
@@ -37,84 +32,36 @@ func (a *app) lease(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := a.open(ctx, c, modeWrite|withSecrets)
+	v, err := a.vault(c)
 	if err != nil {
 		return nil, err
 	}
-	var l lease.Lease
-	var value []byte
-	var canaries []string
-	canaryAction := s.st.Config().CanaryAction
-	err = s.finish(func() error {
-		denied := audit.Entry{Event: "lease_denied", Secret: name}
-		if err := s.refuseInLockdown(denied); err != nil {
-			return err
-		}
-		if err := store.CheckName(name); err != nil {
-			denied.Secret = ""
-			return s.deny(denied, err)
-		}
-		sec, err := s.loadSecrets()
-		if err != nil {
-			return err
-		}
-		secret, err := sec.Get(name)
-		if err != nil {
-			return s.deny(denied, err)
-		}
-		l, err = s.mgr.Grant(&s.state.Leases, lease.Request{Secret: name, ClientID: s.client, TTL: c.String("ttl"), Kind: lease.KindLease})
-		if err != nil {
-			return s.deny(denied, err)
-		}
-		value = secret.Value
-		canaries = s.canaries([]lease.Lease{l})
-		s.record(audit.Entry{Event: "lease_grant", Secret: name, LeaseID: l.ID, OK: true, Detail: "ttl " + l.TTL})
-		return nil
-	}())
+	g, err := v.Lease(ctx, vault.LeaseInput{Name: name, TTL: c.String("ttl"), ClientID: c.String("client-id")})
 	if err != nil {
 		return nil, err
 	}
-	a.tripCanaries(ctx, c, canaries, s.client, canaryAction)
 	if !c.Bool("json") {
-		return &reply{raw: value}, nil
+		return &reply{raw: g.Value}, nil
 	}
-	result := leaseInfo(l)
-	if utf8.Valid(value) {
-		result["value"] = string(value)
-	} else {
-		result["value"] = base64.StdEncoding.EncodeToString(value)
-		result["value_encoding"] = "base64"
-	}
-	return &reply{result: result, next: []action{
-		{fmt.Sprintf("export %s=$(secrets lease %s --ttl %s --client-id %s)", envfile.EnvName(name), name, l.TTL, shellWord(l.ClientID)), "Export the raw value to the environment"},
-		{"secrets renew " + l.ID, "Extend this lease"},
-		{"secrets revoke " + l.ID, "Revoke this lease when done"},
+	l := g.Lease
+	return &reply{result: revealed(g), next: []action{
+		{fmt.Sprintf("export %s=$(secrets lease %s --ttl %s --client-id %s)", vault.EnvName(name), name, l.TTL, shellWord(l.ClientID)), "Export the raw value to the environment"},
+		{"secrets renew " + l.LeaseID, "Extend this lease"},
+		{"secrets revoke " + l.LeaseID, "Revoke this lease when done"},
 	}}, nil
 }
 
-// leaseInfo is a lease as commands report it, in the earlier tool's key names.
-func leaseInfo(l lease.Lease) map[string]any {
-	m := map[string]any{
-		"lease_id":    l.ID,
-		"secret_name": l.Secret,
-		"client_id":   l.ClientID,
-		"kind":        l.Kind,
-		"created_at":  l.CreatedAt.UTC().Format(time.RFC3339),
-		"expires_at":  l.ExpiresAt.UTC().Format(time.RFC3339),
-		"ttl":         l.TTL,
-	}
-	if l.Path != "" {
-		m["path"] = l.Path
-	}
-	return m
+// leaseValue is a lease with its value, as lease --json and MCP's secrets_lease show it:
+// the value as text, or base64 when it is not valid UTF-8.
+type leaseValue struct {
+	vault.LeaseInfo
+	Value         string `json:"value"`
+	ValueEncoding string `json:"value_encoding,omitempty"`
 }
 
-// shellWord quotes s for a POSIX shell when it holds anything but safe characters.
-func shellWord(s string) string {
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '/' || c == ':' || c == '@') {
-			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-		}
+func revealed(g *vault.Grant) leaseValue {
+	if utf8.Valid(g.Value) {
+		return leaseValue{LeaseInfo: g.Lease, Value: string(g.Value)}
 	}
-	return s
+	return leaseValue{LeaseInfo: g.Lease, Value: base64.StdEncoding.EncodeToString(g.Value), ValueEncoding: "base64"}
 }

@@ -20,25 +20,20 @@ func (a *app) cmdLeases() *cli.Command {
 }
 
 func (a *app) leases(ctx context.Context, c *cli.Command) (*reply, error) {
-	if c.NArg() > 0 {
-		return nil, usagef("leases takes no arguments")
+	if err := noArgs(c); err != nil {
+		return nil, err
 	}
-	s, err := a.open(ctx, c, modeRead)
+	v, err := a.vault(c)
 	if err != nil {
 		return nil, err
 	}
-	out := []map[string]any{}
-	for _, l := range s.active() {
-		if (c.String("secret") == "" || l.Secret == c.String("secret")) && (c.String("client-id") == "" || l.ClientID == c.String("client-id")) {
-			out = append(out, leaseInfo(l))
-		}
-	}
-	if err := s.finish(nil); err != nil {
+	out, err := v.Leases(ctx, c.String("secret"), c.String("client-id"))
+	if err != nil {
 		return nil, err
 	}
 	next := []action{{"secrets revoke --all", "Revoke every active lease"}}
-	if len(out) > 0 {
-		next = append([]action{{"secrets revoke " + out[0]["lease_id"].(string), "Revoke a lease"}}, next...)
+	if out.Count > 0 {
+		next = append([]action{{"secrets revoke " + out.Leases[0].LeaseID, "Revoke a lease"}}, next...)
 	}
-	return &reply{result: map[string]any{"leases": out, "count": len(out)}, next: next}, nil
+	return &reply{result: out, next: next}, nil
 }

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/agent-secrets/secrets/internal/duration"
 	"github.com/agent-secrets/secrets/mcp"
+	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
 
@@ -26,26 +29,24 @@ func (a *app) cmdMCP() *cli.Command {
 }
 
 func (a *app) mcp(ctx context.Context, c *cli.Command) (*reply, error) {
-	if c.NArg() > 0 {
-		return nil, usagef("mcp takes no arguments")
+	if err := noArgs(c); err != nil {
+		return nil, err
 	}
 	allow := c.StringSlice("allow")
 	for _, x := range allow {
 		if !slices.Contains([]string{"reveal", "add", "killswitch"}, x) {
-			return nil, usagef("--allow takes reveal, add or killswitch, not %q", x)
+			return nil, vault.Usagef("--allow takes reveal, add or killswitch, not %q", x)
 		}
 	}
-	var global []string
-	for _, f := range []string{"dir", "lock-timeout"} {
-		if v := c.String(f); v != "" {
-			global = append(global, "--"+f, v)
-		}
+	base, err := a.vaultOptions(c)
+	if err != nil {
+		return nil, err
 	}
 	srv := &mcp.Server{
 		Name: "secrets", Version: version,
 		Instructions: "Credential management: run commands with secrets in their environment (secrets_exec; output redacted), " +
 			"inspect status, leases and the audit log, revoke leases. Values are never returned unless the server was started with --allow reveal.",
-		Tools: a.mcpTools(global, allow),
+		Tools: mcpTools(base, allow),
 	}
 	if err := srv.Serve(ctx, a.stdin, a.stdout); err != nil {
 		return nil, err
@@ -53,63 +54,42 @@ func (a *app) mcp(ctx context.Context, c *cli.Command) (*reply, error) {
 	return &reply{quiet: true}, nil // stdout was the protocol's
 }
 
-// toolCall is a CLI invocation a tool runs.
-type toolCall struct {
-	args    []string
-	stdin   string
-	timeout time.Duration // for exec: stop the command after this long
-	exec    bool          // stdout is the command's output, not an envelope
-}
-
-// MaxToolOutput caps what secrets_exec returns of each stream.
-const MaxToolOutput = 1 << 20
-
-// runTool runs one secrets command in-process, as the MCP client (client_id from its
-// name, actor.agent "mcp"), and returns the envelope's result, or its error as a tool error.
-func (a *app) runTool(ctx context.Context, client string, global []string, call toolCall) (map[string]any, bool) {
+// toolVault is the vault one tool call runs against, as the MCP client: the client's name
+// is the client id (unless the request names another) and actor.agent is "mcp". Each
+// call is audited as the CLI command it stands for, because it is the same use case.
+func toolVault(base vault.Options, client string) *vault.Vault {
 	if client == "" {
 		client = "mcp-client"
 	}
-	env := append(slices.Clone(a.environ), "AI_AGENT=mcp", "SECRETS_CLIENT_ID="+client)
-	out, errb := &capped{}, &capped{}
-	sub := newApp(strings.NewReader(call.stdin), out, errb, env, a.now)
-	if call.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, call.timeout)
-		defer cancel()
+	base.ClientID, base.Agent = client, "mcp"
+	return vault.New(base)
+}
+
+// toolFailure is a tool error as the model sees it: the stable code and the fix.
+type toolFailure struct {
+	Error envError `json:"error"`
+	Fix   string   `json:"fix"`
+}
+
+func failed(err error) (any, bool) {
+	p := classify(err)
+	return toolFailure{Error: envError{Message: err.Error(), Code: p.code}, Fix: p.fix}, true
+}
+
+// answer is a tool's result: the use case's own result, or its error as a tool error.
+func answer(result any, err error) (any, bool) {
+	if err != nil {
+		return failed(err)
 	}
-	code := sub.runContext(ctx, append(append([]string{"secrets"}, global...), call.args...))
-	if call.exec {
-		if !sub.execRan {
-			return map[string]any{"error": map[string]any{"code": sub.failure.code, "message": strings.TrimSpace(strings.TrimPrefix(errb.String(), "secrets: error: "))}, "fix": sub.failure.fix}, true
-		}
-		return map[string]any{
-			"exit_code": code, "timed_out": ctx.Err() == context.DeadlineExceeded,
-			"stdout": out.String(), "stdout_truncated": out.over,
-			"stderr": errb.String(), "stderr_truncated": errb.over,
-		}, code != 0
-	}
-	var envl struct {
-		OK     bool           `json:"ok"`
-		Result map[string]any `json:"result"`
-		Error  map[string]any `json:"error"`
-		Fix    string         `json:"fix"`
-	}
-	if err := json.Unmarshal(out.buf.Bytes(), &envl); err != nil {
-		return map[string]any{"error": map[string]any{"code": "generic_error", "message": strings.TrimSpace(errb.String())}, "exit_code": code}, true
-	}
-	if !envl.OK {
-		return map[string]any{"error": envl.Error, "fix": envl.Fix}, true
-	}
-	return envl.Result, false
+	return result, false
 }
 
 // decodeArgs reads tool arguments strictly: unknown keys and wrong types are refused.
-func decodeArgs(raw json.RawMessage, v any) map[string]any {
+func decodeArgs(raw json.RawMessage, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return map[string]any{"error": map[string]any{"code": "usage", "message": "invalid arguments: " + err.Error()}}
+		return vault.Usagef("invalid arguments: %v", err)
 	}
 	return nil
 }
@@ -127,78 +107,132 @@ var (
 	boolProp = func(desc string) map[string]any { return map[string]any{"type": "boolean", "description": desc} }
 )
 
-func (a *app) mcpTools(global []string, allow []string) []mcp.Tool {
-	tool := func(name, desc string, in map[string]any, build func(json.RawMessage) (toolCall, map[string]any)) mcp.Tool {
-		return mcp.Tool{Name: name, Description: desc, InputSchema: in,
-			Call: func(ctx context.Context, client string, raw json.RawMessage) (any, bool) {
-				call, bad := build(raw)
-				if bad != nil {
-					return bad, true
-				}
-				return a.runTool(ctx, client, global, call)
-			}}
+// tool makes a tool whose arguments decode into A and whose call is run.
+func tool[A any](base vault.Options, name, desc string, in map[string]any, run func(ctx context.Context, v *vault.Vault, args A) (any, bool)) mcp.Tool {
+	return mcp.Tool{Name: name, Description: desc, InputSchema: in,
+		Call: func(ctx context.Context, client string, raw json.RawMessage) (any, bool) {
+			var args A
+			if err := decodeArgs(raw, &args); err != nil {
+				return failed(err)
+			}
+			return run(ctx, toolVault(base, client), args)
+		}}
+}
+
+// execArgs are secrets_exec's arguments.
+type execArgs struct {
+	Command []string `json:"command"`
+	Secrets []struct {
+		Name   string `json:"name"`
+		EnvVar string `json:"env_var"`
+	} `json:"secrets"`
+	ProjectFile string `json:"project_file"`
+	TTL         string `json:"ttl"`
+	Timeout     string `json:"timeout"`
+}
+
+// execOutput is what secrets_exec returns: the exit code and the redacted, capped output.
+type execOutput struct {
+	ExitCode        int    `json:"exit_code"`
+	TimedOut        bool   `json:"timed_out"`
+	Stdout          string `json:"stdout"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	Stderr          string `json:"stderr"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+}
+
+// MaxToolOutput caps what secrets_exec returns of each stream.
+const MaxToolOutput = 1 << 20
+
+func runExec(ctx context.Context, base vault.Options, client string, args execArgs) (any, bool) {
+	if len(args.Command) == 0 {
+		return failed(vault.Usagef("command is required"))
 	}
-	none := func(args ...string) func(json.RawMessage) (toolCall, map[string]any) {
-		return func(raw json.RawMessage) (toolCall, map[string]any) {
-			var v struct{}
-			return toolCall{args: args}, decodeArgs(raw, &v)
+	timeout := time.Minute
+	if args.Timeout != "" {
+		d, err := duration.Positive(args.Timeout)
+		if err != nil {
+			return failed(vault.Usagef("timeout: %v", err))
 		}
+		timeout = d
 	}
+	p := vault.Project{File: ".secrets.json"}
+	if args.ProjectFile != "" {
+		p.File = args.ProjectFile
+	}
+	for _, s := range args.Secrets {
+		spec := s.Name
+		if s.EnvVar != "" {
+			spec += "=" + s.EnvVar
+		}
+		p.Secrets = append(p.Secrets, spec)
+	}
+	out, errb := &capped{}, &capped{}
+	base.Warn = func(msg string) { fmt.Fprintf(errb, "secrets: warning: %s\n", msg) }
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := toolVault(base, client).Exec(ctx, vault.ExecInput{
+		Project: p, TTL: args.TTL, Argv: args.Command, Grace: 2 * time.Second,
+		Stdin: strings.NewReader(""), Stdout: out, Stderr: errb,
+	})
+	if err != nil {
+		return failed(err)
+	}
+	if res.StartErr != nil {
+		fmt.Fprintf(errb, "secrets: error: %v\n", res.StartErr)
+	}
+	return execOutput{
+		ExitCode: res.ExitCode, TimedOut: ctx.Err() == context.DeadlineExceeded,
+		Stdout: out.String(), StdoutTruncated: out.over, Stderr: errb.String(), StderrTruncated: errb.over,
+	}, res.ExitCode != 0
+}
+
+func mcpTools(base vault.Options, allow []string) []mcp.Tool {
+	type none struct{}
 	tools := []mcp.Tool{
-		tool("secrets_list", "List stored secret names and metadata (never values).", schema(map[string]any{}), none("list")),
-		tool("secrets_status", "Show the store: secret and lease counts, audit log health, lockdown, heartbeat.", schema(map[string]any{}), none("status")),
-		tool("secrets_leases", "List active leases (no values).", schema(map[string]any{
+		tool(base, "secrets_list", "List stored secret names and metadata (never values).", schema(map[string]any{}),
+			func(ctx context.Context, v *vault.Vault, _ none) (any, bool) { return answer(v.List(ctx, false)) }),
+		tool(base, "secrets_status", "Show the store: secret and lease counts, audit log health, lockdown, heartbeat.", schema(map[string]any{}),
+			func(ctx context.Context, v *vault.Vault, _ none) (any, bool) { return answer(v.Status(ctx)) }),
+		tool(base, "secrets_leases", "List active leases (no values).", schema(map[string]any{
 			"secret": strProp("only leases of this secret"), "client_id": strProp("only leases held by this client"),
-		}), func(raw json.RawMessage) (toolCall, map[string]any) {
-			var v struct {
-				Secret   string `json:"secret"`
-				ClientID string `json:"client_id"`
-			}
-			if bad := decodeArgs(raw, &v); bad != nil {
-				return toolCall{}, bad
-			}
-			return toolCall{args: withFlags([]string{"leases"}, "--secret", v.Secret, "--client-id", v.ClientID)}, nil
+		}), func(ctx context.Context, v *vault.Vault, args struct {
+			Secret   string `json:"secret"`
+			ClientID string `json:"client_id"`
+		}) (any, bool) {
+			return answer(v.Leases(ctx, args.Secret, args.ClientID))
 		}),
-		tool("secrets_audit", "Read the newest audit log entries, optionally filtered.", schema(map[string]any{
+		tool(base, "secrets_audit", "Read the newest audit log entries, optionally filtered.", schema(map[string]any{
 			"tail":      map[string]any{"type": "integer", "minimum": 1, "maximum": 1000, "description": "how many entries (default 50)"},
 			"secret":    strProp("only entries for this secret"),
 			"client_id": strProp("only entries by this client"),
 			"event":     strProp("only this event, e.g. lease_grant"),
 			"since":     strProp("only entries newer than a duration ago (1h) or an RFC 3339 time"),
-		}), func(raw json.RawMessage) (toolCall, map[string]any) {
-			var v struct {
-				Tail     int    `json:"tail"`
-				Secret   string `json:"secret"`
-				ClientID string `json:"client_id"`
-				Event    string `json:"event"`
-				Since    string `json:"since"`
+		}), func(ctx context.Context, v *vault.Vault, args struct {
+			Tail     int    `json:"tail"`
+			Secret   string `json:"secret"`
+			ClientID string `json:"client_id"`
+			Event    string `json:"event"`
+			Since    string `json:"since"`
+		}) (any, bool) {
+			if args.Tail == 0 {
+				args.Tail = 50
 			}
-			if bad := decodeArgs(raw, &v); bad != nil {
-				return toolCall{}, bad
-			}
-			args := []string{"audit"}
-			if v.Tail != 0 {
-				args = append(args, "--tail", strconv.Itoa(v.Tail))
-			}
-			return toolCall{args: withFlags(args, "--secret", v.Secret, "--client-id", v.ClientID, "--event", v.Event, "--since", v.Since)}, nil
+			return answer(v.Audit(ctx, vault.AuditInput{Tail: args.Tail, Secret: args.Secret, ClientID: args.ClientID, Event: args.Event, Since: args.Since}))
 		}),
-		tool("secrets_revoke", "Revoke one lease (lease_id) or every lease (all: true).", schema(map[string]any{
+		tool(base, "secrets_revoke", "Revoke one lease (lease_id) or every lease (all: true).", schema(map[string]any{
 			"lease_id": strProp("the lease to revoke"), "all": boolProp("revoke every active lease"),
-		}), func(raw json.RawMessage) (toolCall, map[string]any) {
-			var v struct {
-				LeaseID string `json:"lease_id"`
-				All     bool   `json:"all"`
+		}), func(ctx context.Context, v *vault.Vault, args struct {
+			LeaseID string `json:"lease_id"`
+			All     bool   `json:"all"`
+		}) (any, bool) {
+			if args.All {
+				return answer(v.RevokeAll(ctx, ""))
 			}
-			if bad := decodeArgs(raw, &v); bad != nil {
-				return toolCall{}, bad
-			}
-			if v.All {
-				return toolCall{args: []string{"revoke", "--all"}}, nil
-			}
-			return toolCall{args: []string{"revoke", "--", v.LeaseID}}, nil
+			return answer(v.Revoke(ctx, args.LeaseID, ""))
 		}),
-		tool("secrets_exec", "Run a command with secrets in its environment and return its exit code and redacted, capped output. "+
-			"The values never reach you.", schema(map[string]any{
+		{Name: "secrets_exec", Description: "Run a command with secrets in its environment and return its exit code and redacted, capped output. " +
+			"The values never reach you.", InputSchema: schema(map[string]any{
 			"command": map[string]any{"type": "array", "items": map[string]any{"type": "string"}, "minItems": 1, "description": "argv, e.g. [\"gh\", \"repo\", \"list\"]"},
 			"secrets": map[string]any{"type": "array", "description": "secrets to place in variables", "items": schema(map[string]any{
 				"name": strProp("secret name"), "env_var": strProp("variable (default: the name upper-cased)"),
@@ -206,118 +240,65 @@ func (a *app) mcpTools(global []string, allow []string) []mcp.Tool {
 			"project_file": strProp("a .secrets.json mapping file, instead of secrets"),
 			"ttl":          strProp("lease TTL, e.g. 10m"),
 			"timeout":      strProp("stop the command after this long (default 60s)"),
-		}, "command"), func(raw json.RawMessage) (toolCall, map[string]any) {
-			var v struct {
-				Command []string `json:"command"`
-				Secrets []struct {
-					Name   string `json:"name"`
-					EnvVar string `json:"env_var"`
-				} `json:"secrets"`
-				ProjectFile string `json:"project_file"`
-				TTL         string `json:"ttl"`
-				Timeout     string `json:"timeout"`
+		}, "command"), Call: func(ctx context.Context, client string, raw json.RawMessage) (any, bool) {
+			var args execArgs
+			if err := decodeArgs(raw, &args); err != nil {
+				return failed(err)
 			}
-			if bad := decodeArgs(raw, &v); bad != nil {
-				return toolCall{}, bad
-			}
-			if len(v.Command) == 0 {
-				return toolCall{}, map[string]any{"error": map[string]any{"code": "usage", "message": "command is required"}}
-			}
-			timeout := time.Minute
-			if v.Timeout != "" {
-				d, err := time.ParseDuration(v.Timeout)
-				if err != nil || d <= 0 {
-					return toolCall{}, map[string]any{"error": map[string]any{"code": "usage", "message": "timeout: want a duration such as 30s"}}
-				}
-				timeout = d
-			}
-			args := []string{"exec", "--grace", "2s"}
-			for _, s := range v.Secrets {
-				spec := s.Name
-				if s.EnvVar != "" {
-					spec += "=" + s.EnvVar
-				}
-				args = append(args, "--secret", spec)
-			}
-			args = withFlags(args, "--file", v.ProjectFile, "--ttl", v.TTL)
-			return toolCall{args: append(append(args, "--"), v.Command...), timeout: timeout, exec: true}, nil
-		}),
+			return runExec(ctx, base, client, args)
+		}},
 	}
 	if slices.Contains(allow, "reveal") {
-		tools = append(tools, tool("secrets_lease", "Lease a secret and return its VALUE (this server was started with --allow reveal). "+
+		tools = append(tools, tool(base, "secrets_lease", "Lease a secret and return its VALUE (this server was started with --allow reveal). "+
 			"Prefer secrets_exec, which never shows you the value.", schema(map[string]any{
 			"name": strProp("secret name"), "ttl": strProp("lease TTL, e.g. 30m"),
-		}, "name"), func(raw json.RawMessage) (toolCall, map[string]any) {
-			var v struct {
-				Name string `json:"name"`
-				TTL  string `json:"ttl"`
+		}, "name"), func(ctx context.Context, v *vault.Vault, args struct {
+			Name string `json:"name"`
+			TTL  string `json:"ttl"`
+		}) (any, bool) {
+			g, err := v.Lease(ctx, vault.LeaseInput{Name: args.Name, TTL: args.TTL})
+			if err != nil {
+				return failed(err)
 			}
-			if bad := decodeArgs(raw, &v); bad != nil {
-				return toolCall{}, bad
-			}
-			args := withFlags([]string{"lease", "--json"}, "--ttl", v.TTL)
-			return toolCall{args: append(args, "--", v.Name)}, nil
+			return revealed(g), false
 		}))
 	}
 	if slices.Contains(allow, "add") {
-		tools = append(tools, tool("secrets_add", "Store a new secret.", schema(map[string]any{
+		tools = append(tools, tool(base, "secrets_add", "Store a new secret.", schema(map[string]any{
 			"name": strProp("secret name"), "value": strProp("the value"), "rotate_via": strProp("rotation hook command"),
-		}, "name", "value"), func(raw json.RawMessage) (toolCall, map[string]any) {
-			var v struct {
-				Name      string `json:"name"`
-				Value     string `json:"value"`
-				RotateVia string `json:"rotate_via"`
-			}
-			if bad := decodeArgs(raw, &v); bad != nil {
-				return toolCall{}, bad
-			}
-			args := withFlags([]string{"add"}, "--rotate-via", v.RotateVia)
-			return toolCall{args: append(args, "--", v.Name), stdin: v.Value}, nil
+		}, "name", "value"), func(ctx context.Context, v *vault.Vault, args struct {
+			Name      string `json:"name"`
+			Value     string `json:"value"`
+			RotateVia string `json:"rotate_via"`
+		}) (any, bool) {
+			return answer(v.Add(ctx, vault.AddInput{Name: args.Name, Value: []byte(args.Value), RotateVia: args.RotateVia}))
 		}))
 	}
 	if slices.Contains(allow, "killswitch") {
-		tools = append(tools, tool("secrets_killswitch", "Revoke every lease and lock the store down; optionally rotate all and wipe.", schema(map[string]any{
+		tools = append(tools, tool(base, "secrets_killswitch", "Revoke every lease and lock the store down; optionally rotate all and wipe.", schema(map[string]any{
 			"rotate_all": boolProp("rotate every secret with a hook"), "wipe": boolProp("crypto-shred the store"), "reason": strProp("why"),
-		}), func(raw json.RawMessage) (toolCall, map[string]any) {
-			var v struct {
-				RotateAll bool   `json:"rotate_all"`
-				Wipe      bool   `json:"wipe"`
-				Reason    string `json:"reason"`
-			}
-			if bad := decodeArgs(raw, &v); bad != nil {
-				return toolCall{}, bad
-			}
-			args := []string{"killswitch", "--yes"}
-			if v.RotateAll {
-				args = append(args, "--rotate-all")
-			}
-			if v.Wipe {
-				args = append(args, "--wipe")
-			}
-			return toolCall{args: withFlags(args, "--reason", v.Reason)}, nil
+		}), func(ctx context.Context, v *vault.Vault, args struct {
+			RotateAll bool   `json:"rotate_all"`
+			Wipe      bool   `json:"wipe"`
+			Reason    string `json:"reason"`
+		}) (any, bool) {
+			return answer(v.Killswitch(ctx, vault.KillswitchInput{RotateAll: args.RotateAll, Wipe: args.Wipe, Reason: args.Reason}))
 		}))
 	}
 	return tools
 }
 
-// withFlags appends each flag whose value is set, as the two words flag and value.
-// pairs alternate flag and value.
-func withFlags(args []string, pairs ...string) []string {
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if pairs[i+1] != "" {
-			args = append(args, pairs[i], pairs[i+1])
-		}
-	}
-	return args
-}
-
-// capped keeps the first MaxToolOutput bytes written to it, with a marker when cut.
+// capped keeps the first MaxToolOutput bytes written to it, with a marker when cut. The
+// command's stream and our warnings write to it from different goroutines.
 type capped struct {
+	mu   sync.Mutex
 	buf  bytes.Buffer
 	over bool
 }
 
 func (c *capped) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if room := MaxToolOutput - c.buf.Len(); len(p) > room {
 		c.buf.Write(p[:max(room, 0)])
 		c.over = true
@@ -327,6 +308,8 @@ func (c *capped) Write(p []byte) (int, error) {
 }
 
 func (c *capped) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.over {
 		return c.buf.String() + "\n[truncated at 1 MiB]"
 	}

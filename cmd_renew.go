@@ -3,8 +3,7 @@ package main
 import (
 	"context"
 
-	"github.com/agent-secrets/secrets/audit"
-	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
 
@@ -26,31 +25,13 @@ func (a *app) renew(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := a.open(ctx, c, modeWrite)
+	v, err := a.vault(c)
 	if err != nil {
 		return nil, err
 	}
-	var l lease.Lease
-	err = s.finish(func() error {
-		e := audit.Entry{Event: "lease_renew", LeaseID: shortField(id)}
-		l, err = s.mgr.Renew(s.state.Leases, id, c.String("ttl"))
-		if err != nil {
-			return s.deny(e, err)
-		}
-		e.Secret, e.OK, e.Detail = l.Secret, true, "ttl "+l.TTL
-		s.record(e)
-		return nil
-	}())
+	l, err := v.Renew(ctx, vault.RenewInput{ID: id, TTL: c.String("ttl"), ClientID: c.String("client-id")})
 	if err != nil {
 		return nil, err
 	}
-	return &reply{result: leaseInfo(l), next: []action{{"secrets revoke " + l.ID, "Revoke this lease when done"}}}, nil
-}
-
-// shortField bounds what an unvalidated argument can put into an audit entry.
-func shortField(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
+	return &reply{result: l, next: []action{{"secrets revoke " + l.LeaseID, "Revoke this lease when done"}}}, nil
 }

@@ -14,7 +14,9 @@ func (a *app) cmdServe() *cli.Command {
 		Usage:  "Deprecated: secrets needs no daemon",
 		Action: a.act(func(ctx context.Context, c *cli.Command) (*reply, error) {
 			a.warn("serve is deprecated: secrets needs no daemon, every command works on its own. Remove `secrets serve &` from your scripts")
-			return &reply{result: map[string]any{"daemon": false}}, nil
+			return &reply{result: struct {
+				Daemon bool `json:"daemon"`
+			}{false}}, nil
 		}),
 	}
 }

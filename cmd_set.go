@@ -3,8 +3,7 @@ package main
 import (
 	"context"
 
-	"github.com/agent-secrets/secrets/audit"
-	"github.com/agent-secrets/secrets/store"
+	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
 
@@ -27,49 +26,37 @@ func (a *app) set(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	v, err := a.vault(c)
+	if err != nil {
+		return nil, err
+	}
 	if c.IsSet("rotate-via") || c.IsSet("verify-via") {
-		return a.setHooks(ctx, c, name)
-	}
-	sec, err := a.writeValue(ctx, c, "secret_set", name, func(sec *store.Secrets, v []byte) (*store.Secret, error) {
-		return sec.Set(name, v, a.now())
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &reply{
-		result: secretInfo(name, sec, false),
-		next: []action{
-			{"secrets leases --secret " + name, "See leases still holding the previous value"},
-			{"secrets revoke LEASE_ID", "End a lease that holds the previous value"},
-		},
-	}, nil
-}
-
-// setHooks changes a secret's rotation hook and check, and reads no value.
-func (a *app) setHooks(ctx context.Context, c *cli.Command, name string) (*reply, error) {
-	s, err := a.open(ctx, c, modeWrite|withSecrets)
-	if err != nil {
-		return nil, err
-	}
-	var sec *store.Secret
-	err = s.finish(func() error {
-		e := audit.Entry{Event: "secret_hooks", Secret: shortField(name)}
-		if sec, err = s.secrets.Get(name); err != nil {
-			return s.deny(e, err)
-		}
+		in := vault.HooksInput{Name: name, ClientID: c.String("client-id")}
 		if c.IsSet("rotate-via") {
-			sec.RotateVia = c.String("rotate-via")
+			in.RotateVia = ptr(c.String("rotate-via"))
 		}
 		if c.IsSet("verify-via") {
-			sec.VerifyVia = c.String("verify-via")
+			in.VerifyVia = ptr(c.String("verify-via"))
 		}
-		s.secretsDirty = true
-		e.OK, e.Detail = true, "rotation hook or check changed"
-		s.record(e)
-		return nil
-	}())
+		info, err := v.SetHooks(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		return &reply{result: info, next: []action{{"secrets rotate " + name, "Rotate it now"}}}, nil
+	}
+	value, err := a.valueFor(name)
 	if err != nil {
 		return nil, err
 	}
-	return &reply{result: secretInfo(name, sec, false), next: []action{{"secrets rotate " + name, "Rotate it now"}}}, nil
+	defer clear(value)
+	info, err := v.Set(ctx, vault.SetInput{Name: name, Value: value, ClientID: c.String("client-id")})
+	if err != nil {
+		return nil, err
+	}
+	return &reply{result: info, next: []action{
+		{"secrets leases --secret " + name, "See leases still holding the previous value"},
+		{"secrets revoke LEASE_ID", "End a lease that holds the previous value"},
+	}}, nil
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -13,7 +13,11 @@ func (a *app) cmdVersion() *cli.Command {
 		Usage:     "Print the version",
 		UsageText: "secrets version",
 		Action: a.act(func(ctx context.Context, c *cli.Command) (*reply, error) {
-			return &reply{result: map[string]any{"version": version, "go": runtime.Version(), "platform": runtime.GOOS + "/" + runtime.GOARCH}}, nil
+			return &reply{result: struct {
+				Version  string `json:"version"`
+				Go       string `json:"go"`
+				Platform string `json:"platform"`
+			}{version, runtime.Version(), runtime.GOOS + "/" + runtime.GOARCH}}, nil
 		}),
 	}
 }

@@ -149,8 +149,10 @@ func TestExitCodes(t *testing.T) {
 				if env.Fix == "" {
 					t.Error("no fix")
 				}
-				if n := strings.Count(stderr, "\n"); n != 1 || !strings.HasPrefix(stderr, "secrets: error: ") {
-					t.Errorf("stderr is not one error line: %q", stderr)
+				// One error line, then the fix as a hint, as age prints its hints.
+				lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+				if len(lines) != 2 || !strings.HasPrefix(lines[0], "secrets: error: ") || lines[1] != "secrets: hint: "+env.Fix {
+					t.Errorf("stderr is not an error line and its hint: %q (fix %q)", stderr, env.Fix)
 				}
 			}
 		})

@@ -1,6 +1,11 @@
 // Command secrets is portable credential management for AI agents, CI job steps and the
 // people who run them: an age-encrypted store, time-bounded leases and a tamper-evident
 // audit log, in one daemonless binary.
+//
+// This package is the face: the command tree, the global flags, the JSON envelope, the
+// `secrets: hint:` lines and the one table from error codes to exit statuses. Each
+// cmd_<name>.go reads its flags once into a typed input, makes one call into package
+// vault and renders the typed result; read them as the table of contents.
 package main
 
 import (
@@ -14,12 +19,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agent-secrets/secrets/audit"
-	"github.com/agent-secrets/secrets/envfile"
-	"github.com/agent-secrets/secrets/killswitch"
-	"github.com/agent-secrets/secrets/lease"
-	"github.com/agent-secrets/secrets/rotate"
-	"github.com/agent-secrets/secrets/store"
+	"github.com/agent-secrets/secrets/internal/duration"
+	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
 
@@ -44,8 +45,6 @@ type app struct {
 	now            func() time.Time
 	args           []string
 	exit           int
-	failure        problem // how the invocation failed, when it did
-	execRan        bool    // secrets exec started its command
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer, environ []string, now func() time.Time) *app {
@@ -66,7 +65,7 @@ type reply struct {
 	result any
 	next   []action
 	raw    []byte // written as is instead of an envelope (secrets lease without --json)
-	quiet  bool   // print nothing: stdout was the command's (secrets exec)
+	quiet  bool   // print nothing: stdout was the command's (secrets exec, secrets mcp)
 	exit   int    // with quiet, the exit code
 }
 
@@ -164,14 +163,15 @@ func (a *app) print(e envelope) {
 }
 
 // fail reports err: an envelope on stdout (except for a raw lease, whose stdout is the
-// value and must stay empty), one line on stderr, and the exit code from the table.
+// value and must stay empty, and exec, whose stdout is the command's), the error line and
+// its fix as a hint on stderr, and the exit code from the table.
 func (a *app) fail(c *cli.Command, err error) {
 	p := classify(err)
-	a.exit, a.failure = p.exit, p
+	a.exit = p.exit
 	msg := err.Error()
-	fmt.Fprintf(a.stderr, "secrets: error: %s\n", msg)
+	fmt.Fprintf(a.stderr, "secrets: error: %s\nsecrets: hint: %s\n", msg, p.fix)
 	if c.Name == "lease" && !c.Bool("json") && !a.hasArg("--json") || c.Name == "exec" {
-		return // stdout is the value's, or the command's
+		return
 	}
 	a.print(envelope{Command: commandName(c), Error: &envError{Message: msg, Code: p.code}, Fix: p.fix})
 }
@@ -231,51 +231,43 @@ const (
 	exitWriteFail = 11 // a store file could not be written (full disk, I/O error)
 )
 
-// problems is the one table from errors to codes, exit statuses and fixes.
-var problems = []struct {
-	err error
-	problem
-}{
-	{errUsage, problem{"usage", exitUsage, "run `secrets` for the command tree, or `secrets COMMAND --help`"}},
-	{store.ErrInvalidName, problem{"invalid_name", exitUsage, "use 1-128 characters of A-Z a-z 0-9 _ . - /, starting with a letter or digit"}},
-	{store.ErrInvalidValue, problem{"invalid_value", exitUsage, "pipe a non-empty value of at most 1 MiB on stdin, or type it at the prompt"}},
-	{lease.ErrInvalidTTL, problem{"invalid_ttl", exitUsage, "give a positive duration such as 30m, 1h30m or 2d"}},
-	{lease.ErrTTLExceedsMax, problem{"ttl_exceeds_max", exitUsage, "ask for a shorter --ttl, or raise max_lease_ttl in config.json"}},
-	{store.ErrNotInitialized, problem{"not_initialized", exitSetup, "run: secrets init"}},
-	{store.ErrAlreadyInitialized, problem{"already_initialized", exitSetup, "the store exists; use it, or pass --dir for another one"}},
-	{store.ErrInvalidConfig, problem{"invalid_config", exitSetup, "fix config.json in the store directory"}},
-	{store.ErrSecretNotFound, problem{"secret_not_found", exitNotFound, "list the stored names: secrets list"}},
-	{lease.ErrNotFound, problem{"lease_not_found", exitNotFound, "list active leases: secrets leases (expired and revoked leases are gone)"}},
-	{store.ErrSecretExists, problem{"secret_exists", exitConflict, "replace its value with: secrets set NAME"}},
-	{envfile.ErrExists, problem{"file_exists", exitConflict, "pass --force to replace it, or --output another path"}},
-	{envfile.ErrInvalid, problem{"invalid_project_file", exitUsage, "fix .secrets.json; see the README for its format"}},
-	{envfile.ErrNotEnvSafe, problem{"invalid_value", exitUsage, "a value with a NUL byte cannot be an environment variable; use secrets lease for it"}},
-	{store.ErrLocked, problem{"store_locked", exitLocked, "retry, or wait longer with --lock-timeout 30s"}},
-	{store.ErrDecrypt, problem{"decrypt_failed", exitStore, "check that the identity (identity.age, $SECRETS_IDENTITY or $SECRETS_IDENTITY_FILE) is the store's, and restore the damaged file from a backup; nothing was changed"}},
-	{store.ErrCorrupt, problem{"store_corrupt", exitStore, "restore the damaged file from a backup; nothing was changed"}},
-	{store.ErrInsecure, problem{"insecure_permissions", exitStore, "restrict the file to its owner: chmod 600 FILE (chmod 700 for the directory)"}},
-	{audit.ErrTampered, problem{"audit_tampered", exitAudit, "inspect audit.jsonl with: secrets audit --verify; then start a new log with: secrets audit --reset --yes (the damaged log is kept)"}},
-	{audit.ErrFailed, problem{"audit_failed", exitAudit, "free disk space or fix the permissions of audit.jsonl; nothing was released"}},
-	{killswitch.ErrLockdown, problem{"lockdown", exitLockdown, "a person lifts the lockdown with secrets unlock on a terminal, typing the fingerprint that secrets status shows"}},
-	{rotate.ErrFailed, problem{"rotation_failed", exitRotation, "fix the hook (it gets the value on stdin and SECRET_NAME; it prints the new value, or nothing if it refreshed the credential elsewhere); nothing was changed"}},
-	{store.ErrWrite, problem{"write_failed", exitWriteFail, "free disk space or fix the store directory; the previous file is intact"}},
+// problems is the one table from the stable error codes (vault.Code) to exit statuses
+// and the fix printed when an error does not know a better one. TestProblemsCoverCodes
+// holds it to every code the vault can return.
+var problems = []problem{
+	{"generic_error", exitGeneric, "see the message; run `secrets status` to check the store"},
+	{"usage", exitUsage, "run `secrets` for the command tree, or `secrets COMMAND --help`"},
+	{"invalid_name", exitUsage, "use 1-128 characters of A-Z a-z 0-9 _ . - /, starting with a letter or digit"},
+	{"invalid_value", exitUsage, "pipe a non-empty value of at most 1 MiB on stdin, or type it at the prompt"},
+	{"invalid_ttl", exitUsage, "give a positive duration such as 30m, 1h30m or 2d"},
+	{"ttl_exceeds_max", exitUsage, "ask for a shorter --ttl, or raise max_lease_ttl in config.json"},
+	{"not_initialized", exitSetup, "run: secrets init"},
+	{"already_initialized", exitSetup, "the store exists; use it, or pass --dir for another one"},
+	{"invalid_config", exitSetup, "fix config.json in the store directory"},
+	{"secret_not_found", exitNotFound, "list the stored names: secrets list"},
+	{"lease_not_found", exitNotFound, "list active leases: secrets leases (expired and revoked leases are gone)"},
+	{"secret_exists", exitConflict, "replace its value with: secrets set NAME"},
+	{"file_exists", exitConflict, "pass --force to replace it, or --output another path"},
+	{"invalid_project_file", exitUsage, "fix .secrets.json; see the README for its format"},
+	{"store_locked", exitLocked, "retry, or wait longer with --lock-timeout 30s"},
+	{"decrypt_failed", exitStore, "check that the identity (identity.age, $SECRETS_IDENTITY or $SECRETS_IDENTITY_FILE) is the store's, and restore the damaged file from a backup; nothing was changed"},
+	{"store_corrupt", exitStore, "restore the damaged file from a backup; nothing was changed"},
+	{"insecure_permissions", exitStore, "restrict the file to its owner: chmod 600 FILE (chmod 700 for the directory)"},
+	{"audit_tampered", exitAudit, "inspect audit.jsonl with: secrets audit --verify; then start a new log with: secrets audit --reset --yes (the damaged log is kept)"},
+	{"audit_failed", exitAudit, "free disk space or fix the permissions of audit.jsonl; nothing was released"},
+	{"lockdown", exitLockdown, "a person lifts the lockdown with secrets unlock on a terminal, typing the fingerprint that secrets status shows"},
+	{"rotation_failed", exitRotation, "fix the hook (it gets the value on stdin and SECRET_NAME; it prints the new value, or nothing if it refreshed the credential elsewhere); nothing was changed"},
+	{"write_failed", exitWriteFail, "free disk space or fix the store directory; the previous file is intact"},
 }
 
-var errUsage = errors.New("usage")
-
-// usageError is a mistake in how the command was called. It matches errUsage.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string        { return e.msg }
-func (e *usageError) Is(target error) bool { return target == errUsage }
-
-// classify maps an error to its problem. An error that knows its own fix (a file's
-// chmod command, the config key to correct) overrides the table's.
+// classify maps an error to its problem. An error that knows its own fix (a file's chmod
+// command, the config key to correct) overrides the table's.
 func classify(err error) problem {
-	p := problem{"generic_error", exitGeneric, "see the message; run `secrets status` to check the store"}
+	code := vault.Code(err)
+	p := problems[0]
 	for _, row := range problems {
-		if errors.Is(err, row.err) {
-			p = row.problem
+		if row.code == code {
+			p = row
 			break
 		}
 	}
@@ -284,11 +276,6 @@ func classify(err error) problem {
 		p.fix = f.Fix()
 	}
 	return p
-}
-
-// usagef returns a usage error with a message.
-func usagef(format string, args ...any) error {
-	return &usageError{fmt.Sprintf(format, args...)}
 }
 
 // commands is the command tree.
@@ -319,7 +306,7 @@ func (a *app) commands() *cli.Command {
 		ExitErrHandler:  func(context.Context, *cli.Command, error) {},
 	}
 	onUsage := func(_ context.Context, _ *cli.Command, err error, _ bool) error {
-		return &usageError{usageMessage(err.Error())}
+		return vault.Usagef("%s", usageMessage(err.Error()))
 	}
 	root.OnUsageError = onUsage
 	for _, c := range root.Commands {
@@ -327,21 +314,32 @@ func (a *app) commands() *cli.Command {
 	}
 	root.Action = a.act(func(ctx context.Context, c *cli.Command) (*reply, error) {
 		if c.NArg() > 0 {
-			return nil, usagef("unknown command %q; run `secrets` for the command tree", c.Args().First())
+			return nil, vault.Usagef("unknown command %q; run `secrets` for the command tree", c.Args().First())
 		}
 		return a.tree(root), nil
 	})
 	return root
 }
 
+// treeEntry is one command of the root envelope.
+type treeEntry struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Usage       string `json:"usage"`
+}
+
 // tree is the root envelope: what an agent needs to discover the commands.
 func (a *app) tree(root *cli.Command) *reply {
-	cmds := []map[string]string{}
+	cmds := []treeEntry{}
 	for _, c := range root.VisibleCommands() {
-		cmds = append(cmds, map[string]string{"name": c.Name, "description": c.Usage, "usage": c.UsageText})
+		cmds = append(cmds, treeEntry{c.Name, c.Usage, c.UsageText})
 	}
 	return &reply{
-		result: map[string]any{"description": root.Usage, "version": version, "commands": cmds},
+		result: struct {
+			Description string      `json:"description"`
+			Version     string      `json:"version"`
+			Commands    []treeEntry `json:"commands"`
+		}{root.Usage, version, cmds},
 		next: []action{
 			{"secrets status", "Check the store (run `secrets init` first if it is not initialized)"},
 			{"secrets list", "See which secrets are stored"},
@@ -358,26 +356,80 @@ func (a *app) storeDir(c *cli.Command) (string, error) {
 	if dir == "" {
 		home := a.getenv("HOME")
 		if home == "" {
-			return "", usagef("no store directory: set --dir, $SECRETS_DIR or $HOME")
+			return "", vault.Usagef("no store directory: set --dir, $SECRETS_DIR or $HOME")
 		}
 		dir = filepath.Join(home, ".agent-secrets")
 	}
 	return filepath.Abs(dir)
 }
 
-// storeOptions collects where the store is and how to unlock it.
-func (a *app) storeOptions(c *cli.Command) (store.Options, error) {
+// vaultOptions are the store the global flags and the environment name, and who asks.
+func (a *app) vaultOptions(c *cli.Command) (vault.Options, error) {
 	dir, err := a.storeDir(c)
 	if err != nil {
-		return store.Options{}, err
+		return vault.Options{}, err
 	}
-	o := store.Options{Dir: dir, IdentityKey: a.getenv("SECRETS_IDENTITY"), IdentityFile: a.getenv("SECRETS_IDENTITY_FILE"), Now: a.now}
-	if t := c.String("lock-timeout"); t != "" {
-		d, err := lease.ParseDuration(t)
-		if err != nil || d <= 0 {
-			return o, usagef("--lock-timeout: invalid duration %q", t)
-		}
-		o.LockTimeout = d
+	o := vault.Options{
+		Dir: dir, IdentityKey: a.getenv("SECRETS_IDENTITY"), IdentityFile: a.getenv("SECRETS_IDENTITY_FILE"),
+		Now: a.now, Environ: a.environ, ClientID: a.getenv("SECRETS_CLIENT_ID"), Warn: a.warn,
+	}
+	if o.LockTimeout, err = durationFlag(c, "lock-timeout", duration.Positive); err != nil {
+		return o, err
 	}
 	return o, nil
+}
+
+// vault is the use cases of the store the global flags name.
+func (a *app) vault(c *cli.Command) (*vault.Vault, error) {
+	o, err := a.vaultOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	return vault.New(o), nil
+}
+
+// durationFlag reads a duration flag with parse (duration.Parse or Positive); unset is 0.
+func durationFlag(c *cli.Command, name string, parse func(string) (time.Duration, error)) (time.Duration, error) {
+	s := c.String(name)
+	if s == "" {
+		return 0, nil
+	}
+	d, err := parse(s)
+	if err != nil {
+		return 0, vault.Usagef("--%s: %v", name, err)
+	}
+	return d, nil
+}
+
+// oneArg returns the single positional argument, or a usage error naming what is missing.
+func oneArg(c *cli.Command, what string) (string, error) {
+	switch c.NArg() {
+	case 1:
+		return c.Args().First(), nil
+	case 0:
+		return "", vault.Usagef("missing <%s>; usage: %s", what, c.UsageText)
+	}
+	return "", vault.Usagef("too many arguments; usage: %s", c.UsageText)
+}
+
+// noArgs refuses positional arguments for a command that takes none.
+func noArgs(c *cli.Command) error {
+	if c.NArg() > 0 {
+		return vault.Usagef("%s takes no arguments", c.Name)
+	}
+	return nil
+}
+
+func clientIDFlag() cli.Flag {
+	return &cli.StringFlag{Name: "client-id", Usage: "who is asking, for the audit log (default $SECRETS_CLIENT_ID, else <parent>-<ppid>)"}
+}
+
+// shellWord quotes s for a POSIX shell when it holds anything but safe characters.
+func shellWord(s string) string {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '/' || c == ':' || c == '@') {
+			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+		}
+	}
+	return s
 }

@@ -20,15 +20,15 @@ func TestAuditStamp(t *testing.T) {
 	mustCall(t, dir, "", "init")
 	mustCall(t, dir, "FAKE-stamp-0001", "add", "k")
 	stamped := func() bool {
+		_, state, err := rawState(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
 		st, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		state, err := st.LoadState()
-		if err != nil {
-			t.Fatal(err)
-		}
 		return audit.New(st.Path(store.AuditFile), st.AuditKey(), time.Now).Stamped(st.LockNote(), state.AuditHead)
 	}
 	for _, args := range [][]string{{"lease", "k"}, {"list"}, {"status"}, {"audit", "--tail", "1"}} {

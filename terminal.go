@@ -9,9 +9,12 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/agent-secrets/secrets/store"
 	"golang.org/x/sys/unix"
 )
+
+// maxValue bounds what is read as a value: the store takes at most 1 MiB, so reading a
+// little more is enough to refuse a larger one.
+const maxValue = 1<<20 + 2
 
 // isTerminal reports whether v is an *os.File open on a terminal.
 func isTerminal(v any) bool {
@@ -19,28 +22,26 @@ func isTerminal(v any) bool {
 	if !ok {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
 	return err == nil
 }
 
 // readValue reads a secret value: from the terminal with echo off and a prompt on
-// stderr, or else from stdin, at most store.MaxValueSize bytes, with exactly one trailing
-// newline dropped. An empty or oversized value fails with store.ErrInvalidValue.
+// stderr, or else from stdin, with exactly one trailing newline dropped. It reads at most
+// a little over the largest value the store takes; the vault refuses an empty or
+// oversized one.
 func (a *app) readValue(name string) ([]byte, error) {
 	var v []byte
 	var err error
 	if isTerminal(a.stdin) {
 		v, err = readHidden(a.stdin.(*os.File), a.stderr, fmt.Sprintf("Value for %s (input hidden): ", name))
 	} else {
-		v, err = io.ReadAll(io.LimitReader(a.stdin, store.MaxValueSize+2))
+		v, err = io.ReadAll(io.LimitReader(a.stdin, maxValue))
 		v = bytes.TrimSuffix(v, []byte("\n"))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read value: %w", err)
-	}
-	if err := store.CheckValue(v); err != nil {
 		clear(v)
-		return nil, err
+		return nil, fmt.Errorf("read value: %w", err)
 	}
 	return v, nil
 }
@@ -49,7 +50,7 @@ func (a *app) readValue(name string) ([]byte, error) {
 // The terminal is restored on return and on SIGINT, SIGTERM or SIGHUP while waiting.
 func readHidden(f *os.File, w io.Writer, prompt string) ([]byte, error) {
 	fd := int(f.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	old, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 	if err != nil {
 		return nil, err
 	}
@@ -58,11 +59,11 @@ func readHidden(f *os.File, w io.Writer, prompt string) ([]byte, error) {
 	quiet.Lflag |= unix.ICANON | unix.ISIG
 	// Echo goes off before the prompt shows: input that arrives the moment the prompt
 	// appears (a paste) must not be echoed. TestAddPromptsWithoutEcho caught this order.
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+	if err := unix.IoctlSetTermios(fd, ioctlSetTermios, &quiet); err != nil {
 		return nil, err
 	}
 	fmt.Fprint(w, prompt)
-	restore := func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }
+	restore := func() { unix.IoctlSetTermios(fd, ioctlSetTermios, old) }
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -88,4 +89,17 @@ func readHidden(f *os.File, w io.Writer, prompt string) ([]byte, error) {
 	v := bytes.Clone(bytes.TrimSuffix(line, []byte("\n")))
 	clear(line)
 	return v, nil
+}
+
+// askTTY shows prompt on the controlling terminal and reads one line from it; never
+// stdin, which an agent may be writing.
+func askTTY(prompt string) (string, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return "", err
+	}
+	defer tty.Close()
+	fmt.Fprint(tty, prompt)
+	line, _ := bufio.NewReader(tty).ReadString('\n')
+	return line, nil
 }

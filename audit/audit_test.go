@@ -104,28 +104,40 @@ func TestCheckAcceptsLinesAfterThePin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, repair, err := l.Check(pinned)
-	if err != nil || repair != nil || got != h {
-		t.Fatalf("check: %+v %+v %v", got, repair, err)
+	got, torn, err := l.Check(pinned)
+	if err != nil || torn != 0 || got != h {
+		t.Fatalf("check: %+v %d %v", got, torn, err)
 	}
 }
 
-func TestCheckRepairsTornTail(t *testing.T) {
+// TestCheckFindsTornTail: Check and Verify report a torn last line without calling it
+// tampering or changing the file; CutTorn backs the log up and cuts it.
+func TestCheckFindsTornTail(t *testing.T) {
 	l, p := newLog(t)
 	pinned := fill(t, l, 3)
 	f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"seq":4,"ts":"20`)
 	f.Close()
 	before, _ := os.ReadFile(p)
-	got, repair, err := l.Check(pinned)
-	if err != nil || got != pinned || repair == nil || repair.Dropped != 17 {
-		t.Fatalf("check: %+v %+v %v", got, repair, err)
+	got, torn, err := l.Check(pinned)
+	if err != nil || got != pinned || torn != 17 {
+		t.Fatalf("check: %+v %d %v", got, torn, err)
+	}
+	if rep, err := l.Verify(pinned); err != nil || rep.Torn != 17 || rep.Head != pinned {
+		t.Fatalf("verify of a torn log: %+v %v", rep, err)
+	}
+	if after, _ := os.ReadFile(p); !bytes.Equal(after, before) {
+		t.Fatal("Check or Verify changed the log")
+	}
+	repair, err := l.CutTorn(torn)
+	if err != nil || repair.Dropped != 17 {
+		t.Fatalf("cut: %+v %v", repair, err)
 	}
 	if kept, _ := os.ReadFile(repair.Backup); !bytes.Equal(kept, before) {
 		t.Error("backup is not the log as found")
 	}
-	if _, err := l.Verify(pinned); err != nil {
-		t.Fatalf("verify after repair: %v", err)
+	if rep, err := l.Verify(pinned); err != nil || rep.Torn != 0 {
+		t.Fatalf("verify after repair: %+v %v", rep, err)
 	}
 }
 

@@ -12,10 +12,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/agent-secrets/secrets/internal/crash"
+	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
 // Log is one audit.jsonl file. It holds no state between calls beyond its configuration;
@@ -34,25 +34,11 @@ func New(path string, key []byte, now func() time.Time) *Log {
 // Path returns the log file's path.
 func (l *Log) Path() string { return l.path }
 
-// openFile opens the log without following a symlink and refuses a file others can read.
-func (l *Log) openFile(flag int) (*os.File, error) {
-	f, err := os.OpenFile(l.path, flag|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, fmt.Errorf("%s is a symlink: %w", l.path, fs.ErrPermission)
-		}
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err == nil && (!fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 != 0) {
-		err = fmt.Errorf("%s: mode %#o: %w", l.path, fi.Mode().Perm(), fs.ErrPermission)
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
+// openFile opens the log under the rule of every private file (safefile): no symlink, a
+// regular file, the user's own, closed to group and others. A refusal is a
+// *safefile.PermError, so a loose mode reads as insecure_permissions with its chmod fix,
+// as for every other store file.
+func (l *Log) openFile(flag int) (*os.File, error) { return safefile.OpenFile(l.path, flag) }
 
 // Batch is entries sealed by Prepare, ready to be written with one write and one fsync.
 type Batch struct {
@@ -97,7 +83,7 @@ func (b *Batch) Write() error {
 	}
 	f, err := b.log.openFile(os.O_WRONLY | os.O_APPEND | os.O_CREATE)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrFailed, err)
+		return fmt.Errorf("%w: %w", ErrFailed, err) // a *safefile.PermError stays one
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -110,12 +96,12 @@ func (b *Batch) Write() error {
 	}
 	if _, err := f.Write(b.data); err != nil {
 		f.Truncate(fi.Size())
-		return fmt.Errorf("%w: write %s: %v", ErrFailed, b.log.path, err)
+		return fmt.Errorf("%w: %v", ErrFailed, err) // err names the file
 	}
 	crash.Point("audit.written", "")
 	if err := f.Sync(); err != nil {
 		f.Truncate(fi.Size())
-		return fmt.Errorf("%w: fsync %s: %v", ErrFailed, b.log.path, err)
+		return fmt.Errorf("%w: %v", ErrFailed, err)
 	}
 	crash.Point("audit.synced", "")
 	return nil
@@ -133,7 +119,7 @@ func (l *Log) Append(head Head, entries ...Entry) (Head, error) {
 	return next, nil
 }
 
-// Repair describes a torn last line that Check cut off.
+// Repair describes a torn last line that CutTorn cut off.
 type Repair struct {
 	Backup  string // copy of the log as found, torn line included
 	Dropped int    // bytes cut
@@ -141,42 +127,66 @@ type Repair struct {
 
 // Check confirms, reading only from the end of the file, that the log still ends at or
 // after pinned and that the lines after pinned (left by a command that crashed before it
-// could pin them) chain onto it. It returns the log's real head. A torn last line is
-// backed up and cut off, and reported in Repair; the caller must record it. Lines cut,
-// a last line edited or forged, or a chain that does not reach pinned are a *TamperError.
-func (l *Log) Check(pinned Head) (Head, *Repair, error) {
+// could pin them) chain onto it. It returns the log's real head and the length of a torn
+// last line (what a crash mid-append leaves), which it does not count as tampering and
+// does not remove: CutTorn does, for a caller that will append. Lines cut, a last line
+// edited or forged, or a chain that does not reach pinned are a *TamperError. Check
+// changes nothing.
+func (l *Log) Check(pinned Head) (Head, int, error) {
 	f, err := l.openFile(os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
 		if pinned.Seq == 0 {
-			return Head{}, nil, nil
+			return Head{}, 0, nil
 		}
-		return Head{}, nil, &TamperError{Seq: 1, Reason: fmt.Sprintf("the log is missing but the pinned head is seq %d", pinned.Seq)}
+		return Head{}, 0, &TamperError{Seq: 1, Reason: fmt.Sprintf("the log is missing but the pinned head is seq %d", pinned.Seq)}
 	}
 	if err != nil {
-		return Head{}, nil, err
+		return Head{}, 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return Head{}, nil, err
+		return Head{}, 0, err
 	}
 	r := newReverse(f, fi.Size())
-	var repair *Repair
-	if torn, err := r.tornTail(); err != nil {
-		return Head{}, nil, err
-	} else if torn > 0 {
-		repair = &Repair{Dropped: torn}
+	torn, err := r.tornTail()
+	if err != nil {
+		return Head{}, 0, err
 	}
 	head, err := l.walkBack(r, pinned)
 	if err != nil {
-		return Head{}, nil, err
+		return Head{}, 0, err
 	}
-	if repair != nil {
-		if repair.Backup, err = l.cutTail(f, fi.Size()-int64(repair.Dropped)); err != nil {
-			return Head{}, nil, err
-		}
+	return head, torn, nil
+}
+
+// CutTorn backs the whole log up (audit.jsonl.torn-TIME) and cuts the torn last line of
+// torn bytes that Check found, both durably. The caller must record the Repair.
+func (l *Log) CutTorn(torn int) (*Repair, error) {
+	f, err := l.openFile(os.O_RDWR)
+	if err != nil {
+		return nil, err
 	}
-	return head, repair, nil
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	backup := fmt.Sprintf("%s.torn-%s", l.path, l.now().UTC().Format("20060102T150405.000000000Z"))
+	err = safefile.ReplaceWith(backup, func(w io.Writer) error {
+		_, err := io.Copy(w, io.NewSectionReader(f, 0, fi.Size()))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("back up torn log: %w", err)
+	}
+	if err := f.Truncate(fi.Size() - int64(torn)); err != nil {
+		return nil, fmt.Errorf("cut torn line: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("cut torn line: %w", err)
+	}
+	return &Repair{Backup: backup, Dropped: torn}, nil
 }
 
 // walkBack reads lines from the end until it reaches the pinned seq, checking each
@@ -224,55 +234,6 @@ func (l *Log) walkBack(r *reverse, pinned Head) (Head, error) {
 		}
 		next = s
 	}
-}
-
-// cutTail backs the whole log up and truncates it to size, both durably.
-func (l *Log) cutTail(f *os.File, size int64) (string, error) {
-	backup := fmt.Sprintf("%s.torn-%s", l.path, l.now().UTC().Format("20060102T150405.000000000Z"))
-	if err := copyFile(f, backup); err != nil {
-		return "", fmt.Errorf("back up torn log: %w", err)
-	}
-	w, err := l.openFile(os.O_WRONLY)
-	if err != nil {
-		return "", err
-	}
-	defer w.Close()
-	if err := w.Truncate(size); err != nil {
-		return "", fmt.Errorf("cut torn line: %w", err)
-	}
-	if err := w.Sync(); err != nil {
-		return "", fmt.Errorf("cut torn line: %w", err)
-	}
-	return backup, nil
-}
-
-// copyFile writes all of src to a new file dst (0600, fsynced, directory fsynced).
-func copyFile(src *os.File, dst string) error {
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, io.NewSectionReader(src, 0, 1<<62))
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(dst)
-		return err
-	}
-	return syncDir(filepath.Dir(dst))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Filter selects entries for Tail. Zero fields match everything.
@@ -339,11 +300,13 @@ func (l *Log) Tail(n int, f Filter) ([]Entry, error) {
 type Report struct {
 	Entries uint64 `json:"entries"`
 	Head    Head   `json:"head"`
+	Torn    int    `json:"-"` // bytes of a torn last line after Head (a crash), not counted
 }
 
 // Verify reads the whole log and checks every MAC, every seq and every chain link, and
 // that the log reaches pinned. The first problem is returned as a *TamperError whose Seq
-// is the first seq that is not as written.
+// is the first seq that is not as written. A torn last line is not a problem: it is
+// reported in Report.Torn, as Check reports it.
 func (l *Log) Verify(pinned Head) (Report, error) {
 	f, err := l.openFile(os.O_RDONLY)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -365,9 +328,7 @@ func (l *Log) Verify(pinned Head) (Report, error) {
 			return rep, &TamperError{Seq: rep.Head.Seq + 1, Reason: "line longer than 1 MiB"}
 		}
 		if err == io.EOF {
-			if len(line) > 0 {
-				return rep, &TamperError{Seq: rep.Head.Seq + 1, Reason: "torn last line"}
-			}
+			rep.Torn = len(line) // what a crash mid-append leaves; CutTorn removes it
 			break
 		}
 		if err != nil {
@@ -433,7 +394,7 @@ func (l *Log) Reset() (moved string, start Head, err error) {
 		if err := os.Rename(l.path, moved); err != nil {
 			return "", Head{}, err
 		}
-		if err := syncDir(filepath.Dir(l.path)); err != nil {
+		if err := safefile.SyncDir(filepath.Dir(l.path)); err != nil {
 			return "", Head{}, err
 		}
 	}

@@ -31,7 +31,7 @@ func (l *Log) Stamp(head Head) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("stat %s: no device and inode", l.path)
 	}
-	body := fmt.Sprintf("%s %d %d %d %d.%09d %d %s", stampPrefix, st.Dev, st.Ino, st.Size, st.Ctim.Sec, st.Ctim.Nsec, head.Seq, head.Hash)
+	body := fmt.Sprintf("%s %d %d %d %d.%09d %d %s", stampPrefix, st.Dev, st.Ino, st.Size, ctime(st).Sec, ctime(st).Nsec, head.Seq, head.Hash)
 	m := hmac.New(sha256.New, l.key)
 	m.Write([]byte(body))
 	return []byte(body + " " + macPrefix + hex.EncodeToString(m.Sum(nil)) + "\n"), nil

@@ -1,19 +1,18 @@
 package envfile
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/agent-secrets/secrets/internal/crash"
+	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
 // ErrExists reports that the output file exists and --force was not given.
@@ -62,8 +61,6 @@ func Hash(content []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-const tempMarker = ".secrets-tmp-"
-
 // CheckOutput reports ErrExists when path exists (a symlink included) and force is false.
 func CheckOutput(path string, force bool) error {
 	if _, err := os.Lstat(path); err == nil && !force {
@@ -72,58 +69,19 @@ func CheckOutput(path string, force bool) error {
 	return nil
 }
 
-// Write puts content at path, mode 0600 whatever the umask: a temp file in the same
-// directory, fsync, rename over path, fsync the directory. A symlink at path is replaced,
-// never followed. Temp files that an earlier, interrupted write left are removed first,
-// since they may hold values.
-func Write(path string, content []byte) (err error) {
+// Write puts content at path, mode 0600 whatever the umask, atomically (safefile.Replace):
+// a symlink at path is replaced, never followed. Temp files that an earlier, interrupted
+// write left are removed first, since they may hold values.
+func Write(path string, content []byte) error {
 	RemoveTemps(path)
-	dir, base := filepath.Split(path)
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	tmp := filepath.Join(dir, "."+base+tempMarker+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err = f.Write(content); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	crash.Point("envfile.rename", "")
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return safefile.Replace(path, content)
 }
 
 // RemoveTemps deletes temp files that a write of path interrupted by a crash left beside
 // it. They are ours by name, and may hold values.
 func RemoveTemps(path string) {
 	dir, base := filepath.Split(path)
-	stale, _ := filepath.Glob(filepath.Join(dir, "."+base+tempMarker+"*"))
-	for _, p := range stale {
-		os.Remove(p)
-	}
+	safefile.RemoveTemps(dir, base)
 }
 
 // Outcome is what Remove found.
@@ -170,4 +128,40 @@ func Remove(r Record) (Outcome, error) {
 		return "", err
 	}
 	return Removed, nil
+}
+
+// Gitignore adds the file at path to the .gitignore beside it when it is in a git work
+// tree and not ignored yet, and says what it did. Git missing or failing is not an error:
+// the file is written anyway, and the answer says why nothing was added.
+func Gitignore(path string) string {
+	dir, base := filepath.Split(path)
+	git := func(args ...string) error {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		return cmd.Run()
+	}
+	if git("rev-parse", "--is-inside-work-tree") != nil {
+		return "not in a git work tree"
+	}
+	if git("check-ignore", "-q", "--", base) == nil {
+		return "already ignored by git"
+	}
+	gi := filepath.Join(dir, ".gitignore")
+	old, err := os.ReadFile(gi)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "could not read .gitignore: " + err.Error()
+	}
+	f, err := os.OpenFile(gi, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return "could not update .gitignore: " + err.Error()
+	}
+	defer f.Close()
+	line := base + "\n"
+	if len(old) > 0 && old[len(old)-1] != '\n' {
+		line = "\n" + line
+	}
+	if _, err := f.WriteString(line); err != nil {
+		return "could not update .gitignore: " + err.Error()
+	}
+	return "added " + base + " to " + gi
 }

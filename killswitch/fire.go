@@ -3,23 +3,25 @@ package killswitch
 import (
 	"errors"
 	"time"
-
-	"github.com/agent-secrets/secrets/lease"
-	"github.com/agent-secrets/secrets/store"
 )
 
 // ErrLockdown reports a request refused because the store is in lockdown.
 var ErrLockdown = errors.New("lockdown")
 
-// Fire puts the store in lockdown (keeping an earlier lockdown's time and trigger, so a
-// rerun after a crash finishes the same job) and, with revokeAll, takes every lease out
-// of st. The caller passes the ended leases to End, through its session, and records them.
-func Fire(st *store.State, trigger, reason string, revokeAll bool, now time.Time) []lease.Lease {
-	if st.Lockdown == nil {
-		st.Lockdown = &store.Lockdown{Since: now.UTC(), Trigger: trigger, Reason: reason}
+// Lockdown records why and when the killswitch fired. While it is set, nothing is
+// handed out.
+type Lockdown struct {
+	Since   time.Time `json:"since"`
+	Trigger string    `json:"trigger"` // manual, heartbeat or canary
+	Reason  string    `json:"reason,omitempty"`
+}
+
+// Lock returns the lockdown the store is in after the killswitch fires: the current one
+// if there is one, so a rerun after a crash finishes the same job under its first time
+// and trigger, else a new one.
+func Lock(current *Lockdown, trigger, reason string, now time.Time) *Lockdown {
+	if current != nil {
+		return current
 	}
-	if !revokeAll {
-		return nil
-	}
-	return lease.RevokeAll(&st.Leases)
+	return &Lockdown{Since: now.UTC(), Trigger: trigger, Reason: reason}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-
-	"github.com/agent-secrets/secrets/store"
 )
 
 // Probe checks the heartbeat endpoint once: healthy on a 2xx answer within timeout. It
@@ -33,10 +31,19 @@ func Probe(ctx context.Context, url string, timeout time.Duration) (ok bool, det
 	return true, "status " + resp.Status
 }
 
+// Heartbeat is the last heartbeat check and the run of failures it belongs to.
+type Heartbeat struct {
+	LastCheck time.Time `json:"last_check"`
+	LastOK    bool      `json:"last_ok"`
+	LastError string    `json:"last_error,omitempty"`
+	Failures  int       `json:"failures"` // consecutive
+	Fired     bool      `json:"fired"`    // the fail action ran for this outage
+}
+
 // Observe folds one check into the heartbeat state and says what to record: event is
 // heartbeat_failed, heartbeat_recovered or "" (a healthy check in a healthy run), and
 // fire is true exactly once per outage, at the failures-th consecutive failure.
-func Observe(hb *store.HeartbeatState, ok bool, detail string, now time.Time, failures int) (event string, fire bool) {
+func Observe(hb *Heartbeat, ok bool, detail string, now time.Time, failures int) (event string, fire bool) {
 	hb.LastCheck, hb.LastOK, hb.LastError = now.UTC(), ok, ""
 	if ok {
 		if hb.Failures > 0 || hb.Fired {

@@ -5,13 +5,12 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/killswitch"
-	"github.com/agent-secrets/secrets/store"
 )
 
 // TestObserveFiresOncePerOutage: with 3 failures before action, the action fires at the
 // third consecutive failure, not again in the same outage, and again in the next one.
 func TestObserveFiresOncePerOutage(t *testing.T) {
-	var hb store.HeartbeatState
+	var hb killswitch.Heartbeat
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	var fired []int
 	results := []bool{false, false, true, false, false, false, false, false, true, false, false, false}

@@ -6,11 +6,13 @@
 package killswitch
 
 import (
+	"errors"
 	"os"
+	"strconv"
 
 	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/lease"
-	"github.com/agent-secrets/secrets/store"
+	"github.com/agent-secrets/secrets/supervisor"
 )
 
 // Effect is one thing End did, for the audit log.
@@ -23,11 +25,12 @@ type Effect struct {
 }
 
 // End applies the effects of the ended leases, which the caller has already taken out of
-// st.Leases. A .env file holding an ended lease's value is removed if it still has the
-// bytes secrets wrote, and its record dropped; a file someone changed is left, its record
-// kept for secrets cleanup to report. The other leases such a file held end with it: they
-// are taken out of st.Leases and returned, for the caller to record and pass to End again.
-func End(st *store.State, ended []lease.Lease) (more []lease.Lease, effects []Effect) {
+// leases. A .env file (of files) holding an ended lease's value is removed if it still
+// has the bytes secrets wrote, and its record dropped; a file someone changed is left, its
+// record kept for secrets cleanup to report. The other leases such a file held end with
+// it: they are taken out of leases and returned, for the caller to record and pass to
+// End again.
+func End(leases *[]lease.Lease, files *[]envfile.Record, ended []lease.Lease) (more []lease.Lease, effects []Effect) {
 	gone := map[string]bool{}
 	signalled := map[int]bool{}
 	for _, l := range ended {
@@ -40,8 +43,8 @@ func End(st *store.State, ended []lease.Lease) (more []lease.Lease, effects []Ef
 			effects = append(effects, e)
 		}
 	}
-	kept := st.EnvFiles[:0]
-	for _, rec := range st.EnvFiles {
+	kept := (*files)[:0]
+	for _, rec := range *files {
 		hit := ""
 		for _, id := range rec.LeaseIDs {
 			if gone[id] {
@@ -61,15 +64,15 @@ func End(st *store.State, ended []lease.Lease) (more []lease.Lease, effects []Ef
 		}
 		for _, id := range rec.LeaseIDs {
 			if !gone[id] {
-				if l, err := lease.Revoke(&st.Leases, id); err == nil {
+				if l, err := lease.Revoke(leases, id); err == nil {
 					more = append(more, l)
 					gone[id] = true
 				}
 			}
 		}
 	}
-	clear(st.EnvFiles[len(kept):])
-	st.EnvFiles = kept
+	clear((*files)[len(kept):])
+	*files = kept
 	return more, effects
 }
 
@@ -91,4 +94,16 @@ func RemoveFile(rec envfile.Record) (Effect, bool) {
 		e.Detail = "removed"
 	}
 	return e, false
+}
+
+// notify tells the supervisor of an exec lease that it may have ended.
+func notify(pid int, start uint64) Effect {
+	e := Effect{Event: "exec_signal", OK: true, Detail: "supervisor pid " + strconv.Itoa(pid)}
+	switch err := supervisor.Notify(pid, start); {
+	case errors.Is(err, supervisor.ErrGone):
+		e.Event, e.Detail = "exec_gone", e.Detail+" is no longer running"
+	case err != nil:
+		e.OK, e.Detail = false, e.Detail+": "+err.Error()
+	}
+	return e
 }

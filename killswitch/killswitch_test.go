@@ -1,3 +1,5 @@
+//go:build linux
+
 package killswitch_test
 
 import (
@@ -6,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
-	"github.com/agent-secrets/secrets/store"
+	"github.com/agent-secrets/secrets/supervisor"
 )
 
 // TestEndSignalsOnlyTheRecordedProcess: a pid whose start time differs (a recycled pid)
@@ -19,12 +22,12 @@ func TestEndSignalsOnlyTheRecordedProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer proc.Process.Kill()
-	start, err := killswitch.StartTime(proc.Process.Pid)
+	start, err := supervisor.StartTime(proc.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := lease.Lease{ID: "lease_X", Kind: lease.KindExec, PID: proc.Process.Pid, PIDStart: start + 1}
-	_, effects := killswitch.End(&store.State{}, []lease.Lease{l})
+	_, effects := killswitch.End(new([]lease.Lease), new([]envfile.Record), []lease.Lease{l})
 	if len(effects) != 1 || effects[0].Event != "exec_gone" {
 		t.Fatalf("effects %+v", effects)
 	}
@@ -33,13 +36,13 @@ func TestEndSignalsOnlyTheRecordedProcess(t *testing.T) {
 		t.Fatal("a process with another start time was signalled")
 	}
 	l.PIDStart = start
-	_, effects = killswitch.End(&store.State{}, []lease.Lease{l})
+	_, effects = killswitch.End(new([]lease.Lease), new([]envfile.Record), []lease.Lease{l})
 	if len(effects) != 1 || effects[0].Event != "exec_signal" {
 		t.Fatalf("effects %+v", effects)
 	}
 	// sleep has no handler for SigRevoke, so its default action ends it.
 	err = proc.Wait()
-	if ws, ok := proc.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != killswitch.SigRevoke {
+	if ws, ok := proc.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != supervisor.SigRevoke {
 		t.Fatalf("the recorded process was not signalled: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/agent-secrets/secrets/internal/duration"
 	"github.com/oklog/ulid/v2"
 )
 
@@ -62,14 +63,14 @@ type Manager struct {
 // ttl resolves and checks a requested TTL, returning the duration and its text.
 func (m Manager) ttl(s string) (time.Duration, string, error) {
 	if s == "" {
-		return m.DefaultTTL, FormatDuration(m.DefaultTTL), nil
+		return m.DefaultTTL, duration.Format(m.DefaultTTL), nil
 	}
 	d, err := ParseTTL(s)
 	if err != nil {
 		return 0, "", err
 	}
 	if d > m.MaxTTL {
-		return 0, "", fmt.Errorf("%w: %s is more than max_lease_ttl %s", ErrTTLExceedsMax, s, FormatDuration(m.MaxTTL))
+		return 0, "", fmt.Errorf("%w: %s is more than max_lease_ttl %s", ErrTTLExceedsMax, s, duration.Format(m.MaxTTL))
 	}
 	return d, s, nil
 }

@@ -19,35 +19,10 @@ func newManager() (*clock, lease.Manager) {
 	return c, lease.Manager{Now: c.now, DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour}
 }
 
-func TestParseDuration(t *testing.T) {
-	good := map[string]time.Duration{
-		"30m": 30 * time.Minute, "1h30m": 90 * time.Minute, "2d": 48 * time.Hour,
-		"1d12h": 36 * time.Hour, "90s": 90 * time.Second, "0": 0,
-	}
-	for in, want := range good {
-		if got, err := lease.ParseDuration(in); err != nil || got != want {
-			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"", "d", "1", "abc", "-1d", "1d-1h", "1h2d", "1.5d", "99999999d"} {
-		if _, err := lease.ParseDuration(in); err == nil {
-			t.Errorf("ParseDuration(%q) accepted", in)
-		}
-	}
-}
-
 func TestParseTTLRejectsZeroAndNegative(t *testing.T) {
 	for _, in := range []string{"0", "0s", "-5m", "nope"} {
 		if _, err := lease.ParseTTL(in); !errors.Is(err, lease.ErrInvalidTTL) {
 			t.Errorf("ParseTTL(%q) = %v, want ErrInvalidTTL", in, err)
-		}
-	}
-}
-
-func TestFormatDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{time.Hour: "1h", 24 * time.Hour: "24h", 90 * time.Minute: "1h30m", 30 * time.Second: "30s", 30 * time.Minute: "30m"} {
-		if got := lease.FormatDuration(d); got != want {
-			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -176,8 +176,8 @@ func (s *Server) dispatch(ctx context.Context, req request) (any, int, string) {
 			"content": []map[string]any{{"type": "text", "text": string(text)}},
 			"isError": isError,
 		}
-		if _, ok := result.(map[string]any); ok {
-			out["structuredContent"] = result
+		if len(text) > 0 && text[0] == '{' {
+			out["structuredContent"] = json.RawMessage(text) // structured content is an object
 		}
 		return out, 0, ""
 	}

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/internal/codec"
+	"github.com/agent-secrets/secrets/internal/duration"
 )
 
 // Duration is a time.Duration written in config.json as a string such as "1h" or "30m".
@@ -15,7 +16,7 @@ type Duration time.Duration
 
 // MarshalJSON writes the shortest form of the duration ("24h", not "24h0m0s").
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(lease.FormatDuration(time.Duration(d)))
+	return json.Marshal(duration.Format(time.Duration(d)))
 }
 
 // FailAction says what the heartbeat does when the endpoint stops answering.
@@ -73,15 +74,13 @@ func DefaultConfig(dir string) Config {
 // read on every call, so it walks the JSON directly rather than through reflection.
 func ParseConfig(path, dir string, data []byte) (Config, error) {
 	c := DefaultConfig(dir)
-	d := &decoder{b: string(data)}
-	if d.next() != '{' {
+	d := codec.NewDecoder(data)
+	if d.Next() != '{' {
 		return c, &ConfigError{Path: path, Err: errors.New("not a JSON object")}
 	}
 	err := c.decode(d)
 	if err == nil {
-		if d.ws(); d.i != len(d.b) {
-			err = d.errorf("data after the object")
-		}
+		err = d.End()
 	}
 	if err != nil {
 		ce, ok := err.(*ConfigError)
@@ -94,7 +93,7 @@ func ParseConfig(path, dir string, data []byte) (Config, error) {
 	if c.DefaultLeaseTTL > c.MaxLeaseTTL {
 		return c, &ConfigError{Path: path, Key: "default_lease_ttl",
 			Err: fmt.Errorf("%s is more than max_lease_ttl %s",
-				lease.FormatDuration(time.Duration(c.DefaultLeaseTTL)), lease.FormatDuration(time.Duration(c.MaxLeaseTTL)))}
+				duration.Format(time.Duration(c.DefaultLeaseTTL)), duration.Format(time.Duration(c.MaxLeaseTTL)))}
 	}
 	if c.Heartbeat.FailuresBeforeAction < 1 {
 		return c, &ConfigError{Path: path, Key: "heartbeat.failures_before_action", Err: errors.New("must be at least 1")}
@@ -105,26 +104,26 @@ func ParseConfig(path, dir string, data []byte) (Config, error) {
 	return c, nil
 }
 
-func (c *Config) decode(d *decoder) error {
-	return d.object(func(key string) error {
+func (c *Config) decode(d *codec.Decoder) error {
+	return d.Object(func(key string) error {
 		var err error
 		switch key {
 		case "directory":
-			err = d.text(&c.Directory)
+			err = d.Text(&c.Directory)
 		case "socket_path":
-			err = d.text(&c.SocketPath)
+			err = d.Text(&c.SocketPath)
 		case "default_lease_ttl":
-			err = d.duration(&c.DefaultLeaseTTL)
+			err = readDuration(d, &c.DefaultLeaseTTL)
 		case "max_lease_ttl":
-			err = d.duration(&c.MaxLeaseTTL)
+			err = readDuration(d, &c.MaxLeaseTTL)
 		case "rotation_timeout":
-			err = d.duration(&c.RotationTimeout)
+			err = readDuration(d, &c.RotationTimeout)
 		case "lock_timeout":
-			err = d.duration(&c.LockTimeout)
+			err = readDuration(d, &c.LockTimeout)
 		case "heartbeat":
-			err = d.section(c.Heartbeat.decode)
+			err = section(d, c.Heartbeat.decode)
 		case "canary_action":
-			err = d.section(c.CanaryAction.decode)
+			err = section(d, c.CanaryAction.decode)
 		default:
 			err = errors.New("unknown key")
 		}
@@ -132,22 +131,22 @@ func (c *Config) decode(d *decoder) error {
 	})
 }
 
-func (h *Heartbeat) decode(d *decoder) error {
-	return d.object(func(key string) error {
+func (h *Heartbeat) decode(d *codec.Decoder) error {
+	return d.Object(func(key string) error {
 		var err error
 		switch key {
 		case "enabled":
-			err = d.boolean(&h.Enabled)
+			err = d.Bool(&h.Enabled)
 		case "url":
-			err = d.text(&h.URL)
+			err = d.Text(&h.URL)
 		case "interval":
-			err = d.duration(&h.Interval)
+			err = readDuration(d, &h.Interval)
 		case "timeout":
-			err = d.duration(&h.Timeout)
+			err = readDuration(d, &h.Timeout)
 		case "failures_before_action":
-			err = d.integer(&h.FailuresBeforeAction)
+			err = d.Integer(&h.FailuresBeforeAction)
 		case "fail_action":
-			err = d.section(h.FailAction.decode)
+			err = section(d, h.FailAction.decode)
 		default:
 			err = errors.New("unknown key")
 		}
@@ -155,16 +154,16 @@ func (h *Heartbeat) decode(d *decoder) error {
 	})
 }
 
-func (f *FailAction) decode(d *decoder) error {
-	return d.object(func(key string) error {
+func (f *FailAction) decode(d *codec.Decoder) error {
+	return d.Object(func(key string) error {
 		var err error
 		switch key {
 		case "revoke_all":
-			err = d.boolean(&f.RevokeAll)
+			err = d.Bool(&f.RevokeAll)
 		case "rotate_all":
-			err = d.boolean(&f.RotateAll)
+			err = d.Bool(&f.RotateAll)
 		case "wipe_store":
-			err = d.boolean(&f.WipeStore)
+			err = d.Bool(&f.WipeStore)
 		default:
 			err = errors.New("unknown key")
 		}
@@ -184,38 +183,34 @@ func inKey(key string, err error) error {
 	return &ConfigError{Key: key, Err: err}
 }
 
-// duration reads a config duration: a string in Go syntax (with d for days), above zero.
-func (d *decoder) duration(dst *Duration) error {
-	var s string
-	if d.next() != '"' {
-		if d.null() {
-			return nil
-		}
+// readDuration reads a config duration: a string in internal/duration's syntax, above
+// zero. null leaves dst as it is.
+func readDuration(d *codec.Decoder, dst *Duration) error {
+	if d.Null() {
+		return nil
+	}
+	if d.Next() != '"' {
 		return errors.New("must be a duration string such as \"1h\"")
 	}
-	if err := d.text(&s); err != nil {
+	var s string
+	if err := d.Text(&s); err != nil {
 		return err
 	}
-	v, err := lease.ParseDuration(s)
+	v, err := duration.Positive(s)
 	if err != nil {
 		return err
-	}
-	if v <= 0 {
-		return fmt.Errorf("must be greater than zero, got %q", s)
 	}
 	*dst = Duration(v)
 	return nil
 }
 
 // section reads a nested object, or leaves it as it is for null.
-func (d *decoder) section(decode func(*decoder) error) error {
-	switch d.next() {
-	case '{':
+func section(d *codec.Decoder, decode func(*codec.Decoder) error) error {
+	if d.Null() {
+		return nil
+	}
+	if d.Next() == '{' {
 		return decode(d)
-	case 'n':
-		if d.null() {
-			return nil
-		}
 	}
 	return errors.New("must be an object")
 }

@@ -4,10 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	"github.com/agent-secrets/secrets/audit"
-	"github.com/agent-secrets/secrets/envfile"
-	"github.com/agent-secrets/secrets/lease"
 )
 
 // Secret is one stored credential. Value holds the exact bytes given to add or set.
@@ -78,44 +74,3 @@ func parseSecrets(name string, data []byte) (*Secrets, error) {
 	}
 	return nil, fmt.Errorf("%w: %s: version %d is newer than this secrets binary understands", ErrCorrupt, name, head.Version)
 }
-
-// State is the decrypted content of leases.age: everything that changes as access is
-// granted and ended, and the audit head pinned where the log's writer cannot forge it.
-type State struct {
-	Version   int           `json:"version"`
-	Leases    []lease.Lease `json:"leases"`
-	AuditHead audit.Head    `json:"audit_head"`
-	// AuditBroken is set when a full verification found the log damaged; every command that
-	// would append refuses until `secrets audit --reset --yes`.
-	AuditBroken string `json:"audit_broken,omitempty"`
-	// EnvFiles are the .env files secrets env wrote and has not removed yet.
-	EnvFiles []envfile.Record `json:"env_files,omitempty"`
-	// Lockdown is set by the killswitch; lease, env and exec refuse until secrets unlock.
-	Lockdown *Lockdown `json:"lockdown,omitempty"`
-	// Heartbeat is what secrets watch has seen.
-	Heartbeat *HeartbeatState `json:"heartbeat,omitempty"`
-
-	fresh bool // no leases.age existed (a new or version 1 store)
-}
-
-// Lockdown records why and when the killswitch fired.
-type Lockdown struct {
-	Since   time.Time `json:"since"`
-	Trigger string    `json:"trigger"` // manual, heartbeat or canary
-	Reason  string    `json:"reason,omitempty"`
-}
-
-// HeartbeatState is the last heartbeat check and the run of failures it belongs to.
-type HeartbeatState struct {
-	LastCheck time.Time `json:"last_check"`
-	LastOK    bool      `json:"last_ok"`
-	LastError string    `json:"last_error,omitempty"`
-	Failures  int       `json:"failures"` // consecutive
-	Fired     bool      `json:"fired"`    // the fail action ran for this outage
-}
-
-// StateVersion is the leases.age format this binary writes.
-const StateVersion = 1
-
-// Fresh reports whether the state was not read from disk because leases.age did not exist.
-func (s *State) Fresh() bool { return s.fresh }

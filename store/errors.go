@@ -3,7 +3,6 @@ package store
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 )
 
 // Sentinel errors. main maps each to a stable error code with errors.Is.
@@ -18,50 +17,9 @@ var (
 	ErrDecrypt = errors.New("decrypt failed")
 	// ErrCorrupt means a file decrypted (or was read) but its content is not a valid document.
 	ErrCorrupt = errors.New("store corrupt")
-	// ErrInsecure means a store file or directory is reachable by other users, owned by
-	// another user, or a symlink. It is refused, never repaired silently.
-	ErrInsecure = errors.New("insecure permissions")
 	// ErrInvalidConfig means config.json holds a key with an invalid value.
 	ErrInvalidConfig = errors.New("invalid config")
 )
-
-// PermError reports a file refused for its mode, owner or type. It matches ErrInsecure.
-type PermError struct {
-	Path   string
-	Mode   fs.FileMode
-	Reason string // "mode", "owner", "symlink", "type"
-}
-
-func (e *PermError) Error() string {
-	switch e.Reason {
-	case "symlink":
-		return fmt.Sprintf("%s is a symlink; store files are never followed through links", e.Path)
-	case "owner":
-		return fmt.Sprintf("%s is owned by another user", e.Path)
-	case "type":
-		return fmt.Sprintf("%s is not a regular file", e.Path)
-	}
-	return fmt.Sprintf("permissions %#o for %s are too open; it must not be accessible by group or others",
-		e.Mode.Perm(), e.Path)
-}
-
-// Fix returns the command that repairs the problem.
-func (e *PermError) Fix() string {
-	switch e.Reason {
-	case "symlink":
-		return fmt.Sprintf("replace the link %s with the real file", e.Path)
-	case "owner":
-		return fmt.Sprintf("chown $(id -u) %s", e.Path)
-	case "type":
-		return fmt.Sprintf("move %s aside; it should be a regular file", e.Path)
-	}
-	if e.Mode.IsDir() {
-		return fmt.Sprintf("chmod 700 %s", e.Path)
-	}
-	return fmt.Sprintf("chmod 600 %s", e.Path)
-}
-
-func (e *PermError) Is(target error) bool { return target == ErrInsecure }
 
 // ConfigError names the config.json key whose value is invalid. It matches ErrInvalidConfig.
 type ConfigError struct {

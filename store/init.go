@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
 // InitOptions are Options plus what only init decides.
@@ -42,7 +44,7 @@ func (s *Store) create(o InitOptions) error {
 	if _, err := os.Lstat(s.Path(SecretsFile)); err == nil {
 		return fmt.Errorf("%w: %s exists", ErrAlreadyInitialized, s.Path(SecretsFile))
 	}
-	if err := removeTemps(s.dir); err != nil {
+	if err := safefile.RemoveTemps(s.dir, ""); err != nil {
 		return err
 	}
 	now := time.Now
@@ -55,7 +57,7 @@ func (s *Store) create(o InitOptions) error {
 		if err != nil {
 			return fmt.Errorf("generate identity: %w", err)
 		}
-		if err := writeAtomic(s.dir, IdentityFile, text); err != nil {
+		if err := safefile.Replace(s.Path(IdentityFile), text); err != nil {
 			return err
 		}
 	}
@@ -74,7 +76,7 @@ func (s *Store) create(o InitOptions) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.dir, ConfigFile, cfg)
+	return safefile.Replace(s.Path(ConfigFile), cfg)
 }
 
 // NewSecrets returns an empty secrets document for a new store.

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
 // lockFile takes the exclusive flock on path, waiting at most timeout. The wait blocks in
@@ -15,20 +17,13 @@ import (
 // the holder of CPU and put p99 at 23 s in TestStressLoad. On timeout the file is closed,
 // so a lock the kernel grants after we gave up is released at once.
 func lockFile(ctx context.Context, path string, timeout time.Duration) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	f, err := safefile.OpenFile(path, os.O_CREATE|os.O_RDWR)
 	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
-			return nil, &PermError{Path: path, Reason: "symlink"}
+		var pe *safefile.PermError
+		if errors.As(err, &pe) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	fi, err := f.Stat()
-	if err == nil {
-		err = checkInfo(path, fi)
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
 	}
 	fd := int(f.Fd())
 	if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err == nil {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/agent-secrets/secrets/internal/crash"
+	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
 // Shred crypto-shreds the store: identity.age (when the identity lives there), secrets.age,
@@ -31,15 +32,15 @@ func (s *Store) Shred() ([]string, error) {
 			continue
 		}
 		if err != nil {
-			return done, fmt.Errorf("%w: shred %s: %w", ErrWrite, p, err)
+			return done, fmt.Errorf("%w: shred %s: %w", safefile.ErrWrite, p, err)
 		}
 		crash.Point("shred.overwritten", name)
 		if err := os.Remove(p); err != nil {
-			return done, fmt.Errorf("%w: remove %s: %w", ErrWrite, p, err)
+			return done, fmt.Errorf("%w: remove %s: %w", safefile.ErrWrite, p, err)
 		}
 		done = append(done, p)
 	}
-	return done, syncDir(s.dir)
+	return done, safefile.SyncDir(s.dir)
 }
 
 func overwrite(path string) error {

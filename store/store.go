@@ -1,7 +1,9 @@
-// Package store is the store directory: its configuration, its age identity, the two
-// age-encrypted documents (secrets.age and leases.age), the exclusive lock every
-// invocation holds while it works, and the atomic writes that keep every file either
-// old or new. Open returns a locked handle; Close releases it.
+// Package store is the store directory and nothing but its files: the configuration,
+// the age identity, the two age-encrypted documents (secrets.age, and leases.age, whose
+// content is the caller's), the exclusive lock every invocation holds while it works,
+// and the atomic writes that keep every file either old or new. It knows no lease, audit
+// or .env type; the vault package composes it with those. Open returns a locked handle;
+// Close releases it.
 package store
 
 import (
@@ -9,10 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
 // The files of a store directory.
@@ -95,7 +100,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 
 // prepare removes dead temp files and loads the identity. The lock must be held.
 func (s *Store) prepare(o Options) error {
-	if err := removeTemps(s.dir); err != nil {
+	if err := safefile.RemoveTemps(s.dir, ""); err != nil {
 		return fmt.Errorf("remove temp files: %w", err)
 	}
 	id, src, err := loadIdentity(o, s.Path(IdentityFile))
@@ -141,22 +146,16 @@ func (s *Store) Close() error {
 }
 
 func checkDir(dir string) error {
-	fi, err := os.Stat(dir)
+	err := safefile.CheckDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %s does not exist", ErrNotInitialized, dir)
 	}
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return &PermError{Path: dir, Reason: "type"}
-	}
-	return checkInfo(dir, fi)
+	return err
 }
 
 func readConfig(dir string) (Config, error) {
 	path := filepath.Join(dir, ConfigFile)
-	data, err := readChecked(path)
+	data, err := safefile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return DefaultConfig(dir), nil
 	}
@@ -193,7 +192,7 @@ func loadIdentity(o Options, defaultPath string) (*identity, string, error) {
 	if o.IdentityFile != "" {
 		path = o.IdentityFile
 	}
-	data, err := readChecked(path)
+	data, err := safefile.Read(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, "", fmt.Errorf("%w: identity %s is missing", ErrNotInitialized, path)
 	}
@@ -211,69 +210,41 @@ func (s *Store) LoadSecrets() (*Secrets, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer clear(data)
 	return parseSecrets(s.Path(SecretsFile), data)
 }
 
-// LoadState decrypts and parses leases.age. A missing leases.age (a store written by the
-// earlier tool) gives an empty State that reports Fresh.
-func (s *Store) LoadState() (*State, error) {
-	data, err := s.decryptFile(LeasesFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return &State{Version: StateVersion, fresh: true}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return decodeState(s.Path(LeasesFile), data)
+// ReadState decrypts leases.age and returns its plaintext, which is the caller's
+// document. A missing leases.age (a store written by the earlier tool, or one whose
+// leases.age was lost) is fs.ErrNotExist; a file that will not decrypt is ErrDecrypt.
+func (s *Store) ReadState() ([]byte, error) { return s.decryptFile(LeasesFile) }
+
+// Commit is what one transaction writes: the plaintext of leases.age and the secrets,
+// either nil to leave that file as it is.
+type Commit struct {
+	State   []byte
+	Secrets *Secrets
 }
 
-// Load returns the state and, with withSecrets, the secrets, decrypting both files at
-// once. A failure of leases.age is reported before one of secrets.age.
-func (s *Store) Load(withSecrets bool) (*State, *Secrets, error) {
-	if !withSecrets {
-		st, err := s.LoadState()
-		return st, nil, err
-	}
-	var sec *Secrets
-	var secErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sec, secErr = s.LoadSecrets()
-	}()
-	st, err := s.LoadState()
-	<-done
-	if err != nil {
-		return nil, nil, err
-	}
-	if secErr != nil {
-		return nil, nil, secErr
-	}
-	return st, sec, nil
-}
-
-// SaveState encrypts and atomically replaces leases.age.
-func (s *Store) SaveState(st *State) error { return s.Save(st, nil, nil) }
-
-// SaveSecrets encrypts and atomically replaces secrets.age, bumping its generation.
-func (s *Store) SaveSecrets(sec *Secrets) error { return s.Save(nil, sec, nil) }
-
-// Save writes the state and the secrets (either may be nil). Each is encrypted and written
-// and fsynced under a temp name while gate runs (the caller's audit append); only if gate
-// succeeds are they renamed into place, with one directory fsync for both. secrets.age goes
-// first: a crash between the two renames then leaves a stored value with its old leases
-// (which expire), never revoked leases with the new value lost, which after a rotation
-// whose hook retired the old credential would lose the credential (make before break;
-// TestStressCrash found the other order's hole). If gate fails, no file changes and its
-// error is returned. A secrets document read in version 1 format is first backed up
-// as secrets.age.v1.bak. The lock must be held.
-func (s *Store) Save(st *State, sec *Secrets, gate func() error) error {
+// Save writes c. Each file is encrypted and written and fsynced under a temp name while
+// gate runs (the caller's audit append); only if gate succeeds are they renamed into
+// place, with one directory fsync for both. secrets.age goes first: a crash between the
+// two renames then leaves a stored value with its old leases (which expire), never
+// revoked leases with the new value lost, which after a rotation whose hook retired the
+// old credential would lose the credential (make before break; TestStressCrash found the
+// other order's hole). The one exception is a store's first secrets.age: its presence
+// is what marks the store initialized, so it goes last, and a crash before it leaves a
+// store that init finishes. If gate fails, no file changes and its error is returned. A
+// secrets document read in version 1 format is first backed up as secrets.age.v1.bak.
+// The lock must be held.
+func (s *Store) Save(c Commit, gate func() error) error {
+	sec := c.Secrets
 	if sec != nil && sec.readVersion == 1 {
-		old, err := readChecked(s.Path(SecretsFile))
+		old, err := safefile.Read(s.Path(SecretsFile))
 		if err != nil {
 			return fmt.Errorf("back up version 1 store: %w", err)
 		}
-		if err := writeAtomic(s.dir, SecretsFile+".v1.bak", old); err != nil {
+		if err := safefile.Replace(s.Path(SecretsFile+".v1.bak"), old); err != nil {
 			return err
 		}
 		sec.readVersion = SecretsVersion
@@ -286,7 +257,7 @@ func (s *Store) Save(st *State, sec *Secrets, gate func() error) error {
 		}
 		gateErr <- gate()
 	}()
-	var secStaged *staged
+	var secStaged *safefile.Staged
 	var secErr error
 	secDone := make(chan struct{})
 	go func() {
@@ -294,14 +265,18 @@ func (s *Store) Save(st *State, sec *Secrets, gate func() error) error {
 		if sec != nil {
 			sec.Version = SecretsVersion
 			sec.Generation++
-			secStaged, secErr = s.stageDoc(SecretsFile, sec)
+			plain, err := json.Marshal(sec)
+			if err != nil {
+				secErr = fmt.Errorf("encode %s: %w", SecretsFile, err)
+				return
+			}
+			secStaged, secErr = s.stage(SecretsFile, plain)
 		}
 	}()
-	var stStaged *staged
+	var stStaged *safefile.Staged
 	var stErr error
-	if st != nil {
-		st.Version = StateVersion
-		stStaged, stErr = s.stageDoc(LeasesFile, st)
+	if c.State != nil {
+		stStaged, stErr = s.stage(LeasesFile, c.State)
 	}
 	<-secDone
 	err := <-gateErr
@@ -310,52 +285,43 @@ func (s *Store) Save(st *State, sec *Secrets, gate func() error) error {
 			err = e
 		}
 	}
-	var files []*staged
-	for _, f := range []*staged{secStaged, stStaged} {
+	files := []*safefile.Staged{secStaged, stStaged}
+	if _, missing := os.Lstat(s.Path(SecretsFile)); errors.Is(missing, fs.ErrNotExist) {
+		files[0], files[1] = stStaged, secStaged
+	}
+	var staged []*safefile.Staged
+	for _, f := range files {
 		if f != nil {
-			files = append(files, f)
+			staged = append(staged, f)
 		}
 	}
 	if err != nil {
-		for _, f := range files {
-			f.discard()
+		for _, f := range staged {
+			f.Discard()
 		}
 		return err
 	}
-	if len(files) == 0 {
+	if len(staged) == 0 {
 		return nil
 	}
-	if err := publish(s.dir, files...); err != nil {
-		return err
-	}
-	if st != nil {
-		st.fresh = false
-	}
-	return nil
+	return safefile.Publish(s.dir, staged...)
 }
 
-// stageDoc encodes, encrypts and stages one document.
-func (s *Store) stageDoc(name string, v any) (*staged, error) {
-	var plain []byte
-	var err error
-	if st, ok := v.(*State); ok {
-		plain, err = encodeState(st)
-	} else {
-		plain, err = json.Marshal(v)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", name, err)
-	}
+// stage encrypts one document and stages it; the plaintext is cleared.
+func (s *Store) stage(name string, plain []byte) (*safefile.Staged, error) {
 	ct, err := s.id.encrypt(plain)
 	clear(plain)
 	if err != nil {
 		return nil, fmt.Errorf("encrypt %s: %w", name, err)
 	}
-	return stage(s.dir, name, ct)
+	return safefile.Stage(s.Path(name), func(w io.Writer) error {
+		_, err := w.Write(ct)
+		return err
+	})
 }
 
 func (s *Store) decryptFile(name string) ([]byte, error) {
-	data, err := readChecked(s.Path(name))
+	data, err := safefile.Read(s.Path(name))
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/agent-secrets/secrets/internal/safefile"
 	"github.com/agent-secrets/secrets/store"
 )
 
@@ -21,10 +22,7 @@ func newStore(t *testing.T) (store.Options, *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveState(&store.State{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SaveSecrets(store.NewSecrets()); err != nil {
+	if err := s.Save(store.Commit{State: []byte(`{"version":1,"leases":[]}`), Secrets: store.NewSecrets()}, nil); err != nil {
 		t.Fatal(err)
 	}
 	return o, s
@@ -54,7 +52,7 @@ func TestSecretsRoundTrip(t *testing.T) {
 	if _, err := sec.Add("k", value, "gh auth refresh", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveSecrets(sec); err != nil {
+	if err := s.Save(store.Commit{Secrets: sec}, nil); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -123,7 +121,7 @@ func TestVersion1Migration(t *testing.T) {
 	if k == nil || string(k.Value) != "FAKE-v1-token" || k.RotateVia != "gh auth refresh" || k.RotatedAt == nil || k.CreatedAt.Year() != 2026 {
 		t.Fatalf("v1 secret read as %+v", k)
 	}
-	if err := s.SaveSecrets(sec); err != nil {
+	if err := s.Save(store.Commit{Secrets: sec}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if bak, _ := os.ReadFile(filepath.Join(o.Dir, store.SecretsFile+".v1.bak")); !bytes.Equal(bak, old) {
@@ -139,24 +137,13 @@ func TestVersion1Migration(t *testing.T) {
 func TestNewerVersionRefused(t *testing.T) {
 	o, s := newStore(t)
 	defer s.Close()
-	for name, doc := range map[string]string{
-		store.SecretsFile: `{"version":3,"secrets":{}}`,
-		store.LeasesFile:  `{"version":2,"leases":[]}`,
-	} {
-		writeEncrypted(t, o, name, doc)
-		before, _ := os.ReadFile(filepath.Join(o.Dir, name))
-		var err error
-		if name == store.SecretsFile {
-			_, err = s.LoadSecrets()
-		} else {
-			_, err = s.LoadState()
-		}
-		if !errors.Is(err, store.ErrCorrupt) {
-			t.Errorf("%s with a newer version: %v", name, err)
-		}
-		if after, _ := os.ReadFile(filepath.Join(o.Dir, name)); !bytes.Equal(before, after) {
-			t.Errorf("%s changed", name)
-		}
+	writeEncrypted(t, o, store.SecretsFile, `{"version":3,"secrets":{}}`)
+	before, _ := os.ReadFile(filepath.Join(o.Dir, store.SecretsFile))
+	if _, err := s.LoadSecrets(); !errors.Is(err, store.ErrCorrupt) {
+		t.Errorf("secrets.age with a newer version: %v", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(o.Dir, store.SecretsFile)); !bytes.Equal(before, after) {
+		t.Error("secrets.age changed")
 	}
 }
 
@@ -189,8 +176,8 @@ func TestForeignOwnerRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := store.Open(context.Background(), o)
-	var pe *store.PermError
-	if !errors.Is(err, store.ErrInsecure) || !errors.As(err, &pe) || pe.Reason != "owner" || !strings.Contains(pe.Fix(), "chown") {
+	var pe *safefile.PermError
+	if !errors.Is(err, safefile.ErrInsecure) || !errors.As(err, &pe) || pe.Reason != "owner" || !strings.Contains(pe.Fix(), "chown") {
 		t.Fatalf("foreign owner: %v", err)
 	}
 }
@@ -198,15 +185,20 @@ func TestForeignOwnerRefused(t *testing.T) {
 func TestOpenRemovesDeadTempFiles(t *testing.T) {
 	o, s := newStore(t)
 	s.Close()
-	dead := filepath.Join(o.Dir, ".leases.age.tmp-0123456789ab")
-	os.WriteFile(dead, []byte("half-written"), 0o600)
+	// This release's temp name, and the one of releases before it.
+	dead := []string{filepath.Join(o.Dir, ".leases.age.secrets-tmp-0123456789"), filepath.Join(o.Dir, ".leases.age.tmp-0123456789ab")}
+	for _, p := range dead {
+		os.WriteFile(p, []byte("half-written"), 0o600)
+	}
 	s, err := store.Open(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := os.Stat(dead); !os.IsNotExist(err) {
-		t.Error("dead temp file left")
+	for _, p := range dead {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("dead temp file %s left", p)
+		}
 	}
 }
 

@@ -1,0 +1,28 @@
+package supervisor
+
+import (
+	"errors"
+	"os"
+)
+
+// ErrGone reports a supervisor that is no longer running: the pid is free, or names a
+// process that started at another time (a recycled pid), which must never be signalled.
+var ErrGone = errors.New("no longer running")
+
+// Notify tells the supervisor pid, which started at start (StartTime), that one of its
+// leases may have ended. It fails with ErrGone when that process has exited; the
+// supervisor checks the store itself before it acts, so a stray notice costs a look.
+func Notify(pid int, start uint64) error {
+	if got, err := StartTime(pid); err != nil || got != start {
+		return ErrGone
+	}
+	return signalRevoke(pid)
+}
+
+// Self returns this process's pid and start time, which name it as a supervisor across
+// pid reuse.
+func Self() (int, uint64, error) {
+	pid := os.Getpid()
+	start, err := StartTime(pid)
+	return pid, start, err
+}

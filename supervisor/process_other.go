@@ -1,0 +1,23 @@
+//go:build !linux
+
+package supervisor
+
+import (
+	"errors"
+	"os"
+	"runtime"
+)
+
+// errNoProc reports that this platform cannot yet name a supervisor process across pid
+// reuse (Linux reads it from /proc), and has no signal that only secrets sends (Linux
+// uses a real-time one). secrets exec refuses to start here rather than grant leases
+// that revocation could not reach.
+var errNoProc = errors.New("secrets exec is not supported on " + runtime.GOOS + " yet: revocation cannot reach a supervisor here")
+
+// revoke is nil: Listen fails with ErrUnsupported.
+var revoke os.Signal
+
+// StartTime fails on this platform.
+func StartTime(pid int) (uint64, error) { return 0, errNoProc }
+
+func signalRevoke(pid int) error { return errNoProc }

@@ -1,0 +1,189 @@
+// Package supervisor runs the command of `secrets exec` and stays with it: it forwards
+// signals to the command's process group, hands it the terminal when it has one, passes
+// its output through the redactor, and stops it (SIGTERM, a grace period, SIGKILL to the
+// whole group) when its leases end. It knows nothing of the store: whether a lease ended
+// is a question it asks its caller.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/agent-secrets/secrets/redact"
+	"golang.org/x/sys/unix"
+)
+
+// forwarded are the signals the supervisor passes on to the command's process group.
+var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+
+// ExitNotStarted is the exit code of a command that could not be started, as a shell
+// reports one it cannot find.
+const ExitNotStarted = 127
+
+// Command is what to run and how to watch it.
+type Command struct {
+	Argv   []string
+	Env    []string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Redact are the values to hide from the output. With NoRedact the command is
+	// connected straight to Stdout and Stderr (terminal programs keep their tty).
+	Redact   []redact.Secret
+	NoRedact bool
+	// Grace is how long the command has between SIGTERM and SIGKILL once it is stopped.
+	Grace time.Duration
+	// Expiry is when the command's first lease expires: it is stopped then.
+	Expiry time.Time
+	// Ended is asked on every revocation signal, which any process can send: it returns
+	// why one of the command's leases ended, or "" if none did.
+	Ended func() string
+	// Warn receives problems that do not stop the command.
+	Warn func(string)
+}
+
+// Result is how the command ended.
+type Result struct {
+	// ExitCode is the command's status, 128+N when signal N ended it, ExitNotStarted
+	// when it could not be started.
+	ExitCode int
+	// StartErr is why the command could not be started, or nil.
+	StartErr error
+	// Stopped says why the supervisor stopped it, or "" when it exited on its own.
+	Stopped string
+}
+
+// ErrUnsupported reports a platform where the supervisor cannot be reached by revocation.
+var ErrUnsupported = errors.New("secrets exec cannot be supervised on this platform yet")
+
+// Listener receives the signals a supervisor acts on. Listen before any lease exists:
+// the default action of a revocation signal would kill the process that holds it.
+type Listener struct {
+	sigs chan os.Signal
+}
+
+// Listen starts receiving the forwarded signals and the revocation signal.
+func Listen() (*Listener, error) {
+	if revoke == nil {
+		return nil, ErrUnsupported
+	}
+	l := &Listener{sigs: make(chan os.Signal, 16)}
+	signal.Notify(l.sigs, append(forwarded, revoke)...)
+	return l, nil
+}
+
+// Close stops receiving. A revocation signal arriving later is ignored, for the reason
+// Listen gives.
+func (l *Listener) Close() {
+	signal.Ignore(revoke)
+	signal.Stop(l.sigs)
+}
+
+// Poke queues a check of the leases, as a revocation signal would.
+func (l *Listener) Poke() { l.sigs <- revoke }
+
+// Run starts the command and supervises it until it exits. ctx done stops it too, as a
+// timeout.
+func (l *Listener) Run(ctx context.Context, c Command) Result {
+	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
+	cmd.Env = c.Env
+	cmd.Stdin = c.Stdin
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if tty, ok := c.Stdin.(*os.File); ok && foreground(tty) {
+		// The command's group becomes the terminal's foreground, so it reads the terminal
+		// and gets ^C itself; the terminal is handed back when it exits.
+		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, int(tty.Fd())
+		defer takeTerminal(tty)
+	}
+	var closers []io.Closer
+	if c.NoRedact {
+		cmd.Stdout, cmd.Stderr = c.Stdout, c.Stderr
+	} else {
+		out, short := redact.New(c.Stdout, c.Redact)
+		errw, _ := redact.New(c.Stderr, c.Redact)
+		for _, name := range short {
+			c.Warn(fmt.Sprintf("%s is shorter than %d bytes and is not redacted from the output", name, redact.MinLen))
+		}
+		cmd.Stdout, cmd.Stderr = out, errw
+		closers = []io.Closer{out, errw}
+	}
+	if err := cmd.Start(); err != nil {
+		return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("exec %s: %w", c.Argv[0], err), Stopped: "the command could not be started"}
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	pgid := cmd.Process.Pid
+	expiry := time.NewTimer(time.Until(c.Expiry))
+	defer expiry.Stop()
+	var kill <-chan time.Time
+	stopped := ""
+	stop := func(why string) {
+		if stopped != "" {
+			return
+		}
+		stopped = why
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		kill = time.After(c.Grace)
+	}
+	for {
+		select {
+		case err := <-done:
+			for _, cl := range closers {
+				cl.Close()
+			}
+			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped}
+		case sig := <-l.sigs:
+			if sig != revoke {
+				syscall.Kill(-pgid, sig.(syscall.Signal))
+				continue
+			}
+			if why := c.Ended(); why != "" {
+				stop(why)
+			}
+		case <-expiry.C:
+			stop("lease expired")
+		case <-ctx.Done():
+			stop("timed out")
+			ctx = context.Background() // stop once; then wait for the command
+		case <-kill:
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			stopped += fmt.Sprintf("; SIGKILL after %s", c.Grace)
+			kill = nil
+		}
+	}
+}
+
+// exitCode is the command's exit status, or 128+N for signal N.
+func exitCode(cmd *exec.Cmd, err error) int {
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return ExitNotStarted
+	}
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return cmd.ProcessState.ExitCode()
+}
+
+// foreground reports whether f is a terminal whose foreground process group is ours:
+// only then may the command's group take it over (not when we run in the background).
+func foreground(f *os.File) bool {
+	pg, err := unix.IoctlGetInt(int(f.Fd()), unix.TIOCGPGRP)
+	return err == nil && pg == unix.Getpgrp()
+}
+
+// takeTerminal makes our process group the terminal's foreground again.
+func takeTerminal(tty *os.File) {
+	signal.Ignore(syscall.SIGTTOU)
+	defer signal.Reset(syscall.SIGTTOU)
+	unix.IoctlSetPointerInt(int(tty.Fd()), unix.TIOCSPGRP, unix.Getpgrp())
+}

@@ -1,0 +1,149 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/internal/duration"
+)
+
+// AuditInput selects audit entries.
+type AuditInput struct {
+	Tail     int    // how many of the last matching entries
+	Secret   string // only entries for this secret
+	ClientID string // only entries by this client
+	Event    string // only this event
+	Since    string // only entries newer than a duration ago (1h) or an RFC 3339 time
+}
+
+// AuditResult is entries, oldest first.
+type AuditResult struct {
+	Entries []audit.Entry `json:"entries"`
+	Count   int           `json:"count"`
+}
+
+// Audit returns the newest entries that match, read from the end of the log.
+func (v *Vault) Audit(ctx context.Context, in AuditInput) (*AuditResult, error) {
+	if in.Tail < 1 {
+		return nil, Usagef("--tail must be at least 1")
+	}
+	f := audit.Filter{Secret: in.Secret, ClientID: in.ClientID, Event: in.Event}
+	var out *AuditResult
+	err := v.View(ctx, func(tx *Tx) error {
+		if in.Since != "" {
+			t, err := since(in.Since, tx.now)
+			if err != nil {
+				return err
+			}
+			f.Since = t
+		}
+		entries, err := tx.log.Tail(in.Tail, f)
+		if err != nil {
+			return err
+		}
+		out = &AuditResult{Entries: entries, Count: len(entries)}
+		return nil
+	})
+	return out, err
+}
+
+// since reads --since: a duration before now, or an RFC 3339 time.
+func since(s string, now time.Time) (time.Time, error) {
+	if d, err := duration.Positive(s); err == nil {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, Usagef("--since: want a duration like 1h or an RFC 3339 time, got %q", s)
+}
+
+// VerifyResult is a log that verified.
+type VerifyResult struct {
+	Valid   bool       `json:"valid"`
+	Entries uint64     `json:"entries"`
+	Head    audit.Head `json:"head"`
+	Pinned  audit.Head `json:"pinned"`
+}
+
+// Verify reads the whole log and checks every line's MAC and chain link against the
+// pinned head. What it finds is recorded in leases.age, so every later command that would
+// append refuses until a reset, even where its O(1) head check cannot see the damage; a
+// finding that no longer holds (the log was restored from a backup) is lifted. A damaged
+// log is an error matching audit.ErrTampered, naming the first bad seq.
+func (v *Vault) Verify(ctx context.Context) (*VerifyResult, error) {
+	var out *VerifyResult
+	var tamper error
+	err := v.update(ctx, write|damaged, "", func(tx *Tx) error {
+		rep, err := tx.log.Verify(tx.state.AuditHead)
+		var te *audit.TamperError
+		if err != nil && !errors.As(err, &te) {
+			return err
+		}
+		found := ""
+		if te != nil {
+			found = te.Error()
+		}
+		if found != tx.state.AuditBroken {
+			tx.state.AuditBroken = found
+			tx.stateDirty = true
+		}
+		if te != nil {
+			tamper = err // commit the finding, then report it
+			return nil
+		}
+		tx.broken, tx.unstamped = nil, true // read in full and sound: stamp it
+		out = &VerifyResult{Valid: true, Entries: rep.Entries, Head: rep.Head, Pinned: tx.state.AuditHead}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if tamper != nil {
+		return nil, tamper
+	}
+	return out, nil
+}
+
+// ResetResult is a log moved aside and started anew.
+type ResetResult struct {
+	Reset          bool   `json:"reset"`
+	MovedTo        string `json:"moved_to"`
+	PreviousSHA256 string `json:"previous_sha256"`
+	Reason         string `json:"reason"`
+}
+
+// Reset moves a damaged log aside (kept, never deleted) and starts a new one whose first
+// entry records the break, its reason and the old log's sha256. It verifies first, so the
+// entry names the damage as it is now, and refuses to reset a log that verifies: that
+// would only hide history.
+func (v *Vault) Reset(ctx context.Context) (*ResetResult, error) {
+	var out *ResetResult
+	err := v.update(ctx, write|damaged, "", func(tx *Tx) error {
+		_, verr := tx.log.Verify(tx.state.AuditHead)
+		if verr == nil {
+			return Usagef("the audit log verifies; --reset is only for a damaged log (run secrets audit --verify to clear an earlier finding)")
+		}
+		if !errors.Is(verr, audit.ErrTampered) {
+			return verr
+		}
+		reason := verr.Error()
+		moved, start, err := tx.log.Reset()
+		if err != nil {
+			return fmt.Errorf("%w: %w", audit.ErrFailed, err)
+		}
+		tx.broken, tx.head, tx.state.AuditBroken = nil, start, ""
+		tx.pending = nil
+		tx.Record(audit.Entry{Event: audit.EventReset, OK: true,
+			Detail: fmt.Sprintf("previous log moved to %s (%s); reason: %s", moved, start.Hash, reason)})
+		out = &ResetResult{Reset: true, MovedTo: moved, PreviousSHA256: start.Hash, Reason: reason}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,214 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/envfile"
+	"github.com/agent-secrets/secrets/internal/safefile"
+	"github.com/agent-secrets/secrets/killswitch"
+	"github.com/agent-secrets/secrets/lease"
+)
+
+// EnvInput writes a project's secrets to a managed .env file.
+type EnvInput struct {
+	Project  Project
+	Output   string // the file to write, relative to the working directory or absolute
+	Force    bool   // replace an existing file
+	TTL      string // for mappings that set none
+	ClientID string
+}
+
+// EnvResult is the file written.
+type EnvResult struct {
+	Path      string   `json:"path"`
+	Variables []string `json:"variables"`
+	LeaseIDs  []string `json:"lease_ids"`
+	ExpiresAt string   `json:"expires_at"` // when the file is certainly gone
+	Gitignore string   `json:"gitignore"`
+	// Warnings names the variables that only bash reads back exactly from a .env file.
+	Warnings []string `json:"warnings"`
+	// Source is where the mappings came from: the mapping file, or "--secret".
+	Source string `json:"-"`
+}
+
+// Env leases the project's secrets (one lease each, kind env) and writes them to a .env
+// file, 0600, atomically. The grants are durable before any value reaches the disk; the
+// file is recorded (path, sha256, leases) so that ending any of its leases removes it. A
+// file written before by secrets env is replaced, with --force, by ending its leases.
+func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
+	m, err := in.Project.read()
+	if err != nil {
+		return nil, err
+	}
+	out, err := filepath.Abs(in.Output)
+	if err != nil {
+		return nil, err
+	}
+	client, err := v.projectClient(in.ClientID, m)
+	if err != nil {
+		return nil, err
+	}
+	var leases []lease.Lease
+	var bashOnly []string
+	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
+		denied := audit.Entry{Event: "env_denied", Detail: out}
+		if err := tx.refuseInLockdown(denied); err != nil {
+			return err
+		}
+		if i := slices.IndexFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == out }); i >= 0 && in.Force {
+			tx.End(lease.RevokeIDs(&tx.state.Leases, tx.state.EnvFiles[i].LeaseIDs), "lease_revoke", "replaced by secrets env --force")
+		}
+		if err := envfile.CheckOutput(out, in.Force); err != nil {
+			return tx.Deny(denied, err)
+		}
+		var vars []envfile.Var
+		var err error
+		leases, vars, err = tx.grantMapped(m, in.TTL, lease.Request{Kind: lease.KindEnv, Path: out})
+		if err != nil {
+			return tx.Deny(denied, err)
+		}
+		ids, expires := leaseIDs(leases), latest(leases)
+		content, only, err := envfile.Render(vars, ids, expires)
+		if err != nil {
+			lease.RevokeIDs(&tx.state.Leases, ids)
+			return tx.Deny(denied, err)
+		}
+		defer clear(content)
+		bashOnly = only
+		tx.state.EnvFiles = append(tx.state.EnvFiles, envfile.Record{Path: out, SHA256: envfile.Hash(content), LeaseIDs: ids, CreatedAt: tx.now.UTC()})
+		for _, l := range leases {
+			tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: "env " + out + ", ttl " + l.TTL})
+		}
+		tx.Record(audit.Entry{Event: "env_write", OK: true, Detail: fmt.Sprintf("%s: %d variables", out, len(vars))})
+		// The grant is durable before any value reaches the disk, and the file is written
+		// under the same hold of the lock, so no other command can end its leases (and
+		// drop its record) before it exists.
+		if err := tx.Checkpoint(); err != nil {
+			return err
+		}
+		if err := envfile.Write(out, content); err != nil {
+			tx.End(lease.RevokeIDs(&tx.state.Leases, ids), "lease_revoke", "writing the .env file failed")
+			return tx.Deny(audit.Entry{Event: "env_write", Detail: out}, fmt.Errorf("%w: %s: %w", safefile.ErrWrite, out, err))
+		}
+		// The file is written as usual; a canary's killswitch then ends its leases, which
+		// removes it.
+		tx.tripCanaries(leases)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(m.ms))
+	for i, mp := range m.ms {
+		names[i] = mp.EnvVar
+	}
+	return &EnvResult{
+		Path: out, Variables: names, LeaseIDs: leaseIDs(leases), ExpiresAt: rfc3339(latest(leases)),
+		Gitignore: envfile.Gitignore(out), Warnings: nonNil(bashOnly), Source: m.source,
+	}, nil
+}
+
+// latest is the expiry of the longest lease: when the file will certainly be gone.
+func latest(ls []lease.Lease) time.Time {
+	var t time.Time
+	for _, l := range ls {
+		if l.ExpiresAt.After(t) {
+			t = l.ExpiresAt
+		}
+	}
+	return t
+}
+
+// Cleaned is one managed file cleanup removed or left, and why.
+type Cleaned struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// CleanupResult is what cleanup did, or with a dry run would do.
+type CleanupResult struct {
+	Removed []Cleaned `json:"removed"`
+	Skipped []Cleaned `json:"skipped"`
+	DryRun  bool      `json:"dry_run"`
+}
+
+// CleanupInput says which managed .env files to remove.
+type CleanupInput struct {
+	DryRun   bool // say what would be removed; change nothing
+	All      bool // every managed file, ending the leases still using it
+	ClientID string
+}
+
+// Cleanup removes the .env files secrets env wrote whose leases ended (with All, every
+// one, ending its leases). A file someone changed is left and reported. A dry run is a
+// View: it prunes nothing and writes nothing.
+func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, error) {
+	client, err := v.client(in.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	out := &CleanupResult{Removed: []Cleaned{}, Skipped: []Cleaned{}, DryRun: in.DryRun}
+	note := func(e killswitch.Effect) {
+		if e.Event == "env_remove" && e.OK {
+			out.Removed = append(out.Removed, Cleaned{e.Path, e.Detail})
+		} else {
+			out.Skipped = append(out.Skipped, Cleaned{e.Path, e.Detail})
+		}
+	}
+	m := write
+	if in.DryRun {
+		m = 0
+	}
+	err = v.update(ctx, m, client, func(tx *Tx) error {
+		active := map[string]bool{}
+		for _, l := range tx.active() {
+			active[l.ID] = true
+		}
+		for _, rec := range slices.Clone(tx.state.EnvFiles) {
+			if !in.DryRun {
+				envfile.RemoveTemps(rec.Path)
+			}
+			live := slices.ContainsFunc(rec.LeaseIDs, func(id string) bool { return active[id] })
+			switch {
+			case live && !in.All:
+				out.Skipped = append(out.Skipped, Cleaned{rec.Path, "its leases are active (use --all, or revoke them)"})
+			case in.DryRun:
+				o, err := envfile.Inspect(rec)
+				switch {
+				case err != nil:
+					out.Skipped = append(out.Skipped, Cleaned{rec.Path, err.Error()})
+				case o == envfile.Modified:
+					out.Skipped = append(out.Skipped, Cleaned{rec.Path, "changed since secrets wrote it; would be left in place"})
+				default:
+					out.Removed = append(out.Removed, Cleaned{rec.Path, "would be " + string(o)})
+				}
+			case live:
+				for _, e := range tx.End(lease.RevokeIDs(&tx.state.Leases, rec.LeaseIDs), "lease_revoke", "secrets cleanup --all") {
+					note(e)
+				}
+			default:
+				e, keep := killswitch.RemoveFile(rec)
+				tx.effects([]killswitch.Effect{e})
+				note(e)
+				if !keep {
+					tx.dropEnvFile(rec.Path)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// dropEnvFile forgets the record of a managed file that is gone.
+func (tx *Tx) dropEnvFile(path string) {
+	tx.state.EnvFiles = slices.DeleteFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == path })
+}

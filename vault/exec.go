@@ -1,0 +1,154 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/envfile"
+	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/redact"
+	"github.com/agent-secrets/secrets/supervisor"
+)
+
+// ExecInput runs a command with a project's secrets in its environment.
+type ExecInput struct {
+	Project  Project
+	TTL      string
+	ClientID string
+	Argv     []string
+	// Pristine gives the command only the secrets plus PATH, HOME, USER, LANG, TERM and Keep.
+	Pristine bool
+	Keep     []string
+	// NoRedact connects the command straight to Stdout and Stderr.
+	NoRedact bool
+	// Grace is how long the command has between SIGTERM and SIGKILL after a lease ends.
+	Grace  time.Duration
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// ExecResult is how the command ended. A command that could not be started has
+// ExitCode supervisor.ExitNotStarted and StartErr set.
+type ExecResult struct {
+	ExitCode int
+	StartErr error
+	Stopped  string // why the supervisor stopped it, or ""
+}
+
+// Exec grants one lease per mapping (kind exec, naming this process as the supervisor),
+// releases the lock, and runs the command with the values in its environment, its output
+// redacted, until it exits; revocation, expiry or ctx done stop it. Then its remaining
+// leases are revoked and its exit recorded. It fails before the command runs with the
+// codes of a grant; after, the result carries the command's status. ctx done is a
+// timeout: the command is stopped as a revocation would stop it.
+func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
+	m, err := in.Project.read()
+	if err != nil {
+		return nil, err
+	}
+	client, err := v.projectClient(in.ClientID, m)
+	if err != nil {
+		return nil, err
+	}
+	self, start, err := supervisor.Self()
+	if err != nil {
+		return nil, fmt.Errorf("read own start time: %w", err)
+	}
+	sigs, err := supervisor.Listen()
+	if err != nil {
+		return nil, err
+	}
+	defer sigs.Close()
+	prog := filepath.Base(in.Argv[0])
+	var leases []lease.Lease
+	var vars []envfile.Var
+	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
+		denied := audit.Entry{Event: "exec_denied", Detail: prog}
+		if err := tx.refuseInLockdown(denied); err != nil {
+			return err
+		}
+		var err error
+		leases, vars, err = tx.grantMapped(m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start})
+		if err != nil {
+			return tx.Deny(denied, err)
+		}
+		for _, l := range leases {
+			tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: "exec " + prog + ", ttl " + l.TTL})
+		}
+		// The command starts as usual; the killswitch ends its leases, and the queued
+		// check stops it as soon as it runs.
+		if tx.tripCanaries(leases) {
+			tx.OnCommit(sigs.Poke)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	secrets := make([]redact.Secret, len(vars))
+	for i, x := range vars {
+		secrets[i] = redact.Secret{Name: x.Name, Value: x.Value}
+	}
+	ids := leaseIDs(leases)
+	// The lock is released: a secrets call inside the command never waits on us.
+	res := sigs.Run(ctx, supervisor.Command{
+		Argv: in.Argv, Env: childEnv(v.o.Environ, in.Pristine, in.Keep, vars),
+		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
+		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: earliest(leases),
+		Ended: func() string { return v.execEnded(context.Background(), client, ids) },
+		Warn:  v.o.Warn,
+	})
+	v.execEnd(context.Background(), client, ids, prog, res)
+	return &ExecResult{ExitCode: res.ExitCode, StartErr: res.StartErr, Stopped: res.Stopped}, nil
+}
+
+// execEnded looks in the store whether any of the leases has ended, and says how. Any
+// process can send the revocation signal; only the store decides.
+func (v *Vault) execEnded(ctx context.Context, client string, ids []string) string {
+	why := ""
+	err := v.update(ctx, write, client, func(tx *Tx) error {
+		for _, id := range ids {
+			if !slices.ContainsFunc(tx.state.Leases, func(l lease.Lease) bool { return l.ID == id }) {
+				why = "lease " + id + " ended"
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		v.warn("could not check the leases after a revocation signal: %v", err)
+	}
+	return why
+}
+
+// execEnd records how the command ended and revokes its remaining leases.
+func (v *Vault) execEnd(ctx context.Context, client string, ids []string, prog string, res supervisor.Result) {
+	err := v.update(ctx, write, client, func(tx *Tx) error {
+		ended := lease.RevokeIDs(&tx.state.Leases, ids)
+		if res.Stopped != "" {
+			tx.Record(audit.Entry{Event: "exec_terminated", OK: true, Detail: fmt.Sprintf("%s: %s; exit %d", prog, res.Stopped, res.ExitCode)})
+		}
+		tx.End(ended, "lease_revoke", "exec_exit")
+		tx.Record(audit.Entry{Event: "exec_exit", OK: res.ExitCode == 0, Detail: fmt.Sprintf("%s exited %d", prog, res.ExitCode)})
+		return nil
+	})
+	if err != nil {
+		v.warn("could not record the command's exit: %v; its leases end at their expiry", err)
+	}
+}
+
+func earliest(ls []lease.Lease) time.Time {
+	t := ls[0].ExpiresAt
+	for _, l := range ls[1:] {
+		if l.ExpiresAt.Before(t) {
+			t = l.ExpiresAt
+		}
+	}
+	return t
+}

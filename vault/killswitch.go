@@ -1,0 +1,236 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/killswitch"
+	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/store"
+)
+
+// KillswitchInput says what the killswitch does besides lockdown and revoking every lease.
+type KillswitchInput struct {
+	RotateAll bool   // then rotate every secret that has a hook
+	Wipe      bool   // then crypto-shred identity.age, secrets.age and leases.age
+	Reason    string // for the audit log and status
+	ClientID  string
+}
+
+// KillswitchResult is what the killswitch did.
+type KillswitchResult struct {
+	Lockdown         *LockdownInfo     `json:"lockdown,omitzero"`
+	LeasesRevoked    int               `json:"leases_revoked"`
+	Steps            []string          `json:"steps,omitzero"`
+	Rotated          []Rotated         `json:"rotated,omitzero"`
+	RotationFailures []RotationFailure `json:"rotation_failures,omitzero"`
+	Wiped            []string          `json:"wiped,omitzero"`
+	// FinishedInterruptedWipe says the store could not be opened and what remained of a
+	// wipe that a crash interrupted was shredded.
+	FinishedInterruptedWipe bool `json:"finished_interrupted_wipe,omitempty"`
+}
+
+// Killswitch fires by hand: lockdown and every lease revoked in one commit, then, outside
+// the lock, rotate all and wipe as in asks. Every step is audited; a failing rotation
+// hook does not stop the rest, and running it again after a crash finishes the job. A
+// wipe on a store that a crashed wipe left unopenable shreds what remains.
+func (v *Vault) Killswitch(ctx context.Context, in KillswitchInput) (*KillswitchResult, error) {
+	client, err := v.client(in.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	out, err := v.fire(ctx, client, "manual", in.Reason, store.FailAction{RevokeAll: true, RotateAll: in.RotateAll, WipeStore: in.Wipe})
+	if err != nil && in.Wipe && (errors.Is(err, store.ErrNotInitialized) || errors.Is(err, store.ErrDecrypt) || errors.Is(err, store.ErrCorrupt)) {
+		files, serr := store.ShredDir(ctx, v.storeOptions())
+		if serr != nil {
+			return nil, serr
+		}
+		v.warn("the store could not be opened (%v); shredded what remained of an interrupted wipe", err)
+		return &KillswitchResult{Wiped: nonNil(files), FinishedInterruptedWipe: true}, nil
+	}
+	return out, err
+}
+
+// fire runs the killswitch: lockdown and revoke all under the lock, recorded in one
+// commit with the entries that caused it (first), then rotate all and wipe as act says.
+func (v *Vault) fire(ctx context.Context, client, trigger, reason string, act store.FailAction, first ...audit.Entry) (*KillswitchResult, error) {
+	var out *KillswitchResult
+	err := v.update(ctx, write, client, func(tx *Tx) error {
+		for _, e := range first {
+			tx.Record(e)
+		}
+		out = tx.lockdown(trigger, reason, act)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, v.afterLockdown(ctx, client, trigger, act, out)
+}
+
+// lockdown is the part of the killswitch done under the caller's lock: the lockdown,
+// every lease revoked (with act.RevokeAll), and the killswitch entry.
+func (tx *Tx) lockdown(trigger, reason string, act store.FailAction) *KillswitchResult {
+	steps := []string{"lockdown"}
+	if act.RevokeAll {
+		steps = []string{"revoke all", "lockdown"}
+	}
+	if act.RotateAll {
+		steps = append(steps, "rotate all")
+	}
+	if act.WipeStore {
+		steps = append(steps, "wipe")
+	}
+	tx.state.Lockdown = killswitch.Lock(tx.state.Lockdown, trigger, reason, tx.now)
+	var ended []lease.Lease
+	if act.RevokeAll {
+		ended = lease.RevokeAll(&tx.state.Leases)
+	}
+	tx.Record(audit.Entry{Event: "killswitch", OK: true, Detail: fmt.Sprintf("%s: %s; %s", trigger, strings.Join(steps, ", "), reason)})
+	tx.End(ended, "lease_revoke", "killswitch")
+	return &KillswitchResult{Lockdown: lockdownInfo(tx.state.Lockdown, tx.st.UnlockCode()), LeasesRevoked: len(ended), Steps: steps}
+}
+
+// afterLockdown rotates and wipes, each in its own transaction, as act says, adding to out.
+func (v *Vault) afterLockdown(ctx context.Context, client, trigger string, act store.FailAction, out *KillswitchResult) error {
+	if act.RotateAll {
+		done, err := v.rotate(ctx, client, nil, trigger+" killswitch")
+		out.Rotated, out.RotationFailures = nonNil(done.Rotated), nonNil(done.Failed)
+		if err != nil {
+			v.warn("killswitch: %v; going on", err)
+		}
+	}
+	if !act.WipeStore {
+		return nil
+	}
+	return v.update(ctx, write, client, func(tx *Tx) error {
+		tx.Record(audit.Entry{Event: "wipe", OK: true, Detail: trigger + ": shredding identity.age, secrets.age and leases.age; the audit log and config stay"})
+		// The wipe is on record before the keys are gone.
+		if err := tx.Checkpoint(); err != nil {
+			return err
+		}
+		files, err := tx.st.Shred()
+		out.Wiped = nonNil(files)
+		return err
+	})
+}
+
+// refuseInLockdown denies a request that would hand out a value while the store is
+// locked down, recording it as e.
+func (tx *Tx) refuseInLockdown(e audit.Entry) error {
+	l := tx.state.Lockdown
+	if l == nil {
+		return nil
+	}
+	reason := ""
+	if l.Reason != "" {
+		reason = ": " + l.Reason
+	}
+	return tx.Deny(e, fmt.Errorf("%w: the store is locked down since %s (%s%s); nothing is handed out until secrets unlock",
+		killswitch.ErrLockdown, rfc3339(l.Since), l.Trigger, reason))
+}
+
+// tripCanaries arranges, for the canaries among leases, what handing one out causes once
+// the grant is committed: canary_tripped (with the actor) and the killswitch with
+// canary_action, always with lockdown. It reports whether there was a canary. The
+// secrets must be loaded.
+func (tx *Tx) tripCanaries(leases []lease.Lease) bool {
+	var names []string
+	for _, l := range leases {
+		if sec := tx.secrets.Secrets[l.Secret]; sec != nil && sec.Canary && !slices.Contains(names, l.Secret) {
+			names = append(names, l.Secret)
+		}
+	}
+	if len(names) == 0 {
+		return false
+	}
+	v, client, act := tx.v, tx.client, tx.st.Config().CanaryAction
+	tx.OnCommit(func() {
+		entries := make([]audit.Entry, len(names))
+		for i, n := range names {
+			entries[i] = audit.Entry{Event: "canary_tripped", Secret: n, OK: true, Detail: "a canary was handed out; firing the killswitch"}
+		}
+		reason := fmt.Sprintf("canary %s used by %s", strings.Join(names, ", "), client)
+		if _, err := v.fire(context.Background(), client, "canary", reason, act, entries...); err != nil {
+			v.warn("canary: the killswitch failed: %v", err)
+		}
+	})
+	return true
+}
+
+// UnlockInput lifts a lockdown. Confirm shows prompt to a person and returns what they
+// typed; it must read from the controlling terminal, never from stdin, so that an agent
+// told to run `secrets unlock` cannot answer for a person. An error from it (no
+// terminal) is recorded as a refused unlock.
+type UnlockInput struct {
+	Confirm  func(prompt string) (string, error)
+	ClientID string
+}
+
+// UnlockResult says whether a lockdown was lifted.
+type UnlockResult struct {
+	Lockdown *LockdownInfo `json:"lockdown"`
+	Unlocked bool          `json:"unlocked"`
+}
+
+// Unlock asks for the store fingerprint and lifts the lockdown when it is typed. No lock
+// is held while the person is asked: an unanswered prompt would otherwise keep every
+// other command waiting. So the state is read again after the answer, and a lockdown
+// that another command lifted meanwhile is reported as not locked down.
+func (v *Vault) Unlock(ctx context.Context, in UnlockInput) (*UnlockResult, error) {
+	client, err := v.client(in.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	var since time.Time
+	var trigger string
+	err = v.View(ctx, func(tx *Tx) error {
+		if l := tx.state.Lockdown; l != nil {
+			since, trigger = l.Since, l.Trigger
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if trigger == "" {
+		return &UnlockResult{}, nil
+	}
+	answer, askErr := in.Confirm(fmt.Sprintf("The store is locked down since %s (%s). Type its fingerprint (from secrets status) to lift it: ", rfc3339(since), trigger))
+	out := &UnlockResult{}
+	err = v.update(ctx, write, client, func(tx *Tx) error {
+		l := tx.state.Lockdown
+		if l == nil {
+			return nil // lifted while the person was typing
+		}
+		e := audit.Entry{Event: "unlock"}
+		switch {
+		case askErr != nil:
+			return tx.Deny(e, fmt.Errorf("%w: unlock needs a person at the controlling terminal (%v)", killswitch.ErrLockdown, askErr))
+		case strings.TrimSpace(answer) != tx.st.UnlockCode():
+			return tx.Deny(e, fmt.Errorf("%w: that is not the store fingerprint; the lockdown stays", killswitch.ErrLockdown))
+		}
+		e.OK, e.Detail = true, "lockdown by "+l.Trigger+" lifted"
+		tx.state.Lockdown = nil
+		tx.Record(e)
+		out.Unlocked = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// nonNil makes a nil slice empty, so a result lists [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,174 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/store"
+)
+
+// LeaseInput asks for one secret's value under a new lease.
+type LeaseInput struct {
+	Name     string
+	TTL      string // "" is default_lease_ttl
+	ClientID string
+}
+
+// Grant is a lease and the value it hands out.
+type Grant struct {
+	Lease LeaseInfo
+	Value []byte
+}
+
+// Lease grants a lease on one secret and returns its value, once the grant is durable.
+// A request in lockdown, for an invalid name, an unknown secret or a bad TTL is refused
+// and recorded as lease_denied. A canary's value is handed out as any other, and its
+// killswitch fires after the commit.
+func (v *Vault) Lease(ctx context.Context, in LeaseInput) (*Grant, error) {
+	client, err := v.client(in.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	var g Grant
+	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
+		denied := audit.Entry{Event: "lease_denied", Secret: in.Name}
+		if err := tx.refuseInLockdown(denied); err != nil {
+			return err
+		}
+		if err := store.CheckName(in.Name); err != nil {
+			denied.Secret = ""
+			return tx.Deny(denied, err)
+		}
+		sec, err := tx.Secrets()
+		if err != nil {
+			return err
+		}
+		secret, err := sec.Get(in.Name)
+		if err != nil {
+			return tx.Deny(denied, err)
+		}
+		l, err := tx.mgr.Grant(&tx.state.Leases, lease.Request{Secret: in.Name, ClientID: client, TTL: in.TTL, Kind: lease.KindLease})
+		if err != nil {
+			return tx.Deny(denied, err)
+		}
+		tx.Record(audit.Entry{Event: "lease_grant", Secret: in.Name, LeaseID: l.ID, OK: true, Detail: "ttl " + l.TTL})
+		tx.tripCanaries([]lease.Lease{l})
+		g = Grant{Lease: leaseInfo(l), Value: secret.Value}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// LeasesResult is the active leases.
+type LeasesResult struct {
+	Leases []LeaseInfo `json:"leases"`
+	Count  int         `json:"count"`
+}
+
+// Leases lists the active leases, of one secret and one client when those are given.
+func (v *Vault) Leases(ctx context.Context, secret, client string) (*LeasesResult, error) {
+	out := &LeasesResult{Leases: []LeaseInfo{}}
+	err := v.View(ctx, func(tx *Tx) error {
+		for _, l := range tx.active() {
+			if (secret == "" || l.Secret == secret) && (client == "" || l.ClientID == client) {
+				out.Leases = append(out.Leases, leaseInfo(l))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.Count = len(out.Leases)
+	return out, nil
+}
+
+// RenewInput moves an active lease's expiry to now + TTL.
+type RenewInput struct {
+	ID       string
+	TTL      string // "" keeps the lease's own TTL
+	ClientID string
+}
+
+// Renew extends an active lease (lease.ErrNotFound for one that ended) and records
+// lease_renew, or the refusal.
+func (v *Vault) Renew(ctx context.Context, in RenewInput) (*LeaseInfo, error) {
+	client, err := v.client(in.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	var info LeaseInfo
+	err = v.update(ctx, write, client, func(tx *Tx) error {
+		e := audit.Entry{Event: "lease_renew", LeaseID: shortField(in.ID)}
+		l, err := tx.mgr.Renew(tx.state.Leases, in.ID, in.TTL)
+		if err != nil {
+			return tx.Deny(e, err)
+		}
+		e.Secret, e.OK, e.Detail = l.Secret, true, "ttl "+l.TTL
+		tx.Record(e)
+		info = leaseInfo(l)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// Revoked is a lease that Revoke ended.
+type Revoked struct {
+	LeaseInfo
+	Revoked bool `json:"revoked"`
+}
+
+// Revoke ends one active lease, with all that ending does.
+func (v *Vault) Revoke(ctx context.Context, id, clientFlag string) (*Revoked, error) {
+	client, err := v.client(clientFlag)
+	if err != nil {
+		return nil, err
+	}
+	var out Revoked
+	err = v.update(ctx, write, client, func(tx *Tx) error {
+		l, err := lease.Revoke(&tx.state.Leases, id)
+		if err != nil {
+			return tx.Deny(audit.Entry{Event: "lease_revoke", LeaseID: shortField(id)}, err)
+		}
+		tx.End([]lease.Lease{l}, "lease_revoke", "revoked")
+		out = Revoked{leaseInfo(l), true}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RevokeAllResult is what revoke --all ended.
+type RevokeAllResult struct {
+	LeasesRevoked int      `json:"leases_revoked"`
+	LeaseIDs      []string `json:"lease_ids"`
+}
+
+// RevokeAll ends every active lease and records revoke_all.
+func (v *Vault) RevokeAll(ctx context.Context, clientFlag string) (*RevokeAllResult, error) {
+	client, err := v.client(clientFlag)
+	if err != nil {
+		return nil, err
+	}
+	var ended []lease.Lease
+	err = v.update(ctx, write, client, func(tx *Tx) error {
+		ended = lease.RevokeAll(&tx.state.Leases)
+		tx.End(ended, "lease_revoke", "revoke --all")
+		tx.Record(audit.Entry{Event: "revoke_all", OK: true, Detail: fmt.Sprintf("%d leases revoked", len(ended))})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &RevokeAllResult{LeasesRevoked: len(ended), LeaseIDs: leaseIDs(ended)}, nil
+}

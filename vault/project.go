@@ -1,0 +1,128 @@
+package vault
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/agent-secrets/secrets/envfile"
+	"github.com/agent-secrets/secrets/lease"
+)
+
+// Project says which secrets go into which environment variables: Secrets
+// (NAME[=ENV_VAR] each, the --secret flags) when given, else the mapping file File
+// (.secrets.json).
+type Project struct {
+	File    string
+	Secrets []string
+}
+
+// mapping is a Project read: its mappings, where they came from (for error paths), and
+// the file's client_id.
+type mapping struct {
+	ms       []envfile.Mapping
+	source   string
+	clientID string
+}
+
+func (p Project) read() (mapping, error) {
+	if len(p.Secrets) > 0 {
+		ms, err := envfile.ParseFlags(p.Secrets)
+		return mapping{ms: ms, source: "--secret"}, err
+	}
+	data, err := os.ReadFile(p.File)
+	if errors.Is(err, fs.ErrNotExist) {
+		return mapping{source: p.File}, &envfile.ProblemError{File: p.File, Msg: "not found; create it, or name secrets with --secret NAME[=ENV_VAR]"}
+	}
+	if err != nil {
+		return mapping{source: p.File}, err
+	}
+	proj, err := envfile.ParseProject(p.File, data)
+	if err != nil {
+		return mapping{source: p.File}, err
+	}
+	return mapping{ms: proj.Secrets, source: p.File, clientID: proj.ClientID}, nil
+}
+
+// projectClient is who asks for a project's secrets: the request's --client-id, else the
+// mapping file's client_id, else the default.
+func (v *Vault) projectClient(flag string, m mapping) (string, error) {
+	if flag == "" && m.clientID != "" {
+		flag = m.clientID
+	}
+	return v.client(flag)
+}
+
+// grantMapped checks the mappings against the store and grants one lease each, like
+// proto (kind, path, supervisor), returning the leases with their variables. Nothing is
+// granted if any check fails, including a value no environment variable can hold (a NUL
+// byte), which env and exec would both have to refuse.
+func (tx *Tx) grantMapped(m mapping, ttl string, proto lease.Request) ([]lease.Lease, []envfile.Var, error) {
+	sec, err := tx.Secrets()
+	if err != nil {
+		return nil, nil, err
+	}
+	exists := func(name string) bool { _, ok := sec.Secrets[name]; return ok }
+	if err := envfile.Check(m.source, m.ms, exists, tx.mgr.CheckTTL); err != nil {
+		return nil, nil, err
+	}
+	for _, mp := range m.ms {
+		if bytes.IndexByte(sec.Secrets[mp.Name].Value, 0) >= 0 {
+			return nil, nil, fixed{fmt.Errorf("%w: %s holds a NUL byte", envfile.ErrNotEnvSafe, mp.Name),
+				"a value with a NUL byte cannot be an environment variable; use secrets lease for it"}
+		}
+	}
+	if ttl != "" {
+		if err := tx.mgr.CheckTTL(ttl); err != nil {
+			return nil, nil, err
+		}
+	}
+	leases := make([]lease.Lease, 0, len(m.ms))
+	vars := make([]envfile.Var, 0, len(m.ms))
+	for _, mp := range m.ms {
+		t := mp.TTL
+		if t == "" {
+			t = ttl
+		}
+		r := proto
+		r.Secret, r.ClientID, r.TTL = mp.Name, tx.client, t
+		l, err := tx.mgr.Grant(&tx.state.Leases, r)
+		if err != nil {
+			lease.RevokeIDs(&tx.state.Leases, leaseIDs(leases))
+			return nil, nil, err
+		}
+		leases = append(leases, l)
+		vars = append(vars, envfile.Var{Name: mp.EnvVar, Value: sec.Secrets[mp.Name].Value})
+	}
+	return leases, vars, nil
+}
+
+// childEnv is the environment of a program we start (an exec child, a rotation hook):
+// ours, or with pristine only a few basics, never the store identity, plus vars.
+func childEnv(base []string, pristine bool, keep []string, vars []envfile.Var) []string {
+	allowed := append([]string{"PATH", "HOME", "USER", "LANG", "TERM"}, keep...)
+	set := map[string]bool{}
+	for _, v := range vars {
+		set[v.Name] = true
+	}
+	env := make([]string, 0, len(base)+len(vars))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "SECRETS_IDENTITY" || k == "SECRETS_IDENTITY_FILE" || set[k] || pristine && !slices.Contains(allowed, k) {
+			continue
+		}
+		env = append(env, kv)
+	}
+	for _, v := range vars {
+		env = append(env, v.Name+"="+string(v.Value))
+	}
+	return env
+}
+
+// EnvName suggests a variable name for a secret: GITHUB_TOKEN for github_token, as a
+// --secret NAME without =ENV_VAR uses.
+func EnvName(secret string) string { return envfile.EnvName(secret) }

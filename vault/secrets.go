@@ -1,0 +1,207 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/store"
+)
+
+// AddInput stores a new secret. Value is read by the caller before the call (a person
+// may be typing, and no lock is held while they do); Add checks it.
+type AddInput struct {
+	Name      string
+	Value     []byte
+	RotateVia string
+	VerifyVia string
+	Canary    bool
+	ClientID  string
+}
+
+// Add stores a new secret and records secret_add. A bad name, a bad value or a name that
+// exists is refused and recorded (store.ErrInvalidName, store.ErrInvalidValue,
+// store.ErrSecretExists).
+func (v *Vault) Add(ctx context.Context, in AddInput) (*SecretInfo, error) {
+	return v.writeValue(ctx, "secret_add", in.Name, in.ClientID, func(sec *store.Secrets, now time.Time) (*store.Secret, error) {
+		added, err := sec.Add(in.Name, in.Value, in.RotateVia, now)
+		if err == nil {
+			added.VerifyVia, added.Canary = in.VerifyVia, in.Canary
+		}
+		return added, err
+	})
+}
+
+// SetInput replaces a secret's value, keeping its metadata.
+type SetInput struct {
+	Name     string
+	Value    []byte
+	ClientID string
+}
+
+// Set replaces the value of an existing secret and records secret_set. The leases of the
+// old value stay: they are the caller's to revoke.
+func (v *Vault) Set(ctx context.Context, in SetInput) (*SecretInfo, error) {
+	return v.writeValue(ctx, "secret_set", in.Name, in.ClientID, func(sec *store.Secrets, now time.Time) (*store.Secret, error) {
+		return sec.Set(in.Name, in.Value, now)
+	})
+}
+
+// writeValue is add and set: change the secrets under the lock and record event, or the
+// refusal.
+func (v *Vault) writeValue(ctx context.Context, event, name, clientFlag string, change func(*store.Secrets, time.Time) (*store.Secret, error)) (*SecretInfo, error) {
+	client, err := v.client(clientFlag)
+	if err != nil {
+		return nil, err
+	}
+	var info SecretInfo
+	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
+		e := audit.Entry{Event: event, Secret: name}
+		if err := store.CheckName(name); err != nil {
+			e.Secret = ""
+			return tx.Deny(e, err)
+		}
+		sec, err := tx.Secrets()
+		if err != nil {
+			return err
+		}
+		s, err := change(sec, tx.now)
+		if err != nil {
+			return tx.Deny(e, err)
+		}
+		tx.secretsDirty = true
+		e.OK = true
+		tx.Record(e)
+		info = secretInfo(name, s, false)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// HooksInput changes a secret's rotation hook and check; nil leaves one as it is, ""
+// removes it. No value is read.
+type HooksInput struct {
+	Name      string
+	RotateVia *string
+	VerifyVia *string
+	ClientID  string
+}
+
+// SetHooks changes a secret's hooks and records secret_hooks.
+func (v *Vault) SetHooks(ctx context.Context, in HooksInput) (*SecretInfo, error) {
+	client, err := v.client(in.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	var info SecretInfo
+	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
+		e := audit.Entry{Event: "secret_hooks", Secret: shortField(in.Name)}
+		secrets, err := tx.Secrets()
+		if err != nil {
+			return err
+		}
+		sec, err := secrets.Get(in.Name)
+		if err != nil {
+			return tx.Deny(e, err)
+		}
+		if in.RotateVia != nil {
+			sec.RotateVia = *in.RotateVia
+		}
+		if in.VerifyVia != nil {
+			sec.VerifyVia = *in.VerifyVia
+		}
+		tx.secretsDirty = true
+		e.OK, e.Detail = true, "rotation hook or check changed"
+		tx.Record(e)
+		info = secretInfo(in.Name, sec, false)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &info, nil
+}
+
+// RemoveResult is what rm did.
+type RemoveResult struct {
+	Name          string   `json:"name"`
+	Removed       bool     `json:"removed"`
+	LeasesRevoked int      `json:"leases_revoked"`
+	LeaseIDs      []string `json:"lease_ids"`
+}
+
+// Remove deletes a secret and ends its leases, with all that ending does (its .env files
+// removed, its exec commands stopped), and records secret_remove.
+func (v *Vault) Remove(ctx context.Context, name, clientFlag string) (*RemoveResult, error) {
+	client, err := v.client(clientFlag)
+	if err != nil {
+		return nil, err
+	}
+	var ended []lease.Lease
+	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
+		e := audit.Entry{Event: "secret_remove", Secret: name}
+		if err := store.CheckName(name); err != nil {
+			e.Secret = ""
+			return tx.Deny(e, err)
+		}
+		sec, err := tx.Secrets()
+		if err != nil {
+			return err
+		}
+		if err := sec.Remove(name); err != nil {
+			return tx.Deny(e, err)
+		}
+		tx.secretsDirty = true
+		ended = lease.RevokeSecret(&tx.state.Leases, name)
+		tx.End(ended, "lease_revoke", "secret removed")
+		e.OK, e.Detail = true, fmt.Sprintf("%d leases revoked", len(ended))
+		tx.Record(e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &RemoveResult{Name: name, Removed: true, LeasesRevoked: len(ended), LeaseIDs: leaseIDs(ended)}, nil
+}
+
+// ListedSecret is one secret of List: its metadata and how many leases hold it now.
+type ListedSecret struct {
+	SecretInfo
+	ActiveLeases int `json:"active_leases"`
+}
+
+// ListResult is every secret, in name order.
+type ListResult struct {
+	Secrets []ListedSecret `json:"secrets"`
+	Count   int            `json:"count"`
+}
+
+// List returns the secrets' metadata, never values. showCanaries adds whether each is a
+// canary.
+func (v *Vault) List(ctx context.Context, showCanaries bool) (*ListResult, error) {
+	out := &ListResult{Secrets: []ListedSecret{}}
+	err := v.update(ctx, withSecrets, "", func(tx *Tx) error {
+		sec, err := tx.Secrets()
+		if err != nil {
+			return err
+		}
+		counts := map[string]int{}
+		for _, l := range tx.active() {
+			counts[l.Secret]++
+		}
+		for _, name := range sec.Names() {
+			out.Secrets = append(out.Secrets, ListedSecret{secretInfo(name, sec.Secrets[name], showCanaries), counts[name]})
+		}
+		out.Count = len(out.Secrets)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

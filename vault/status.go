@@ -1,0 +1,128 @@
+package vault
+
+import (
+	"context"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/store"
+)
+
+// StatusResult describes the store. secrets_count and active_leases keep the earlier
+// tool's names.
+type StatusResult struct {
+	SecretsCount int           `json:"secrets_count"`
+	ActiveLeases int           `json:"active_leases"`
+	Dir          string        `json:"dir"`
+	Identity     IdentityInfo  `json:"identity"`
+	Audit        AuditInfo     `json:"audit"`
+	Heartbeat    HeartbeatInfo `json:"heartbeat"`
+	Lockdown     *LockdownInfo `json:"lockdown"`
+}
+
+// IdentityInfo is where the identity came from and its public key.
+type IdentityInfo struct {
+	Source    string `json:"source"`
+	PublicKey string `json:"public_key"`
+}
+
+// AuditInfo is the audit log's health.
+type AuditInfo struct {
+	Path    string     `json:"path"`
+	Entries uint64     `json:"entries"`
+	Head    audit.Head `json:"head"`
+	Status  string     `json:"status"` // ok or tampered
+	Problem string     `json:"problem,omitempty"`
+}
+
+// HeartbeatInfo is the heartbeat's configuration and, once watch has run, its last result.
+type HeartbeatInfo struct {
+	Enabled              bool   `json:"enabled"`
+	URL                  string `json:"url"`
+	FailuresBeforeAction int    `json:"failures_before_action"`
+	*HeartbeatLast
+}
+
+// HeartbeatLast is the last heartbeat check.
+type HeartbeatLast struct {
+	LastCheck string `json:"last_check"`
+	LastOK    bool   `json:"last_ok"`
+	LastError string `json:"last_error"`
+	Failures  int    `json:"failures"`
+	Fired     bool   `json:"fired"`
+}
+
+// Status describes the store: counts, identity, the audit log's health (a damaged log is
+// reported, not refused), the heartbeat and any lockdown. It changes nothing.
+func (v *Vault) Status(ctx context.Context) (*StatusResult, error) {
+	var out *StatusResult
+	err := v.update(ctx, withSecrets, "", func(tx *Tx) error {
+		sec, err := tx.Secrets()
+		if err != nil {
+			return err
+		}
+		st := tx.st
+		a := AuditInfo{Path: tx.log.Path(), Entries: tx.head.Seq, Head: tx.head, Status: "ok"}
+		if tx.broken != nil {
+			a.Status, a.Problem = "tampered", tx.broken.Error()
+		}
+		hb := st.Config().Heartbeat
+		h := HeartbeatInfo{Enabled: hb.Enabled, URL: hb.URL, FailuresBeforeAction: hb.FailuresBeforeAction}
+		if s := tx.state.Heartbeat; s != nil {
+			h.HeartbeatLast = &HeartbeatLast{LastCheck: rfc3339(s.LastCheck), LastOK: s.LastOK, LastError: s.LastError, Failures: s.Failures, Fired: s.Fired}
+		}
+		out = &StatusResult{
+			SecretsCount: len(sec.Secrets), ActiveLeases: len(tx.active()), Dir: st.Dir(),
+			Identity: IdentityInfo{Source: st.IdentitySource(), PublicKey: st.PublicKey()},
+			Audit:    a, Heartbeat: h, Lockdown: lockdownInfo(tx.state.Lockdown, st.UnlockCode()),
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// InitInput creates a store.
+type InitInput struct {
+	PQ bool // a hybrid post-quantum (ML-KEM-768 + X25519) identity
+}
+
+// InitResult is the store created.
+type InitResult struct {
+	Dir       string `json:"dir"`
+	Identity  string `json:"identity"`
+	PublicKey string `json:"public_key"`
+	KeyType   string `json:"key_type"`
+	Config    string `json:"config"`
+}
+
+// Init creates the store and writes each of its files once: the identity and config.json
+// (store.Init), the init entry of the audit log, leases.age, and last secrets.age, whose
+// presence marks the store initialized, so a crash before it leaves a store that init
+// finishes. An existing store is store.ErrAlreadyInitialized, and nothing changes.
+func (v *Vault) Init(ctx context.Context, in InitInput) (*InitResult, error) {
+	client, err := v.client("")
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Init(ctx, store.InitOptions{Options: v.storeOptions(), PQ: in.PQ})
+	if err != nil {
+		return nil, err
+	}
+	tx, err := v.begin(st, write, client)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	kind := "x25519"
+	if st.IsPQ() {
+		kind = "mlkem768-x25519"
+	}
+	tx.Record(audit.Entry{Event: "init", OK: true, Detail: "identity " + kind + " from " + st.IdentitySource()})
+	tx.secrets, tx.secretsDirty = store.NewSecrets(), true
+	if err := tx.close(nil); err != nil {
+		return nil, err
+	}
+	return &InitResult{Dir: st.Dir(), Identity: st.IdentitySource(), PublicKey: st.PublicKey(), KeyType: kind, Config: st.Path(store.ConfigFile)}, nil
+}

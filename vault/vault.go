@@ -1,0 +1,97 @@
+// Package vault is the application layer of secrets: the transaction every command runs
+// in, the lease state it reads and writes, and one function per use case (lease, env,
+// exec, revoke, rotate, killswitch, watch, audit, status, …). It is the only package that
+// composes store, audit, lease, envfile and killswitch. The CLI and the MCP server both
+// call it with typed inputs and render its typed results; neither re-runs the other.
+//
+// A use case is a function of Vault. It checks its input, runs one or more transactions
+// (Update to change the store, View to read it), and returns a result struct whose json
+// tags are the output contract. Library code never prints: warnings go to Options.Warn,
+// values a caller must see (a raw lease) come back in the result.
+package vault
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/store"
+)
+
+// Options says where the store is, how to unlock it and who is calling.
+type Options struct {
+	// Dir is the store directory, absolute.
+	Dir string
+	// LockTimeout bounds the wait for the store lock; 0 uses config.json's lock_timeout.
+	LockTimeout time.Duration
+	// IdentityKey ($SECRETS_IDENTITY) and IdentityFile ($SECRETS_IDENTITY_FILE) replace
+	// identity.age when set.
+	IdentityKey, IdentityFile string
+	// Now is the clock; each transaction reads it once.
+	Now func() time.Time
+	// Environ is the caller's environment: it names the agent host in the audit actor, and
+	// is what rotation hooks and exec children start from (without the identity).
+	Environ []string
+	// ClientID is who is asking when a request names nobody ($SECRETS_CLIENT_ID); empty
+	// means <parent process name>-<ppid>.
+	ClientID string
+	// Agent, when set, is recorded as actor.agent instead of what Environ shows (the MCP
+	// server records "mcp").
+	Agent string
+	// Warn receives problems that do not fail the call, as they happen. Nil drops them.
+	Warn func(msg string)
+}
+
+// Vault runs use cases against one store. It holds no open file between calls: each
+// transaction takes the store lock and releases it. It is safe to use from one goroutine
+// at a time; across processes, the lock makes each transaction the only writer.
+type Vault struct {
+	o     Options
+	actor audit.Actor
+}
+
+// New returns a Vault for o. It reads nothing yet.
+func New(o Options) *Vault {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Warn == nil {
+		o.Warn = func(string) {}
+	}
+	a := audit.Self(o.Environ)
+	if o.Agent != "" {
+		a.Agent = o.Agent
+	}
+	return &Vault{o: o, actor: a}
+}
+
+// Dir returns the store directory.
+func (v *Vault) Dir() string { return v.o.Dir }
+
+func (v *Vault) storeOptions() store.Options {
+	return store.Options{Dir: v.o.Dir, LockTimeout: v.o.LockTimeout, IdentityKey: v.o.IdentityKey, IdentityFile: v.o.IdentityFile, Now: v.o.Now}
+}
+
+// client resolves who is asking: flag (a request's --client-id), else Options.ClientID,
+// else <parent process name>-<ppid>. A client id is a label in the audit log, so it is
+// bounded and may hold no control character.
+func (v *Vault) client(flag string) (string, error) {
+	id := flag
+	if id == "" {
+		id = v.o.ClientID
+	}
+	if id == "" {
+		return fmt.Sprintf("%s-%d", v.actor.Parent, v.actor.PPID), nil
+	}
+	if len(id) > 128 {
+		return "", Usagef("client id is longer than 128 bytes")
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f {
+			return "", Usagef("client id contains a control character")
+		}
+	}
+	return id, nil
+}
+
+func (v *Vault) warn(format string, args ...any) { v.o.Warn(fmt.Sprintf(format, args...)) }

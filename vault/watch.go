@@ -1,0 +1,113 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/killswitch"
+	"github.com/agent-secrets/secrets/store"
+)
+
+// WatchResult is the last heartbeat check of a watch.
+type WatchResult struct {
+	Checks   int    `json:"checks"`
+	Healthy  bool   `json:"healthy"`
+	Detail   string `json:"detail"`
+	Failures int    `json:"failures"`
+	Fired    bool   `json:"fired"`
+}
+
+// Watch checks the heartbeat endpoint every interval until ctx is done (once with once),
+// recording each result under the lock (never holding it while waiting on the network),
+// and fires the fail action through the killswitch when a check is the one that crosses
+// failures_before_action: once per outage. A heartbeat that is not enabled is
+// store.ErrInvalidConfig naming the key.
+func (v *Vault) Watch(ctx context.Context, once bool, clientFlag string) (*WatchResult, error) {
+	client, err := v.client(clientFlag)
+	if err != nil {
+		return nil, err
+	}
+	var cfg store.Config
+	var path string
+	err = v.View(ctx, func(tx *Tx) error {
+		cfg, path = tx.st.Config(), tx.st.Path(store.ConfigFile)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	hb := cfg.Heartbeat
+	if !hb.Enabled {
+		return nil, &store.ConfigError{Path: path, Key: "heartbeat.enabled", Err: errors.New("is false; set it, and heartbeat.url, to watch")}
+	}
+	out := &WatchResult{}
+	for ctx.Err() == nil {
+		ok, detail := killswitch.Probe(ctx, hb.URL, time.Duration(hb.Timeout))
+		if ctx.Err() != nil {
+			break // interrupted mid-check: that is not the endpoint's failure
+		}
+		failures, fired, err := v.beat(ctx, client, ok, detail, hb)
+		if err != nil {
+			return nil, err
+		}
+		out.Checks++
+		out.Healthy, out.Detail, out.Failures, out.Fired = ok, detail, failures, fired
+		if once {
+			break
+		}
+		wait(ctx, time.Duration(hb.Interval))
+	}
+	return out, nil
+}
+
+// beat records one check, and runs the fail action when this check is the one that
+// crosses failures_before_action. It returns the failure count and whether it fired.
+func (v *Vault) beat(ctx context.Context, client string, ok bool, detail string, hb store.Heartbeat) (int, bool, error) {
+	var failures int
+	var fire bool
+	var out *KillswitchResult
+	err := v.update(ctx, write, client, func(tx *Tx) error {
+		if tx.state.Heartbeat == nil {
+			tx.state.Heartbeat = &killswitch.Heartbeat{}
+		}
+		var event string
+		event, fire = killswitch.Observe(tx.state.Heartbeat, ok, detail, tx.now, hb.FailuresBeforeAction)
+		tx.stateDirty = true
+		failures = tx.state.Heartbeat.Failures
+		if event != "" {
+			tx.Record(audit.Entry{Event: event, OK: ok, Detail: fmt.Sprintf("%s: %s; %d consecutive failures", hb.URL, detail, failures)})
+			if event == "heartbeat_recovered" {
+				v.warn("heartbeat recovered: %s", detail)
+			} else {
+				v.warn("heartbeat failed (%d of %d): %s", failures, hb.FailuresBeforeAction, detail)
+			}
+		}
+		if fire {
+			out = tx.lockdown("heartbeat", fmt.Sprintf("%s failed %d times in a row", hb.URL, failures), hb.FailAction)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	if fire {
+		v.warn("heartbeat: fail action fired")
+		if err := v.afterLockdown(ctx, client, "heartbeat", hb.FailAction, out); err != nil {
+			return 0, false, err
+		}
+	}
+	return failures, fire, nil
+}
+
+// wait sleeps for d or until ctx is done.
+func wait(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
