@@ -33,8 +33,11 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 		return nil, vault.Usagef("give the command to run after --: secrets exec -- CMD [ARGS…]")
 	}
 	grace, err := durationFlag(c, "grace", duration.Parse)
-	if err != nil || grace < 0 {
-		return nil, vault.Usagef("--grace: want a duration such as 10s, got %q", c.String("grace"))
+	if err != nil {
+		return nil, err
+	}
+	if grace < 0 {
+		return nil, vault.Usagef("--grace: %q is negative; give how long the command has to stop, such as 10s", c.String("grace"))
 	}
 	v, err := a.vault(c)
 	if err != nil {

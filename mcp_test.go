@@ -120,6 +120,11 @@ func TestMCPDefaultToolsNeverRevealValues(t *testing.T) {
 	if out["timed_out"] != true || out["exit_code"] != 143.0 {
 		t.Fatalf("exec timeout: %+v", out)
 	}
+	res, out = callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"true"}, "secrets": []map[string]any{{"name": "github_token"}}, "timeout": "5x"})
+	results = append(results, res)
+	if !res.IsError || out["error"].(map[string]any)["message"] != `timeout: invalid duration "5x": use a form like 30m, 1h30m or 2d` || out["fix"] == "" {
+		t.Fatalf("exec with a bad timeout: %+v", out)
+	}
 	res, out = callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"true"}, "secrets": []map[string]any{{"name": "nope"}}})
 	results = append(results, res)
 	if !res.IsError || out["error"].(map[string]any)["code"] != "invalid_project_file" {

@@ -52,13 +52,14 @@ func (v *Vault) Audit(ctx context.Context, in AuditInput) (*AuditResult, error) 
 
 // since reads --since: a duration before now, or an RFC 3339 time.
 func since(s string, now time.Time) (time.Time, error) {
-	if d, err := duration.Positive(s); err == nil {
-		return now.Add(-d), nil
-	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, Usagef("--since: want a duration like 1h or an RFC 3339 time, got %q", s)
+	d, err := duration.Positive(s)
+	if err != nil {
+		return time.Time{}, Usagef("--since: %v, or an RFC 3339 time", err)
+	}
+	return now.Add(-d), nil
 }
 
 // VerifyResult is a log that verified.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/internal/safefile"
 	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/store"
@@ -146,6 +147,8 @@ func (tx *Tx) load() error {
 	switch {
 	case errors.Is(err, audit.ErrTampered):
 		tx.broken = err
+	case errors.Is(err, safefile.ErrInsecure):
+		return err // a loose mode, as for any store file: its chmod is the fix
 	case err != nil:
 		return fmt.Errorf("%w: %w", audit.ErrFailed, err)
 	}
