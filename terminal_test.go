@@ -171,7 +171,10 @@ func TestExecOnTerminal(t *testing.T) {
 }
 
 // TestUnlockOnTerminal: a person types the fingerprint at the controlling terminal. A
-// wrong one keeps the lockdown; the right one lifts it and leases work again.
+// wrong one keeps the lockdown; the right one lifts it and leases work again. No lock is
+// held while the prompt waits (an unanswered prompt used to hold the store lock for
+// good), and the state is read again after the answer: a lockdown another unlock lifted
+// meanwhile is reported, not lifted twice.
 func TestUnlockOnTerminal(t *testing.T) {
 	bin := secretsBinary(t)
 	env := execEnv(t, bin)
@@ -182,33 +185,71 @@ func TestUnlockOnTerminal(t *testing.T) {
 		t.Fatalf("no fingerprint in status: %s", status)
 	}
 	code := status[i+len(`"fingerprint": "`) : i+len(`"fingerprint": "`)+9]
-	for _, tc := range []struct {
-		typed string
-		exit  int
-	}{{"0000-0000", exitLockdown}, {code, 0}} {
+	type prompt struct {
+		ptmx *os.File
+		out  *bytes.Buffer
+		done chan int
+	}
+	ask := func() prompt {
 		ptmx, tty := openPTY(t)
+		var out bytes.Buffer
 		cmd := exec.Command(bin, "unlock")
-		cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, strings.NewReader(code+"\n"), io.Discard, io.Discard
+		cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, strings.NewReader(code+"\n"), &out, io.Discard
 		cmd.ExtraFiles = []*os.File{tty}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 3}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		readUntil(t, ptmx, "to lift it: ")
-		ptmx.Write([]byte(tc.typed + "\n"))
-		err := cmd.Wait()
-		got := 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			got = ee.ExitCode()
-		}
-		if got != tc.exit {
-			t.Fatalf("typing %q: exit %d, want %d", tc.typed, got, tc.exit)
-		}
 		tty.Close()
-		ptmx.Close()
+		readUntil(t, ptmx, "to lift it: ")
+		done := make(chan int, 1)
+		go func() {
+			err := cmd.Wait()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				done <- ee.ExitCode()
+				return
+			}
+			done <- 0
+		}()
+		return prompt{ptmx, &out, done}
+	}
+	answer := func(p prompt, typed string) int {
+		p.ptmx.Write([]byte(typed + "\n"))
+		select {
+		case c := <-p.done:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("unlock did not finish")
+			return -1
+		}
+	}
+
+	wrong := ask()
+	if got := answer(wrong, "0000-0000"); got != exitLockdown {
+		t.Fatalf("a wrong fingerprint: exit %d, want %d", got, exitLockdown)
+	}
+
+	first := ask()
+	// While the person has not answered, other commands get the store at once.
+	cmd := exec.Command(bin, "--lock-timeout", "1s", "lease", "k")
+	cmd.Env = env
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitLockdown {
+		t.Fatalf("lease while unlock waits for its answer: %v, want exit %d (lockdown), not a held lock", err, exitLockdown)
+	}
+	second := ask()
+	if got := answer(second, code); got != 0 || !strings.Contains(second.out.String(), `"unlocked": true`) {
+		t.Fatalf("the second prompt: exit %d\n%s", got, second.out)
+	}
+	if got := answer(first, code); got != 0 || !strings.Contains(first.out.String(), `"unlocked": false`) {
+		t.Fatalf("the first prompt, answered after the lockdown was lifted: exit %d\n%s", got, first.out)
 	}
 	if out := secretsOut(t, bin, env, "lease", "k"); out != "FAKE-exec-test-0123456789" {
 		t.Fatalf("lease after unlock: %q", out)
+	}
+	if n := strings.Count(secretsOut(t, bin, env, "audit", "--event", "unlock"), `lockdown by manual lifted`); n != 1 {
+		t.Fatalf("%d successful unlock entries, want 1", n)
 	}
 }
