@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"errors"
+	"fmt"
 	"os"
 )
 
@@ -24,5 +25,8 @@ func Notify(pid int, start uint64) error {
 func Self() (int, uint64, error) {
 	pid := os.Getpid()
 	start, err := StartTime(pid)
-	return pid, start, err
+	if err != nil {
+		return 0, 0, fmt.Errorf("read own start time: %w", err)
+	}
+	return pid, start, nil
 }

@@ -56,9 +56,12 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The lease names this process by pid and start time, so that revocation reaches it
+	// and never a process that reused the pid. Where that cannot be read (macOS, for
+	// now), exec refuses before granting anything.
 	self, start, err := supervisor.Self()
 	if err != nil {
-		return nil, fmt.Errorf("read own start time: %w", err)
+		return nil, err
 	}
 	sigs, err := supervisor.Listen()
 	if err != nil {
