@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agent-secrets/secrets/vault"
 	"github.com/gofrs/flock"
 )
 
@@ -159,6 +160,30 @@ func TestExitCodes(t *testing.T) {
 	}
 	if p := classify(errors.New("something unforeseen")); p.code != "generic_error" || p.exit != exitGeneric {
 		t.Errorf("unknown error classified as %+v", p)
+	}
+}
+
+// TestProblemsCoverCodes: main's table has a row for every code the vault can return,
+// and no row for a code it cannot.
+func TestProblemsCoverCodes(t *testing.T) {
+	rows := map[string]bool{}
+	for _, p := range problems {
+		if rows[p.code] {
+			t.Errorf("code %s has two rows", p.code)
+		}
+		rows[p.code] = true
+		if p.fix == "" || p.exit == 0 {
+			t.Errorf("code %s: exit %d, fix %q", p.code, p.exit, p.fix)
+		}
+	}
+	codes := vault.Codes()
+	for _, c := range codes {
+		if !rows[c] {
+			t.Errorf("the vault returns %s, which main.go's table lacks", c)
+		}
+	}
+	if len(rows) != len(codes) {
+		t.Errorf("main.go's table has %d codes, the vault returns %d", len(rows), len(codes))
 	}
 }
 

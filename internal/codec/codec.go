@@ -93,6 +93,7 @@ type Decoder struct {
 	i int
 }
 
+// Errorf returns an error that names the offset the decoder has reached.
 func (d *Decoder) Errorf(format string, args ...any) error {
 	return fmt.Errorf("offset %d: %s", d.i, fmt.Sprintf(format, args...))
 }

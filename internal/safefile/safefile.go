@@ -38,6 +38,7 @@ type PermError struct {
 	Reason string // "mode", "owner", "symlink", "type"
 }
 
+// Error says what is wrong with the file, in the words of ssh's refusal of a loose key.
 func (e *PermError) Error() string {
 	switch e.Reason {
 	case "symlink":
