@@ -155,8 +155,12 @@ func (tx *Tx) load() error {
 	if tx.broken == nil && state.AuditBroken != "" {
 		tx.broken = recordedTamper(state.AuditBroken)
 	}
-	if !adopted {
-		tx.head = head // else the head adoptLog started the new log at
+	switch {
+	case adopted: // tx.head is where adoptLog started the new log
+	case tx.broken != nil:
+		tx.head = tx.state.AuditHead // what was pinned, never the head of a damaged log
+	default:
+		tx.head = head
 	}
 	if tx.broken == nil && tx.mode&damaged == 0 && !tx.log.Stamped(st.LockNote(), head) {
 		// Written since the last transaction stamped it (or never stamped): Check saw
@@ -330,8 +334,17 @@ func (tx *Tx) commit() error {
 	if len(tx.pending) == 0 && !tx.secretsDirty && !tx.stateDirty {
 		return nil
 	}
-	if tx.broken != nil && len(tx.pending) > 0 {
-		return tx.broken
+	if tx.broken != nil {
+		// Only audit --verify writes to a damaged log's store: the finding, in leases.age,
+		// with the pin as it was, so that nothing it did can make the damage fit.
+		if len(tx.pending) > 0 || tx.secretsDirty {
+			return tx.broken
+		}
+		plain, err := encodeState(tx.state)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", store.LeasesFile, err)
+		}
+		return tx.st.Save(store.Commit{State: plain}, nil)
 	}
 	batch, head, err := tx.log.Prepare(tx.head, tx.pending...)
 	if err != nil {
