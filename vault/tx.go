@@ -39,8 +39,8 @@ const (
 	// found, and audit --reset, which starts a new log. They read the whole log
 	// themselves, so the transaction does not verify it first.
 	damaged
-	// withSecrets starts decrypting secrets.age beside leases.age, for a use case that
-	// will need it: Tx.Secrets then waits for it instead of starting it.
+	// withSecrets decrypts secrets.age beside leases.age, for a use case that will need
+	// it; the transaction fails before anything happens when it cannot be read.
 	withSecrets
 )
 
@@ -61,7 +61,6 @@ type Tx struct {
 
 	secrets    *store.Secrets
 	secretsErr error
-	secretsDue chan struct{} // closed when a withSecrets decrypt has finished
 
 	pending      []audit.Entry
 	secretsDirty bool  // secrets.age changed
@@ -112,33 +111,44 @@ func (v *Vault) update(ctx context.Context, m mode, client string, fn func(*Tx) 
 // write prunes. st is open and locked; on error the caller closes it.
 func (v *Vault) begin(st *store.Store, m mode, client string) (*Tx, error) {
 	tx := &Tx{v: v, mode: m, st: st, now: v.o.Now(), client: client}
+	var decrypted chan struct{}
 	if m&withSecrets != 0 {
-		tx.secretsDue = make(chan struct{})
+		decrypted = make(chan struct{})
 		go func() {
-			defer close(tx.secretsDue)
+			defer close(decrypted)
 			tx.secrets, tx.secretsErr = st.LoadSecrets()
 		}()
 	}
-	err := tx.load()
+	state, err := readState(st)
+	if decrypted != nil {
+		// A use case that needs the secrets fails here when they cannot be read, as when
+		// leases.age cannot: before the log is touched or anything is pruned, so nothing
+		// changes (a leases.age failure is reported first).
+		<-decrypted
+		if err == nil {
+			err = tx.secretsErr
+		}
+	}
 	if err != nil {
-		tx.wait()
+		return nil, err
+	}
+	tx.state = state
+	if err := tx.load(); err != nil {
 		return nil, err
 	}
 	return tx, nil
 }
 
+// load checks the audit log against the state's pin and, for a write, repairs a torn
+// last line and prunes.
 func (tx *Tx) load() error {
-	st := tx.st
-	state, err := readState(st)
-	if err != nil {
-		return err
-	}
-	tx.state = state
+	st, state := tx.st, tx.state
 	cfg := st.Config()
 	tx.mgr = lease.Manager{Now: tx.Now, DefaultTTL: time.Duration(cfg.DefaultLeaseTTL), MaxTTL: time.Duration(cfg.MaxLeaseTTL)}
 	tx.log = audit.New(st.Path(store.AuditFile), st.AuditKey(), tx.Now)
 	adopted := false
 	if state.fresh && tx.writes() {
+		var err error
 		if adopted, err = tx.adoptLog(); err != nil {
 			return err
 		}
@@ -204,7 +214,6 @@ func (tx *Tx) writes() bool { return tx.mode&write != 0 }
 // a denial, stamps the log, releases the lock and then runs the OnCommit work. A store
 // error (a file that would not decrypt) commits nothing, so no file changes.
 func (tx *Tx) close(err error) error {
-	tx.wait()
 	if tx.writes() && (err == nil || tx.denied) {
 		if cerr := tx.commit(); cerr != nil {
 			tx.st.Close()
@@ -224,13 +233,6 @@ func (tx *Tx) close(err error) error {
 	return nil
 }
 
-// wait lets a withSecrets decrypt finish: it reads files the lock protects.
-func (tx *Tx) wait() {
-	if tx.secretsDue != nil {
-		<-tx.secretsDue
-	}
-}
-
 // Now returns the transaction's time, read once when it began: every entry, grant and
 // expiry in one transaction agrees on it.
 func (tx *Tx) Now() time.Time { return tx.now }
@@ -241,10 +243,7 @@ func (tx *Tx) State() *State { return tx.state }
 // Secrets returns the decrypted secrets, read once per transaction on first use. It never
 // returns an empty store for a file that failed (store.ErrDecrypt, store.ErrCorrupt).
 func (tx *Tx) Secrets() (*store.Secrets, error) {
-	if tx.secretsDue != nil {
-		<-tx.secretsDue
-		tx.secretsDue = nil
-	} else if tx.secrets == nil && tx.secretsErr == nil {
+	if tx.secrets == nil && tx.secretsErr == nil {
 		tx.secrets, tx.secretsErr = tx.st.LoadSecrets()
 	}
 	return tx.secrets, tx.secretsErr
