@@ -57,11 +57,15 @@ func (a *app) mcp(ctx context.Context, c *cli.Command) (*reply, error) {
 // toolVault is the vault one tool call runs against, as the MCP client: the client's name
 // is the client id (unless the request names another) and actor.agent is "mcp". Each
 // call is audited as the CLI command it stands for, because it is the same use case.
+//
+// A command secrets_exec runs (and a rotation hook) sees the same in its environment, so
+// a secrets call it makes is recorded as the same client and agent.
 func toolVault(base vault.Options, client string) *vault.Vault {
 	if client == "" {
 		client = "mcp-client"
 	}
 	base.ClientID, base.Agent = client, "mcp"
+	base.Environ = append(slices.Clone(base.Environ), "AI_AGENT=mcp", "SECRETS_CLIENT_ID="+client)
 	return vault.New(base)
 }
 
@@ -271,7 +275,9 @@ func mcpTools(base vault.Options, allow []string) []mcp.Tool {
 			Value     string `json:"value"`
 			RotateVia string `json:"rotate_via"`
 		}) (any, bool) {
-			return answer(v.Add(ctx, vault.AddInput{Name: args.Name, Value: []byte(args.Value), RotateVia: args.RotateVia}))
+			// The value is read as the CLI reads stdin: one trailing newline is not part of it.
+			value := bytes.TrimSuffix([]byte(args.Value), []byte("\n"))
+			return answer(v.Add(ctx, vault.AddInput{Name: args.Name, Value: value, RotateVia: args.RotateVia}))
 		}))
 	}
 	if slices.Contains(allow, "killswitch") {

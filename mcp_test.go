@@ -120,6 +120,11 @@ func TestMCPDefaultToolsNeverRevealValues(t *testing.T) {
 	if out["timed_out"] != true || out["exit_code"] != 143.0 {
 		t.Fatalf("exec timeout: %+v", out)
 	}
+	res, out = callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"sh", "-c", `echo "agent=$AI_AGENT client=$SECRETS_CLIENT_ID"`}, "secrets": []map[string]any{{"name": "github_token"}}})
+	results = append(results, res)
+	if res.IsError || out["stdout"] != "agent=mcp client=test-agent\n" {
+		t.Fatalf("a secrets call inside the command must be recorded as the MCP client: %+v", out)
+	}
 	res, out = callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"true"}, "secrets": []map[string]any{{"name": "github_token"}}, "timeout": "5x"})
 	results = append(results, res)
 	if !res.IsError || out["error"].(map[string]any)["message"] != `timeout: invalid duration "5x": use a form like 30m, 1h30m or 2d` || out["fix"] == "" {
@@ -140,7 +145,7 @@ func TestMCPDefaultToolsNeverRevealValues(t *testing.T) {
 	res, out = callTool(t, cs, "secrets_audit", map[string]any{"event": "lease_grant", "tail": 5})
 	results = append(results, res)
 	entries := out["entries"].([]any)
-	if len(entries) != 2 {
+	if len(entries) != 3 { // the three secrets_exec calls that reached a grant
 		t.Fatalf("audit: %+v", out)
 	}
 	e := entries[0].(map[string]any)
@@ -182,8 +187,8 @@ func TestMCPAllowList(t *testing.T) {
 	if res.IsError || out["value"] != mcpValue || out["client_id"] != "test-agent" {
 		t.Fatalf("lease: %+v", out)
 	}
-	res, out = callTool(t, cs, "secrets_add", map[string]any{"name": "new_key", "value": "FAKE-added-by-mcp"})
-	if res.IsError || out["name"] != "new_key" {
+	res, out = callTool(t, cs, "secrets_add", map[string]any{"name": "new_key", "value": "FAKE-added-by-mcp\n"})
+	if res.IsError || out["name"] != "new_key" || out["size"] != float64(len("FAKE-added-by-mcp")) {
 		t.Fatalf("add: %+v", out)
 	}
 	res, out = callTool(t, cs, "secrets_killswitch", map[string]any{"reason": "test"})

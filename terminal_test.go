@@ -243,13 +243,20 @@ func TestUnlockOnTerminal(t *testing.T) {
 	if got := answer(second, code); got != 0 || !strings.Contains(second.out.String(), `"unlocked": true`) {
 		t.Fatalf("the second prompt: exit %d\n%s", got, second.out)
 	}
-	if got := answer(first, code); got != 0 || !strings.Contains(first.out.String(), `"unlocked": false`) {
-		t.Fatalf("the first prompt, answered after the lockdown was lifted: exit %d\n%s", got, first.out)
+	// The lockdown the first prompt showed is gone and a new one fired meanwhile: the
+	// answer lifts neither.
+	time.Sleep(1100 * time.Millisecond) // the new lockdown's time differs from the old one's
+	secretsOut(t, bin, env, "killswitch", "--reason", "again")
+	if got := answer(first, code); got != 0 || !strings.Contains(first.out.String(), `"unlocked": false`) || !strings.Contains(first.out.String(), `"reason": "again"`) {
+		t.Fatalf("the first prompt, answered after its lockdown was lifted and another fired: exit %d\n%s", got, first.out)
+	}
+	if got := answer(ask(), code); got != 0 {
+		t.Fatalf("unlocking the new lockdown: exit %d", got)
 	}
 	if out := secretsOut(t, bin, env, "lease", "k"); out != "FAKE-exec-test-0123456789" {
 		t.Fatalf("lease after unlock: %q", out)
 	}
-	if n := strings.Count(secretsOut(t, bin, env, "audit", "--event", "unlock"), `lockdown by manual lifted`); n != 1 {
-		t.Fatalf("%d successful unlock entries, want 1", n)
+	if n := strings.Count(secretsOut(t, bin, env, "audit", "--event", "unlock"), `lockdown by manual lifted`); n != 2 {
+		t.Fatalf("%d successful unlock entries, want 2 (one per lockdown)", n)
 	}
 }

@@ -76,9 +76,15 @@ type VerifyResult struct {
 // finding that no longer holds (the log was restored from a backup) is lifted. A damaged
 // log is an error matching audit.ErrTampered, naming the first bad seq.
 func (v *Vault) Verify(ctx context.Context) (*VerifyResult, error) {
+	client, err := v.client("")
+	if err != nil {
+		return nil, err
+	}
 	var out *VerifyResult
+	var state *State
 	var tamper error
-	err := v.update(ctx, write|damaged, "", func(tx *Tx) error {
+	err = v.update(ctx, write|damaged, client, func(tx *Tx) error {
+		state = tx.state
 		rep, err := tx.log.Verify(tx.state.AuditHead)
 		var te *audit.TamperError
 		if err != nil && !errors.As(err, &te) {
@@ -97,7 +103,7 @@ func (v *Vault) Verify(ctx context.Context) (*VerifyResult, error) {
 			return nil
 		}
 		tx.broken, tx.unstamped = nil, true // read in full and sound: stamp it
-		out = &VerifyResult{Valid: true, Entries: rep.Entries, Head: rep.Head, Pinned: tx.state.AuditHead}
+		out = &VerifyResult{Valid: true, Entries: rep.Entries, Head: rep.Head}
 		return nil
 	})
 	if err != nil {
@@ -106,6 +112,10 @@ func (v *Vault) Verify(ctx context.Context) (*VerifyResult, error) {
 	if tamper != nil {
 		return nil, tamper
 	}
+	// The log as the command leaves it: a torn line it cut is recorded after the lines
+	// it verified.
+	out.Entries += state.AuditHead.Seq - out.Head.Seq
+	out.Head, out.Pinned = state.AuditHead, state.AuditHead
 	return out, nil
 }
 
@@ -122,8 +132,12 @@ type ResetResult struct {
 // entry names the damage as it is now, and refuses to reset a log that verifies: that
 // would only hide history.
 func (v *Vault) Reset(ctx context.Context) (*ResetResult, error) {
+	client, err := v.client("")
+	if err != nil {
+		return nil, err
+	}
 	var out *ResetResult
-	err := v.update(ctx, write|damaged, "", func(tx *Tx) error {
+	err = v.update(ctx, write|damaged, client, func(tx *Tx) error {
 		_, verr := tx.log.Verify(tx.state.AuditHead)
 		if verr == nil {
 			return Usagef("the audit log verifies; --reset is only for a damaged log (run secrets audit --verify to clear an earlier finding)")

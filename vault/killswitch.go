@@ -25,7 +25,7 @@ type KillswitchInput struct {
 // KillswitchResult is what the killswitch did.
 type KillswitchResult struct {
 	Lockdown         *LockdownInfo     `json:"lockdown,omitzero"`
-	LeasesRevoked    int               `json:"leases_revoked"`
+	LeasesRevoked    *int              `json:"leases_revoked,omitempty"` // nil only after an interrupted wipe
 	Steps            []string          `json:"steps,omitzero"`
 	Rotated          []Rotated         `json:"rotated,omitzero"`
 	RotationFailures []RotationFailure `json:"rotation_failures,omitzero"`
@@ -93,7 +93,8 @@ func (tx *Tx) lockdown(trigger, reason string, act store.FailAction) *Killswitch
 	}
 	tx.Record(audit.Entry{Event: "killswitch", OK: true, Detail: fmt.Sprintf("%s: %s; %s", trigger, strings.Join(steps, ", "), reason)})
 	tx.End(ended, "lease_revoke", "killswitch")
-	return &KillswitchResult{Lockdown: lockdownInfo(tx.state.Lockdown, tx.st.UnlockCode()), LeasesRevoked: len(ended), Steps: steps}
+	n := len(ended)
+	return &KillswitchResult{Lockdown: lockdownInfo(tx.state.Lockdown, tx.st.UnlockCode()), LeasesRevoked: &n, Steps: steps}
 }
 
 // afterLockdown rotates and wipes, each in its own transaction, as act says, adding to out.
@@ -172,7 +173,8 @@ type UnlockInput struct {
 	ClientID string
 }
 
-// UnlockResult says whether a lockdown was lifted.
+// UnlockResult says whether a lockdown was lifted, and the lockdown still in place when
+// it was not.
 type UnlockResult struct {
 	Lockdown *LockdownInfo `json:"lockdown"`
 	Unlocked bool          `json:"unlocked"`
@@ -205,8 +207,11 @@ func (v *Vault) Unlock(ctx context.Context, in UnlockInput) (*UnlockResult, erro
 	out := &UnlockResult{}
 	err = v.update(ctx, write, client, func(tx *Tx) error {
 		l := tx.state.Lockdown
-		if l == nil {
-			return nil // lifted while the person was typing
+		if l == nil || !l.Since.Equal(since) || l.Trigger != trigger {
+			// Lifted while the person was typing, or lifted and fired again: an answer
+			// lifts only the lockdown its prompt showed.
+			out.Lockdown = lockdownInfo(l, tx.st.UnlockCode())
+			return nil
 		}
 		e := audit.Entry{Event: "unlock"}
 		switch {
