@@ -359,3 +359,43 @@ func BenchmarkVerifyAndMemory(b *testing.B) {
 		b.ReportMetric(float64(leaseRSS)/1024, "lease-maxrss-MiB")
 	}
 }
+
+// BenchmarkAgainstBase compares this tree's release binary with another build, named by
+// $SECRETS_BENCH_BASE (for example the commit before a change, built with `make build`
+// in a worktree), each on a store it made itself: a lease alone, alternated, and 8
+// parallel clients, alternated round by round. It is how a change shows it made nothing
+// slower; it is skipped when no base is named.
+func BenchmarkAgainstBase(b *testing.B) {
+	base := os.Getenv("SECRETS_BENCH_BASE")
+	if base == "" {
+		b.Skip("set SECRETS_BENCH_BASE to a secrets binary to compare with")
+	}
+	bin := releaseBinary(b)
+	ours, theirs := benchStore(b, bin, 10), benchStore(b, base, 10)
+	lease := func(bin, dir string) func() time.Duration {
+		env := append(os.Environ(), "SECRETS_DIR="+dir)
+		return func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, env) }
+	}
+	b.Run("lease", func(b *testing.B) { compare(b, lease(bin, ours), lease(base, theirs)) })
+	b.Run("parallel8", func(b *testing.B) {
+		// Each round is 8 clients x 25 leases; the time is the round's, per lease.
+		round := func(one func() time.Duration) func() time.Duration {
+			return func() time.Duration {
+				var wg sync.WaitGroup
+				start := time.Now()
+				for c := 0; c < 8; c++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := 0; i < 25; i++ {
+							one()
+						}
+					}()
+				}
+				wg.Wait()
+				return time.Since(start) / 200
+			}
+		}
+		compare(b, round(lease(bin, ours)), round(lease(base, theirs)))
+	})
+}
