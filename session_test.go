@@ -29,7 +29,7 @@ func TestAuditStamp(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		return audit.New(st.Path(store.AuditFile), st.AuditKey(), time.Now).Stamped(st.LockNote(), state.AuditHead)
+		return audit.New(st.Path(store.AuditFile), audit.Keys{Current: st.AuditKey()}, time.Now).Stamped(st.LockNote(), state.AuditHead)
 	}
 	for _, args := range [][]string{{"lease", "k"}, {"list"}, {"status"}, {"audit", "--tail", "1"}} {
 		mustCall(t, dir, "", args...)

@@ -615,7 +615,7 @@ func TestStressAuditTamper(t *testing.T) {
 	}
 	forged := strings.Replace(lines[len(lines)-1], `"seq":1000`, `"seq":1001`, 1)
 	cases = append(cases, tamper{"a forged line appended", func() []string { return append(slices.Clone(lines), forged) }, 1001})
-	other := audit.New(filepath.Join(t.TempDir(), "x.jsonl"), bytes.Repeat([]byte{9}, 32), time.Now)
+	other := audit.New(filepath.Join(t.TempDir(), "x.jsonl"), audit.Keys{Current: bytes.Repeat([]byte{9}, 32)}, time.Now)
 	var h audit.Head
 	for range 1000 {
 		var err error

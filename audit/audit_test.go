@@ -23,7 +23,7 @@ func newLog(t *testing.T) (*audit.Log, string) {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "audit.jsonl")
 	c := &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)}
-	return audit.New(p, key, c.now), p
+	return audit.New(p, audit.Keys{Current: key}, c.now), p
 }
 
 // fill appends n entries one command at a time and returns the pinned head.
@@ -211,7 +211,7 @@ func TestVerifyFindsEveryTampering(t *testing.T) {
 		check(fmt.Sprintf("cut %d", n), orig[:len(orig)-n], uint64(len(orig)-n+1))
 	}
 	// Re-chained by someone without the key: every hash is right, no MAC is.
-	other := audit.New(p+".forged", bytes.Repeat([]byte{8}, 32), time.Now)
+	other := audit.New(p+".forged", audit.Keys{Current: bytes.Repeat([]byte{8}, 32)}, time.Now)
 	fill(t, other, 30)
 	forged, _ := os.ReadFile(p + ".forged")
 	os.WriteFile(p, forged, 0o600)
@@ -246,7 +246,7 @@ func TestResetKeepsTheOldLog(t *testing.T) {
 	l, p := newLog(t)
 	fill(t, l, 3)
 	old, _ := os.ReadFile(p)
-	moved, start, err := l.Reset()
+	moved, _, start, err := l.Reset()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestResetKeepsTheOldLog(t *testing.T) {
 	}
 	// Only a reset entry may start a log with a prev other than zero.
 	_, p2 := newLog(t)
-	l2 := audit.New(p2, key, time.Now)
+	l2 := audit.New(p2, audit.Keys{Current: key}, time.Now)
 	h2, _ := l2.Append(start, audit.Entry{Event: "lease_grant"})
 	if _, err := l2.Verify(h2); tamperSeq(t, err) != 1 {
 		t.Error("a log that starts mid-chain verified")

@@ -32,8 +32,11 @@ type Entry struct {
 	Code     string    `json:"code,omitempty"`
 	Detail   string    `json:"detail,omitempty"`
 	Actor    Actor     `json:"actor"`
-	Prev     string    `json:"prev"`
-	MAC      string    `json:"mac,omitempty"`
+	// State is what replaying the entry changes, for the log as the state's write-ahead
+	// log: its owner's document (a grant's lease, a lockdown, …), opaque to this package.
+	State json.RawMessage `json:"state,omitempty"`
+	Prev  string          `json:"prev"`
+	MAC   string          `json:"mac,omitempty"`
 }
 
 // Head identifies the last line of a log: its seq and the sha256 of its bytes.
@@ -41,6 +44,23 @@ type Entry struct {
 type Head struct {
 	Seq  uint64 `json:"seq"`
 	Hash string `json:"hash"`
+}
+
+// Keys are the MAC keys of one log. A log converted from an older release verifies
+// under the key it was written with up to the entry that recorded the change (Since),
+// and under Current after it; every new line is sealed under the key of its seq.
+type Keys struct {
+	Current []byte
+	Legacy  []byte // nil when the log was never converted
+	Since   uint64 // lines with seq <= Since are under Legacy
+}
+
+// For returns the key of the line with seq.
+func (k Keys) For(seq uint64) []byte {
+	if k.Legacy != nil && seq <= k.Since {
+		return k.Legacy
+	}
+	return k.Current
 }
 
 // ErrTampered matches every *TamperError.
@@ -135,4 +155,17 @@ func open(key []byte, line []byte) (sealed, error) {
 		return sealed{}, errors.New("malformed prev")
 	}
 	return sealed{seq: seq, prev: string(body[p+len(`"prev":"`) : len(body)-1]), hash: lineHash(line)}, nil
+}
+
+// open checks a line under the key of the seq it claims, which is read first unchecked:
+// a line that lies about its seq gets the wrong key and fails.
+func (l *Log) open(line []byte) (sealed, error) {
+	const seqKey = `{"seq":`
+	seq := uint64(0)
+	if bytes.HasPrefix(line, []byte(seqKey)) {
+		if end := bytes.IndexByte(line, ','); end > len(seqKey) {
+			seq, _ = strconv.ParseUint(string(line[len(seqKey):end]), 10, 64)
+		}
+	}
+	return open(l.keys.For(seq), line)
 }

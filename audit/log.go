@@ -18,17 +18,19 @@ import (
 	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
-// Log is one audit.jsonl file. It holds no state between calls beyond its configuration;
-// every method expects the caller to hold the store lock.
+// Log is one audit log: the current segment audit.jsonl and the sealed segments before
+// it (segment.go). It holds no state between calls beyond its configuration; every method
+// expects the caller to hold the store lock.
 type Log struct {
 	path string
-	key  []byte
+	keys Keys
 	now  func() time.Time
 }
 
-// New returns the log at path, MAC'd with key. now stamps entries and names backups.
-func New(path string, key []byte, now func() time.Time) *Log {
-	return &Log{path: path, key: key, now: now}
+// New returns the log whose current segment is path, MAC'd with keys. now stamps entries
+// and names backups.
+func New(path string, keys Keys, now func() time.Time) *Log {
+	return &Log{path: path, keys: keys, now: now}
 }
 
 // Path returns the log file's path.
@@ -44,6 +46,9 @@ func (l *Log) openFile(flag int) (*os.File, error) { return safefile.OpenFile(l.
 type Batch struct {
 	log  *Log
 	data []byte
+	// End is the size of the current segment once Write has appended the batch: the
+	// Offset of the Position after its last line.
+	End int64
 }
 
 // Prepare seals entries after head and returns them with the head they will make. Seq,
@@ -63,7 +68,7 @@ func (l *Log) Prepare(head Head, entries ...Entry) (*Batch, Head, error) {
 			e.TS = l.now()
 		}
 		e.TS = e.TS.UTC()
-		line, err := seal(l.key, e)
+		line, err := seal(l.keys.For(e.Seq), e)
 		if err != nil {
 			return nil, head, fmt.Errorf("%w: encode %s: %v", ErrFailed, e.Event, err)
 		}
@@ -79,9 +84,18 @@ func (l *Log) Prepare(head Head, entries ...Entry) (*Batch, Head, error) {
 // ErrFailed. An empty batch writes nothing.
 func (b *Batch) Write() error {
 	if len(b.data) == 0 {
+		if fi, err := os.Lstat(b.log.path); err == nil {
+			b.End = fi.Size()
+		}
 		return nil
 	}
-	f, err := b.log.openFile(os.O_WRONLY | os.O_APPEND | os.O_CREATE)
+	f, err := b.log.openFile(os.O_WRONLY | os.O_APPEND)
+	created := false
+	if errors.Is(err, fs.ErrNotExist) {
+		// A new segment: its directory entry must be as durable as its first line.
+		f, err = b.log.openFile(os.O_WRONLY | os.O_APPEND | os.O_CREATE | os.O_EXCL)
+		created = true
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFailed, err) // a *safefile.PermError stays one
 	}
@@ -103,7 +117,13 @@ func (b *Batch) Write() error {
 		f.Truncate(fi.Size())
 		return fmt.Errorf("%w: %v", ErrFailed, err)
 	}
+	if created {
+		if err := safefile.SyncDir(filepath.Dir(b.log.path)); err != nil {
+			return fmt.Errorf("%w: %v", ErrFailed, err)
+		}
+	}
 	crash.Point("audit.synced", "")
+	b.End = fi.Size() + int64(len(b.data))
 	return nil
 }
 
@@ -208,7 +228,7 @@ func (l *Log) walkBack(r *reverse, pinned Head) (Head, error) {
 		if err != nil {
 			return Head{}, err
 		}
-		s, err := open(l.key, line)
+		s, err := l.open(line)
 		if err != nil {
 			// A crash leaves a torn line, never a complete one with a bad MAC: this line was
 			// changed. Without a readable seq, name the one it should have.
@@ -308,52 +328,44 @@ type Report struct {
 // is the first seq that is not as written. A torn last line is not a problem: it is
 // reported in Report.Torn, as Check reports it.
 func (l *Log) Verify(pinned Head) (Report, error) {
-	f, err := l.openFile(os.O_RDONLY)
-	if errors.Is(err, fs.ErrNotExist) {
-		if pinned.Seq == 0 {
-			return Report{}, nil
-		}
-		return Report{}, &TamperError{Seq: 1, Reason: "the log is missing"}
-	}
+	segs, err := l.Sealed()
 	if err != nil {
 		return Report{}, err
 	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<20)
 	var rep Report
 	var pinnedSeen bool
-	for {
-		line, err := br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			return rep, &TamperError{Seq: rep.Head.Seq + 1, Reason: "line longer than 1 MiB"}
+	for _, sg := range segs {
+		f, err := safefile.Open(sg.Path)
+		if err != nil {
+			return rep, &TamperError{Seq: sg.First, Reason: fmt.Sprintf("sealed segment %s: %v", filepath.Base(sg.Path), err)}
 		}
-		if err == io.EOF {
-			rep.Torn = len(line) // what a crash mid-append leaves; CutTorn removes it
-			break
+		if rep.Head.Seq+1 != sg.First {
+			f.Close()
+			return rep, &TamperError{Seq: rep.Head.Seq + 1, Reason: fmt.Sprintf("no segment holds seq %d", rep.Head.Seq+1)}
 		}
+		torn, err := l.scan(f, &rep, pinned, &pinnedSeen)
+		f.Close()
+		switch {
+		case err != nil:
+			return rep, err
+		case torn > 0 || rep.Head.Seq != sg.Last:
+			return rep, &TamperError{Seq: rep.Head.Seq + 1, Reason: fmt.Sprintf("sealed segment %s ends at seq %d", filepath.Base(sg.Path), rep.Head.Seq)}
+		}
+	}
+	f, err := l.openFile(os.O_RDONLY)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && (pinned.Seq == 0 || len(segs) > 0):
+		// No current segment: a new store, or one whose segment was sealed by a command
+		// that stopped before the next line started a new one.
+	case err != nil && errors.Is(err, fs.ErrNotExist):
+		return rep, &TamperError{Seq: 1, Reason: "the log is missing"}
+	case err != nil:
+		return rep, err
+	default:
+		rep.Torn, err = l.scan(f, &rep, pinned, &pinnedSeen)
+		f.Close()
 		if err != nil {
 			return rep, err
-		}
-		line = line[:len(line)-1]
-		want := rep.Head.Seq + 1
-		s, err := open(l.key, line)
-		if err != nil {
-			return rep, &TamperError{Seq: want, Reason: err.Error()}
-		}
-		if s.seq != want {
-			return rep, &TamperError{Seq: want, Reason: fmt.Sprintf("expected seq %d, found seq %d", want, s.seq)}
-		}
-		if want == 1 {
-			if s.prev != zeroHash && !isReset(line) {
-				return rep, &TamperError{Seq: 1, Reason: "first line does not start a log"}
-			}
-		} else if s.prev != rep.Head.Hash {
-			return rep, &TamperError{Seq: want, Reason: "prev does not match the previous line"}
-		}
-		rep.Head = Head{Seq: s.seq, Hash: s.hash}
-		rep.Entries++
-		if rep.Head == pinned {
-			pinnedSeen = true
 		}
 	}
 	if pinned.Seq > rep.Head.Seq {
@@ -363,6 +375,46 @@ func (l *Log) Verify(pinned Head) (Report, error) {
 		return rep, &TamperError{Seq: pinned.Seq, Reason: "line differs from the pinned head"}
 	}
 	return rep, nil
+}
+
+// scan checks every line of one segment file after rep's head: MAC, seq, link. The
+// chain's first line must start a log (zero prev, or a reset's link to the log it
+// replaced). It returns the length of a torn last line.
+func (l *Log) scan(f *os.File, rep *Report, pinned Head, pinnedSeen *bool) (int, error) {
+	br := bufio.NewReaderSize(f, 1<<20)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			return 0, &TamperError{Seq: rep.Head.Seq + 1, Reason: "line longer than 1 MiB"}
+		}
+		if err == io.EOF {
+			return len(line), nil // what a crash mid-append leaves; CutTorn removes it
+		}
+		if err != nil {
+			return 0, err
+		}
+		line = line[:len(line)-1]
+		want := rep.Head.Seq + 1
+		s, err := l.open(line)
+		if err != nil {
+			return 0, &TamperError{Seq: want, Reason: err.Error()}
+		}
+		if s.seq != want {
+			return 0, &TamperError{Seq: want, Reason: fmt.Sprintf("expected seq %d, found seq %d", want, s.seq)}
+		}
+		if want == 1 {
+			if s.prev != zeroHash && !isReset(line) {
+				return 0, &TamperError{Seq: 1, Reason: "first line does not start a log"}
+			}
+		} else if s.prev != rep.Head.Hash {
+			return 0, &TamperError{Seq: want, Reason: "prev does not match the previous line"}
+		}
+		rep.Head = Head{Seq: s.seq, Hash: s.hash}
+		rep.Entries++
+		if rep.Head == pinned {
+			*pinnedSeen = true
+		}
+	}
 }
 
 // EventReset is the event of the first entry of a log started by Reset.
@@ -375,28 +427,42 @@ func isReset(line []byte) bool {
 	return json.Unmarshal(line, &e) == nil && e.Event == EventReset
 }
 
-// Reset moves the log aside (it is kept, never deleted) and returns the path it moved to
-// and a head to pass to Append for the new log's first entry, whose prev is the old
-// file's sha256 so the break is linked to what it replaced.
-func (l *Log) Reset() (moved string, start Head, err error) {
+// Reset moves the log aside (it is kept, never deleted): the current segment to
+// audit.jsonl.tampered-TIME, and each sealed segment to its own name with the same
+// suffix, since a new chain starts. It returns the current segment's new path (empty if
+// there was none), the sealed segments' new paths, and a head to pass to Append for the
+// new log's first entry, whose prev is the current segment's sha256 so that the break is
+// linked to what it replaced.
+func (l *Log) Reset() (moved string, sealed []string, start Head, err error) {
 	f, err := l.openFile(os.O_RDONLY)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", Head{}, err
+		return "", nil, Head{}, err
 	}
+	suffix := ".tampered-" + l.now().UTC().Format("20060102T150405.000000000Z")
 	h := sha256.New()
 	if f != nil {
 		_, err = io.Copy(h, f)
 		f.Close()
 		if err != nil {
-			return "", Head{}, err
+			return "", nil, Head{}, err
 		}
-		moved = fmt.Sprintf("%s.tampered-%s", l.path, l.now().UTC().Format("20060102T150405.000000000Z"))
+		moved = l.path + suffix
 		if err := os.Rename(l.path, moved); err != nil {
-			return "", Head{}, err
-		}
-		if err := safefile.SyncDir(filepath.Dir(l.path)); err != nil {
-			return "", Head{}, err
+			return "", nil, Head{}, err
 		}
 	}
-	return moved, Head{Hash: hashPrefix + hex.EncodeToString(h.Sum(nil))}, nil
+	segs, err := l.Sealed()
+	if err != nil {
+		return moved, nil, Head{}, err
+	}
+	for _, sg := range segs {
+		if err := os.Rename(sg.Path, sg.Path+suffix); err != nil {
+			return moved, sealed, Head{}, err
+		}
+		sealed = append(sealed, sg.Path+suffix)
+	}
+	if err := safefile.SyncDir(filepath.Dir(l.path)); err != nil {
+		return moved, sealed, Head{}, err
+	}
+	return moved, sealed, Head{Hash: hashPrefix + hex.EncodeToString(h.Sum(nil))}, nil
 }

@@ -28,7 +28,7 @@ func TestStamp(t *testing.T) {
 	if l.Stamped(stamp, audit.Head{Seq: h.Seq - 1, Hash: h.Hash}) {
 		t.Fatal("the stamp matched another head")
 	}
-	other := audit.New(p, bytes.Repeat([]byte{8}, 32), time.Now)
+	other := audit.New(p, audit.Keys{Current: bytes.Repeat([]byte{8}, 32)}, time.Now)
 	if forged, _ := other.Stamp(h); l.Stamped(forged, h) {
 		t.Fatal("a stamp under another key matched")
 	}

@@ -146,7 +146,7 @@ func (v *Vault) Reset(ctx context.Context) (*ResetResult, error) {
 			return verr
 		}
 		reason := verr.Error()
-		moved, start, err := tx.log.Reset()
+		moved, _, start, err := tx.log.Reset()
 		if err != nil {
 			return fmt.Errorf("%w: %w", audit.ErrFailed, err)
 		}

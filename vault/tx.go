@@ -145,7 +145,7 @@ func (tx *Tx) load() error {
 	st, state := tx.st, tx.state
 	cfg := st.Config()
 	tx.mgr = lease.Manager{Now: tx.Now, DefaultTTL: time.Duration(cfg.DefaultLeaseTTL), MaxTTL: time.Duration(cfg.MaxLeaseTTL)}
-	tx.log = audit.New(st.Path(store.AuditFile), st.AuditKey(), tx.Now)
+	tx.log = audit.New(st.Path(store.AuditFile), audit.Keys{Current: st.AuditKey()}, tx.Now)
 	adopted := false
 	if state.fresh && tx.writes() {
 		var err error
@@ -405,7 +405,7 @@ func (tx *Tx) adoptLog() (bool, error) {
 	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() == 0 {
 		return false, nil
 	}
-	moved, start, err := tx.log.Reset()
+	moved, _, start, err := tx.log.Reset()
 	if err != nil {
 		return false, fmt.Errorf("%w: move aside unpinned log: %w", audit.ErrFailed, err)
 	}
