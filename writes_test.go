@@ -63,8 +63,9 @@ func (w *writeWatch) events() map[string]map[string]int {
 	}
 }
 
-// TestInitWritesEachFileOnce: init replaces identity.age, config.json, leases.age and
-// secrets.age once each and appends to the audit log once. (It wrote leases.age and
+// TestInitWritesEachFileOnce: init replaces identity.age, config.json, store.key.age,
+// leases.age and secrets.age once each and appends to the audit log once. (It wrote
+// leases.age and
 // secrets.age twice before the vault layer.)
 func TestInitWritesEachFileOnce(t *testing.T) {
 	bin := secretsBinary(t)
@@ -79,7 +80,7 @@ func TestInitWritesEachFileOnce(t *testing.T) {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
 	ev := w.events()
-	want := map[string]int{"identity.age": 1, "config.json": 1, "leases.age": 1, "secrets.age": 1}
+	want := map[string]int{"identity.age": 1, "config.json": 1, "store.key.age": 1, "leases.age": 1, "secrets.age": 1}
 	if !maps.Equal(ev["renamed"], want) {
 		t.Errorf("renamed into place: %v, want %v", ev["renamed"], want)
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -23,11 +24,8 @@ type Secrets struct {
 	Generation uint64             `json:"generation"`
 	Secrets    map[string]*Secret `json:"secrets"`
 
-	readVersion int // the version found on disk; 1 is migrated (with a backup) on save
+	readVersion int // the version found on disk; an older one is backed up on save
 }
-
-// SecretsVersion is the secrets.age format this binary writes.
-const SecretsVersion = 2
 
 // secretV1 is a secret as the earlier agent-secrets tool wrote it: a string value.
 type secretV1 struct {
@@ -39,8 +37,16 @@ type secretV1 struct {
 	LastRotated *time.Time `json:"last_rotated"`
 }
 
-// parseSecrets decodes either format. Version 1 (or no version) is the earlier tool's.
-func parseSecrets(name string, data []byte) (*Secrets, error) {
+// parseSecrets decodes any format: version 3 (MAC'd with key, which is nil on a store
+// that has no store key yet), version 2 (this tool before the store key) or version 1
+// (or none: the earlier tool's).
+func parseSecrets(name string, data, key []byte) (*Secrets, error) {
+	if bytes.HasPrefix(data, []byte(secretsHeaderPrefix)) {
+		if key == nil {
+			return nil, fmt.Errorf("%w: %s is in version 3 but the store has no store key (store.key.age is missing)", ErrCorrupt, name)
+		}
+		return decodeSecretsV3(name, data, key)
+	}
 	var head struct {
 		Version int `json:"version"`
 	}
@@ -48,7 +54,7 @@ func parseSecrets(name string, data []byte) (*Secrets, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
 	}
 	switch head.Version {
-	case SecretsVersion:
+	case 2:
 		s := &Secrets{}
 		if err := json.Unmarshal(data, s); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
@@ -56,7 +62,7 @@ func parseSecrets(name string, data []byte) (*Secrets, error) {
 		if s.Secrets == nil {
 			s.Secrets = map[string]*Secret{}
 		}
-		s.readVersion = SecretsVersion
+		s.readVersion = 2
 		return s, nil
 	case 0, 1:
 		var v1 struct {
@@ -65,7 +71,7 @@ func parseSecrets(name string, data []byte) (*Secrets, error) {
 		if err := json.Unmarshal(data, &v1); err != nil {
 			return nil, fmt.Errorf("%w: %s (version 1): %v", ErrCorrupt, name, err)
 		}
-		s := &Secrets{Version: SecretsVersion, Secrets: make(map[string]*Secret, len(v1.Secrets)), readVersion: 1}
+		s := &Secrets{Version: 1, Secrets: make(map[string]*Secret, len(v1.Secrets)), readVersion: 1}
 		for n, old := range v1.Secrets {
 			s.Secrets[n] = &Secret{Value: []byte(old.Value), CreatedAt: old.CreatedAt, UpdatedAt: old.UpdatedAt,
 				RotateVia: old.RotateVia, RotatedAt: old.LastRotated}
@@ -74,3 +80,7 @@ func parseSecrets(name string, data []byte) (*Secrets, error) {
 	}
 	return nil, fmt.Errorf("%w: %s: version %d is newer than this secrets binary understands", ErrCorrupt, name, head.Version)
 }
+
+// ReadVersion returns the format version the document was read in (1, 2 or 3; 3 for a
+// new one).
+func (s *Secrets) ReadVersion() int { return s.readVersion }

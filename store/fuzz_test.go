@@ -1,9 +1,10 @@
 package store
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"testing"
+	"time"
 )
 
 // FuzzParseConfig: no panic, and every failure is a ConfigError (invalid_config).
@@ -18,28 +19,41 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
-// FuzzParseSecrets: the secrets.age decoder (both versions) never panics, fails only with
-// ErrCorrupt, and what it accepts survives a write and a read.
+// FuzzParseSecrets: the secrets.age decoder (every version) never panics, fails only with
+// ErrCorrupt, and what it accepts survives a write in version 3 and a read back, whole
+// and one secret at a time.
 func FuzzParseSecrets(f *testing.F) {
+	key := bytes.Repeat([]byte{5}, 32)
 	f.Add([]byte(`{"version":2,"generation":3,"secrets":{"k":{"value":"RkFLRQ==","created_at":"2026-11-28T12:00:00Z","updated_at":"2026-11-28T12:00:00Z","canary":true}}}`))
 	f.Add([]byte(`{"secrets":{"github_token":{"name":"github_token","value":"FAKE","last_rotated":null}}}`))
 	f.Add([]byte(`{"version":3}`))
+	sample := &Secrets{Generation: 4, Secrets: map[string]*Secret{"a": {Value: []byte("FAKE-a")}, "b/c": {Value: []byte("FAKE\x00b"), RotateVia: "echo \"x\"", Canary: true}}}
+	f.Add(encodeSecretsV3(sample, key))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := parseSecrets("secrets.age", data)
+		s, err := parseSecrets("secrets.age", data, key)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v is not store_corrupt", err)
 			}
 			return
 		}
-		s.Version = SecretsVersion
-		b, err := json.Marshal(s)
-		if err != nil {
-			return // a time outside what RFC 3339 can write
+		for _, sec := range s.Secrets {
+			for _, t0 := range []time.Time{sec.CreatedAt, sec.UpdatedAt} {
+				if y := t0.Year(); y < 0 || y > 9999 {
+					return // a time outside what RFC 3339 can write
+				}
+			}
 		}
-		again, err := parseSecrets("secrets.age", b)
-		if err != nil || len(again.Secrets) != len(s.Secrets) {
+		b := encodeSecretsV3(s, key)
+		again, err := parseSecrets("secrets.age", b, key)
+		if err != nil || len(again.Secrets) != len(s.Secrets) || again.Generation != s.Generation {
 			t.Fatalf("does not round-trip: %v", err)
+		}
+		for name, want := range s.Secrets {
+			got, gen, err := lookupSecretV3("secrets.age", bytes.NewReader(b), int64(len(b)), name, key)
+			if err != nil || gen != s.Generation || !bytes.Equal(got.Value, want.Value) || got.RotateVia != want.RotateVia || got.Canary != want.Canary {
+				t.Fatalf("lookup %q: %+v %v", name, got, err)
+			}
 		}
 	})
 }

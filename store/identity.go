@@ -111,11 +111,15 @@ func (id *identity) decrypt(name string, ciphertext []byte) ([]byte, error) {
 }
 
 // Fingerprint identifies a value in the audit log without revealing it: a keyed hash
-// (HMAC-SHA256 under a key derived from the identity), cut to 64 bits.
+// (HMAC-SHA256 under a key derived from the store key, or from the identity on a store
+// that has none yet), cut to 64 bits.
 func (s *Store) Fingerprint(value []byte) string {
-	k, err := hkdf.Key(sha256.New, []byte(s.id.secret), nil, "secrets value fingerprint v1", 32)
+	k, err := s.Key(KeyFingerprint)
 	if err != nil {
-		panic(err)
+		k, err = hkdf.Key(sha256.New, []byte(s.id.secret), nil, "secrets value fingerprint v1", 32)
+		if err != nil {
+			panic(err)
+		}
 	}
 	m := hmac.New(sha256.New, k)
 	m.Write(value)

@@ -29,7 +29,10 @@ func Init(ctx context.Context, o InitOptions) (*Store, error) {
 	if err := checkDir(o.Dir); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: o.Dir, cfg: DefaultConfig(o.Dir)}
+	if err := checkStateDir(o.Options); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: o.Dir, stateDir: o.stateDir(), cfg: DefaultConfig(o.Dir)}
 	if err := s.acquire(ctx, o.LockTimeout); err != nil {
 		return nil, err
 	}
@@ -44,7 +47,7 @@ func (s *Store) create(o InitOptions) error {
 	if _, err := os.Lstat(s.Path(SecretsFile)); err == nil {
 		return fmt.Errorf("%w: %s exists", ErrAlreadyInitialized, s.Path(SecretsFile))
 	}
-	if err := safefile.RemoveTemps(s.dir, ""); err != nil {
+	if err := s.RemoveTemps(); err != nil {
 		return err
 	}
 	now := time.Now
@@ -65,9 +68,9 @@ func (s *Store) create(o InitOptions) error {
 		return err
 	}
 	stamp := now().UTC().Format("20060102T150405Z")
-	for _, name := range []string{LeasesFile, AuditFile} {
+	for _, name := range []string{LeasesFile, AuditFile, StoreKeyFile, IntentFile} {
 		if _, err := os.Lstat(s.Path(name)); err == nil {
-			if err := os.Rename(s.Path(name), s.Path(name+".orphan-"+stamp)); err != nil {
+			if err := os.Rename(s.Path(name), s.Path(name)+".orphan-"+stamp); err != nil {
 				return fmt.Errorf("move aside %s: %w", name, err)
 			}
 		}

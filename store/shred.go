@@ -75,7 +75,7 @@ func ShredDir(ctx context.Context, o Options) ([]string, error) {
 	if err := checkDir(o.Dir); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: o.Dir, cfg: DefaultConfig(o.Dir)}
+	s := &Store{dir: o.Dir, stateDir: o.stateDir(), cfg: DefaultConfig(o.Dir)}
 	if err := s.acquire(ctx, o.LockTimeout); err != nil {
 		return nil, err
 	}

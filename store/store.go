@@ -8,7 +8,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,22 +16,40 @@ import (
 	"path/filepath"
 	"time"
 
+	"filippo.io/age"
+	"github.com/agent-secrets/secrets/internal/crash"
 	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
-// The files of a store directory.
+// The files of a store. The shared part (secrets.age, store.key.age, config.json, and
+// the identity by default) is in the store directory; the local part, what one machine or
+// one CI run does with it (leases.age, the audit log, the lock and a pending killswitch),
+// is in the state directory, which is the store directory unless set apart.
 const (
 	IdentityFile = "identity.age"
 	SecretsFile  = "secrets.age"
+	StoreKeyFile = "store.key.age"
+	ConfigFile   = "config.json"
 	LeasesFile   = "leases.age"
 	AuditFile    = "audit.jsonl"
-	ConfigFile   = "config.json"
 	LockFile     = ".lock"
+	IntentFile   = "killswitch.intent"
 )
+
+// local reports whether name belongs to the state directory.
+func local(name string) bool {
+	switch name {
+	case LeasesFile, AuditFile, LockFile, IntentFile:
+		return true
+	}
+	return false
+}
 
 // Options says where the store is and how to reach its identity.
 type Options struct {
 	Dir string
+	// StateDir holds the local part of the store; "" is Dir.
+	StateDir string
 	// LockTimeout bounds the wait for the lock; 0 uses config.json's lock_timeout.
 	LockTimeout time.Duration
 	// IdentityKey is an AGE-SECRET-KEY line (from $SECRETS_IDENTITY) used instead of identity.age.
@@ -43,21 +60,50 @@ type Options struct {
 	Now func() time.Time
 }
 
+func (o Options) stateDir() string {
+	if o.StateDir == "" {
+		return o.Dir
+	}
+	return o.StateDir
+}
+
+// checkStateDir makes sure a state directory set apart from the store exists (a new
+// machine or CI run starts its local part empty) and is private.
+func checkStateDir(o Options) error {
+	if o.StateDir == "" || o.StateDir == o.Dir {
+		return nil
+	}
+	if err := os.MkdirAll(o.StateDir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", o.StateDir, err)
+	}
+	return safefile.CheckDir(o.StateDir)
+}
+
 // Store is an open, locked store directory. It is not safe for concurrent use by
 // goroutines; across processes, the lock makes each holder the only writer.
 type Store struct {
-	dir      string
-	cfg      Config
-	id       *identity
-	idSource string
-	lock     *os.File // holds the flock; closing it releases the lock
+	dir, stateDir string
+	cfg           Config
+	id            *identity
+	idSource      string
+	lock          *os.File // holds the flock; closing it releases the lock
+	key           []byte   // the store key, once read
+	keyErr        error
 }
 
 // Dir returns the store directory.
 func (s *Store) Dir() string { return s.dir }
 
-// Path returns the path of a file in the store directory.
-func (s *Store) Path(name string) string { return filepath.Join(s.dir, name) }
+// StateDir returns the directory of the store's local part.
+func (s *Store) StateDir() string { return s.stateDir }
+
+// Path returns the path of one of the store's files, in the directory of its part.
+func (s *Store) Path(name string) string {
+	if local(name) {
+		return filepath.Join(s.stateDir, name)
+	}
+	return filepath.Join(s.dir, name)
+}
 
 // Config returns the configuration read at Open.
 func (s *Store) Config() Config { return s.cfg }
@@ -83,7 +129,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: o.Dir, cfg: cfg}
+	if err := checkStateDir(o); err != nil {
+		return nil, err
+	}
+	s := &Store{dir: o.Dir, stateDir: o.stateDir(), cfg: cfg}
 	if err := s.acquire(ctx, o.LockTimeout); err != nil {
 		return nil, err
 	}
@@ -98,16 +147,25 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-// prepare removes dead temp files and loads the identity. The lock must be held.
+// prepare loads the identity. The lock must be held.
 func (s *Store) prepare(o Options) error {
-	if err := safefile.RemoveTemps(s.dir, ""); err != nil {
-		return fmt.Errorf("remove temp files: %w", err)
-	}
 	id, src, err := loadIdentity(o, s.Path(IdentityFile))
 	if err != nil {
 		return err
 	}
 	s.id, s.idSource = id, src
+	return nil
+}
+
+// RemoveTemps deletes the temp files that writers which died between create and rename
+// left in both directories. It must run under the lock, by a command that writes, after
+// anything that may be rolled forward from them has been (vault.Update does both).
+func (s *Store) RemoveTemps() error {
+	for _, d := range []string{s.dir, s.stateDir} {
+		if err := safefile.RemoveTemps(d, ""); err != nil {
+			return fmt.Errorf("remove temp files: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -203,15 +261,97 @@ func loadIdentity(o Options, defaultPath string) (*identity, string, error) {
 	return id, path, err
 }
 
-// LoadSecrets decrypts and parses secrets.age. It never returns an empty store for a file
-// that failed: ErrDecrypt or ErrCorrupt leave the caller nothing to write back.
-func (s *Store) LoadSecrets() (*Secrets, error) {
-	data, err := s.decryptFile(SecretsFile)
+// LoadSecrets decrypts and parses all of secrets.age, in any format (version 3 checked
+// under the store key). It never returns an empty store for a file that failed:
+// ErrDecrypt or ErrCorrupt leave the caller nothing to write back.
+func (s *Store) LoadSecrets() (*Secrets, error) { return s.loadSecretsFrom(s.Path(SecretsFile)) }
+
+func (s *Store) loadSecretsFrom(path string) (*Secrets, error) {
+	data, err := s.decryptPath(path)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(data)
-	return parseSecrets(s.Path(SecretsFile), data)
+	key, err := s.secretsKey()
+	if err != nil {
+		return nil, err
+	}
+	return parseSecrets(path, data, key)
+}
+
+// secretsKey is the key secrets.age version 3 is MAC'd with, or nil on a store that has
+// no store key yet.
+func (s *Store) secretsKey() ([]byte, error) {
+	key, err := s.Key(KeySecrets)
+	if errors.Is(err, ErrNoStoreKey) {
+		return nil, nil
+	}
+	return key, err
+}
+
+// LookupSecret returns one secret and the generation of secrets.age. A version 3 file is
+// read only as far as the secret: age decrypts the chunks the binary search over its
+// name-ordered lines touches, and the header and that entry are checked. An older file is
+// read whole. An unknown name is ErrSecretNotFound.
+func (s *Store) LookupSecret(name string) (*Secret, uint64, error) {
+	path := s.Path(SecretsFile)
+	f, err := safefile.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	r, size, err := age.DecryptReaderAt(f, fi.Size(), s.id.id)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %s: %v", ErrDecrypt, path, err)
+	}
+	head := make([]byte, len(secretsHeaderPrefix))
+	if n, _ := r.ReadAt(head, 0); n == len(head) && string(head) == secretsHeaderPrefix {
+		key, err := s.secretsKey()
+		if err != nil {
+			return nil, 0, err
+		}
+		if key == nil {
+			return nil, 0, fmt.Errorf("%w: %s is in version 3 but the store has no store key (store.key.age is missing)", ErrCorrupt, path)
+		}
+		return lookupSecretV3(path, r, size, name, key)
+	}
+	all, err := s.LoadSecrets()
+	if err != nil {
+		return nil, 0, err
+	}
+	sec, err := all.Get(name)
+	return sec, all.Generation, err
+}
+
+// StagedSecrets looks for a complete secrets.age that a command staged and did not
+// publish before it stopped, at generation. The log records a write of secrets.age before
+// the file is renamed into place, and the file is staged before that record: so when the
+// log names a newer generation than secrets.age holds, a staged file of that generation
+// that checks out is the one to roll forward to. It returns its path, or "".
+func (s *Store) StagedSecrets(generation uint64) (string, error) {
+	matches, err := filepath.Glob(filepath.Join(s.dir, "."+SecretsFile+".secrets-tmp-*"))
+	if err != nil {
+		return "", err
+	}
+	for _, p := range matches {
+		sec, err := s.loadSecretsFrom(p)
+		if err == nil && sec.readVersion == SecretsVersion && sec.Generation == generation {
+			return p, nil
+		}
+	}
+	return "", nil
+}
+
+// PublishStaged renames a staged secrets.age (StagedSecrets) into place, durably.
+func (s *Store) PublishStaged(path string) error {
+	if err := os.Rename(path, s.Path(SecretsFile)); err != nil {
+		return fmt.Errorf("%w: %w", safefile.ErrWrite, err)
+	}
+	return safefile.SyncDir(s.dir)
 }
 
 // ReadState decrypts leases.age and returns its plaintext, which is the caller's
@@ -219,95 +359,129 @@ func (s *Store) LoadSecrets() (*Secrets, error) {
 // leases.age was lost) is fs.ErrNotExist; a file that will not decrypt is ErrDecrypt.
 func (s *Store) ReadState() ([]byte, error) { return s.decryptFile(LeasesFile) }
 
-// Commit is what one transaction writes: the plaintext of leases.age and the secrets,
-// either nil to leave that file as it is.
+// OpenState returns leases.age decrypted on demand, for a caller that reads only part of
+// it (the snapshot's header), and the plaintext size; close the file when done. A missing
+// leases.age is fs.ErrNotExist.
+func (s *Store) OpenState() (io.ReaderAt, int64, io.Closer, error) {
+	path := s.Path(LeasesFile)
+	f, err := safefile.Open(path)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
+	r, size, err := age.DecryptReaderAt(f, fi.Size(), s.id.id)
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, fmt.Errorf("%w: %s: %v", ErrDecrypt, path, err)
+	}
+	return r, size, f, nil
+}
+
+// Commit is what one transaction writes: the plaintext of leases.age and the secrets at
+// the generation the caller set, either nil to leave that file as it is.
 type Commit struct {
 	State   []byte
 	Secrets *Secrets
 }
 
-// Save writes c. Each file is encrypted and written and fsynced under a temp name while
-// gate runs (the caller's audit append); only if gate succeeds are they renamed into
-// place, with one directory fsync for both. secrets.age goes first: a crash between the
-// two renames then leaves a stored value with its old leases (which expire), never
-// revoked leases with the new value lost, which after a rotation whose hook retired the
-// old credential would lose the credential (make before break; TestStressCrash found the
-// other order's hole). The one exception is a store's first secrets.age: its presence
-// is what marks the store initialized, so it goes last, and a crash before it leaves a
-// store that init finishes. If gate fails, no file changes and its error is returned. A
-// secrets document read in version 1 format is first backed up as secrets.age.v1.bak.
-// The lock must be held.
+// Save writes c. secrets.age is encrypted and staged (written and fsynced under a temp
+// name) first, then gate runs (the caller's audit append, which records the generation),
+// while leases.age is staged beside it; only if gate succeeds are the files renamed into
+// place, with one directory fsync for each directory. So a crash after the append leaves
+// a complete staged secrets.age for the next command to roll forward to (StagedSecrets),
+// never a log that names a generation no file holds. secrets.age is renamed first: a
+// crash between the renames leaves a stored value with its old leases (which expire),
+// never revoked leases with the new value lost, which after a rotation whose hook retired
+// the old credential would lose the credential (make before break; TestStressCrash found
+// the other order's hole). The one exception is a store's first secrets.age: its presence
+// marks the store initialized, so it goes last, and a crash before it leaves a store that
+// init finishes. If gate fails, no file changes and its error is returned. A secrets
+// document read in an older format is first backed up as secrets.age.v<N>.bak. The lock
+// must be held.
 func (s *Store) Save(c Commit, gate func() error) error {
 	sec := c.Secrets
-	if sec != nil && sec.readVersion == 1 {
+	if sec != nil && sec.readVersion < SecretsVersion && sec.readVersion > 0 {
 		old, err := safefile.Read(s.Path(SecretsFile))
 		if err != nil {
-			return fmt.Errorf("back up version 1 store: %w", err)
+			return fmt.Errorf("back up version %d store: %w", sec.readVersion, err)
 		}
-		if err := safefile.Replace(s.Path(SecretsFile+".v1.bak"), old); err != nil {
+		if err := safefile.Replace(fmt.Sprintf("%s.v%d.bak", s.Path(SecretsFile), sec.readVersion), old); err != nil {
+			return err
+		}
+	}
+	var secStaged *safefile.Staged
+	if sec != nil {
+		key, err := s.secretsKey()
+		if err != nil {
+			return err
+		}
+		if key == nil {
+			return fmt.Errorf("write %s: %w", SecretsFile, ErrNoStoreKey)
+		}
+		sec.Version = SecretsVersion
+		if secStaged, err = s.stage(SecretsFile, encodeSecretsV3(sec, key)); err != nil {
+			return err
+		}
+		crash.Point("secrets.staged", "")
+	}
+	var stStaged *safefile.Staged
+	stErr := make(chan error, 1)
+	go func() {
+		var err error
+		if c.State != nil {
+			stStaged, err = s.stage(LeasesFile, c.State)
+		}
+		stErr <- err
+	}()
+	err := error(nil)
+	if gate != nil {
+		err = gate()
+	}
+	if serr := <-stErr; err == nil {
+		err = serr
+	}
+	if err != nil {
+		for _, f := range []*safefile.Staged{secStaged, stStaged} {
+			if f != nil {
+				f.Discard()
+			}
+		}
+		return err
+	}
+	first := false
+	if _, missing := os.Lstat(s.Path(SecretsFile)); errors.Is(missing, fs.ErrNotExist) {
+		first = true
+	}
+	if secStaged != nil && !first {
+		if err := safefile.Publish(s.dir, secStaged); err != nil {
+			if stStaged != nil {
+				stStaged.Discard()
+			}
 			return err
 		}
 		sec.readVersion = SecretsVersion
 	}
-	gateErr := make(chan error, 1)
-	go func() {
-		if gate == nil {
-			gateErr <- nil
-			return
-		}
-		gateErr <- gate()
-	}()
-	var secStaged *safefile.Staged
-	var secErr error
-	secDone := make(chan struct{})
-	go func() {
-		defer close(secDone)
-		if sec != nil {
-			sec.Version = SecretsVersion
-			sec.Generation++
-			plain, err := json.Marshal(sec)
-			if err != nil {
-				secErr = fmt.Errorf("encode %s: %w", SecretsFile, err)
-				return
+	if stStaged != nil {
+		if err := safefile.Publish(s.stateDir, stStaged); err != nil {
+			if secStaged != nil && first {
+				secStaged.Discard()
 			}
-			secStaged, secErr = s.stage(SecretsFile, plain)
-		}
-	}()
-	var stStaged *safefile.Staged
-	var stErr error
-	if c.State != nil {
-		stStaged, stErr = s.stage(LeasesFile, c.State)
-	}
-	<-secDone
-	err := <-gateErr
-	for _, e := range []error{stErr, secErr} {
-		if err == nil {
-			err = e
+			return err
 		}
 	}
-	files := []*safefile.Staged{secStaged, stStaged}
-	if _, missing := os.Lstat(s.Path(SecretsFile)); errors.Is(missing, fs.ErrNotExist) {
-		files[0], files[1] = stStaged, secStaged
-	}
-	var staged []*safefile.Staged
-	for _, f := range files {
-		if f != nil {
-			staged = append(staged, f)
+	if secStaged != nil && first {
+		if err := safefile.Publish(s.dir, secStaged); err != nil {
+			return err
 		}
+		sec.readVersion = SecretsVersion
 	}
-	if err != nil {
-		for _, f := range staged {
-			f.Discard()
-		}
-		return err
-	}
-	if len(staged) == 0 {
-		return nil
-	}
-	return safefile.Publish(s.dir, staged...)
+	return nil
 }
 
-// stage encrypts one document and stages it; the plaintext is cleared.
 func (s *Store) stage(name string, plain []byte) (*safefile.Staged, error) {
 	ct, err := s.id.encrypt(plain)
 	clear(plain)
@@ -320,10 +494,12 @@ func (s *Store) stage(name string, plain []byte) (*safefile.Staged, error) {
 	})
 }
 
-func (s *Store) decryptFile(name string) ([]byte, error) {
-	data, err := safefile.Read(s.Path(name))
+func (s *Store) decryptFile(name string) ([]byte, error) { return s.decryptPath(s.Path(name)) }
+
+func (s *Store) decryptPath(path string) ([]byte, error) {
+	data, err := safefile.Read(path)
 	if err != nil {
 		return nil, err
 	}
-	return s.id.decrypt(s.Path(name), data)
+	return s.id.decrypt(path, data)
 }

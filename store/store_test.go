@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +22,9 @@ func newStore(t *testing.T) (store.Options, *store.Store) {
 	o := store.Options{Dir: filepath.Join(t.TempDir(), "store"), LockTimeout: time.Second}
 	s, err := store.Init(context.Background(), store.InitOptions{Options: o})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateStoreKey(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Save(store.Commit{State: []byte(`{"version":1,"leases":[]}`), Secrets: store.NewSecrets()}, nil); err != nil {
@@ -52,6 +57,7 @@ func TestSecretsRoundTrip(t *testing.T) {
 	if _, err := sec.Add("k", value, "gh auth refresh", time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	sec.Generation = 2
 	if err := s.Save(store.Commit{Secrets: sec}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -182,10 +188,12 @@ func TestForeignOwnerRefused(t *testing.T) {
 	}
 }
 
-func TestOpenRemovesDeadTempFiles(t *testing.T) {
+// TestRemoveTemps: opening a store removes nothing (a read writes nothing, and a staged
+// secrets.age may be rolled forward); RemoveTemps removes this release's temp files and
+// those of the releases before it.
+func TestRemoveTemps(t *testing.T) {
 	o, s := newStore(t)
 	s.Close()
-	// This release's temp name, and the one of releases before it.
 	dead := []string{filepath.Join(o.Dir, ".leases.age.secrets-tmp-0123456789"), filepath.Join(o.Dir, ".leases.age.tmp-0123456789ab")}
 	for _, p := range dead {
 		os.WriteFile(p, []byte("half-written"), 0o600)
@@ -194,7 +202,15 @@ func TestOpenRemovesDeadTempFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
+	defer s.Close()
+	for _, p := range dead {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("Open removed %s", p)
+		}
+	}
+	if err := s.RemoveTemps(); err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range dead {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("dead temp file %s left", p)
@@ -247,4 +263,83 @@ func TestParseConfig(t *testing.T) {
 			}(), key)
 		}
 	}
+}
+
+// TestLookupSecret: one secret of many is found by binary search, byte for byte, and an
+// unknown name is secret_not_found, with the generation of the file.
+func TestLookupSecret(t *testing.T) {
+	o, s := newStore(t)
+	defer s.Close()
+	sec, _ := s.LoadSecrets()
+	for i := 0; i < 2000; i++ {
+		v := []byte(strings.Repeat(fmt.Sprintf("FAKE-%04d-", i), 1+i%7))
+		if i == 1234 {
+			v = bytes.Repeat([]byte("FAKE-big-\x00\xff"), 20000) // spans several age chunks
+		}
+		if _, err := sec.Add(fmt.Sprintf("k%04d", i), v, "", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sec.Generation = 9
+	if err := s.Save(store.Commit{Secrets: sec}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"k0000", "k0001", "k0999", "k1233", "k1234", "k1235", "k1999"} {
+		got, gen, err := s.LookupSecret(name)
+		if err != nil || gen != 9 || !bytes.Equal(got.Value, sec.Secrets[name].Value) {
+			t.Fatalf("%s: generation %d, %v", name, gen, err)
+		}
+	}
+	for _, name := range []string{"a", "k", "k0000x", "k2000", "z"} {
+		if _, _, err := s.LookupSecret(name); !errors.Is(err, store.ErrSecretNotFound) {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	_ = o
+}
+
+// TestSecretsForged: a secrets.age written by anyone without the store key (the public
+// key is enough to encrypt one) is store_corrupt, whole or one entry at a time; so is an
+// entry moved from another generation, or one dropped.
+func TestSecretsForged(t *testing.T) {
+	o, s := newStore(t)
+	defer s.Close()
+	sec, _ := s.LoadSecrets()
+	sec.Add("k", []byte("FAKE-forged-0001"), "", time.Now())
+	sec.Add("m", []byte("FAKE-forged-0002"), "", time.Now())
+	sec.Generation = 3
+	if err := s.Save(store.Commit{Secrets: sec}, nil); err != nil {
+		t.Fatal(err)
+	}
+	plain := decryptStoreFile(t, o, store.SecretsFile)
+	lines := strings.Split(plain, "\n")
+	for what, doc := range map[string]string{
+		"a value changed":         strings.Replace(plain, "RkFLRS1mb3JnZWQtMDAwMQ==", "RkFLRS1mb3JnZWQtMDAwOQ==", 1),
+		"the generation moved on": strings.Replace(plain, `"generation":3`, `"generation":4`, 1),
+		"an entry dropped":        lines[0] + "\n" + strings.TrimSuffix(lines[1], ",") + "\n" + lines[3] + "\n",
+		"another file's MACs":     strings.Replace(plain, "hmac-sha256:", "hmac-sha256:0", 1),
+	} {
+		writeEncrypted(t, o, store.SecretsFile, doc)
+		if _, err := s.LoadSecrets(); !errors.Is(err, store.ErrCorrupt) {
+			t.Errorf("%s: whole read: %v", what, err)
+		}
+	}
+	writeEncrypted(t, o, store.SecretsFile, strings.Replace(plain, "RkFLRS1mb3JnZWQtMDAwMQ==", "RkFLRS1mb3JnZWQtMDAwOQ==", 1))
+	if _, _, err := s.LookupSecret("k"); !errors.Is(err, store.ErrCorrupt) {
+		t.Errorf("a changed value passed a lookup: %v", err)
+	}
+}
+
+// decryptStoreFile returns the plaintext of a store file, as age -d would.
+func decryptStoreFile(t *testing.T, o store.Options, name string) string {
+	t.Helper()
+	idText, _ := os.ReadFile(filepath.Join(o.Dir, store.IdentityFile))
+	ids, _ := age.ParseIdentities(bytes.NewReader(idText))
+	ct, _ := os.ReadFile(filepath.Join(o.Dir, name))
+	r, err := age.Decrypt(bytes.NewReader(ct), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r)
+	return string(b)
 }

@@ -356,6 +356,12 @@ func (tx *Tx) commit() error {
 	}
 	c := store.Commit{State: plain}
 	if tx.secretsDirty {
+		if !tx.st.HasStoreKey() {
+			if err := tx.st.CreateStoreKey(); err != nil {
+				return err
+			}
+		}
+		tx.secrets.Generation++
 		c.Secrets = tx.secrets
 	}
 	appended := false // set by the gate, which Save has finished with before it returns

@@ -118,6 +118,12 @@ func (d *Decoder) Next() byte {
 	return 0
 }
 
+// Expect consumes the byte c, after white space, or fails.
+func (d *Decoder) Expect(c byte) error { return d.expect(c) }
+
+// Pos returns how many bytes have been read.
+func (d *Decoder) Pos() int { return d.i }
+
 func (d *Decoder) expect(c byte) error {
 	if d.Next() != c {
 		return d.Errorf("expected %q", c)
