@@ -65,8 +65,7 @@ func (w *writeWatch) events() map[string]map[string]int {
 
 // TestInitWritesEachFileOnce: init replaces identity.age, config.json, store.key.age,
 // leases.age and secrets.age once each and appends to the audit log once. (It wrote
-// leases.age and
-// secrets.age twice before the vault layer.)
+// leases.age and secrets.age twice before the vault layer.)
 func TestInitWritesEachFileOnce(t *testing.T) {
 	bin := secretsBinary(t)
 	dir := filepath.Join(t.TempDir(), "store")
