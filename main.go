@@ -252,6 +252,7 @@ var problems = []problem{
 	{"store_locked", exitLocked, "retry, or wait longer with --lock-timeout 30s"},
 	{"decrypt_failed", exitStore, "check that the identity (identity.age, $SECRETS_IDENTITY or $SECRETS_IDENTITY_FILE) is the store's, and restore the damaged file from a backup; nothing was changed"},
 	{"store_corrupt", exitStore, "restore the damaged file from a backup; nothing was changed"},
+	{"secrets_rollback", exitStore, "restore the newest secrets.age from a backup; an older one is refused, never read"},
 	{"insecure_permissions", exitStore, "restrict the file to its owner: chmod 600 FILE (chmod 700 for the directory)"},
 	{"audit_tampered", exitAudit, "inspect audit.jsonl with: secrets audit --verify; then start a new log with: secrets audit --reset --yes (the damaged log is kept)"},
 	{"audit_failed", exitAudit, "free disk space or fix the permissions of audit.jsonl; nothing was released"},

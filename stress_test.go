@@ -79,7 +79,7 @@ func abstract(dir string) string {
 	if _, err := os.Stat(filepath.Join(dir, store.SecretsFile)); os.IsNotExist(err) {
 		return "absent"
 	}
-	sec, state, err := rawState(dir)
+	sec, leases, state, err := inspect(dir)
 	if err != nil {
 		return "unreadable: " + err.Error()
 	}
@@ -89,7 +89,7 @@ func abstract(dir string) string {
 	}
 	parts = append(parts, fileSep)
 	var ls []string
-	for _, l := range state.Leases {
+	for _, l := range leases {
 		ls = append(ls, fmt.Sprintf("lease %s/%s/%s", l.Secret, l.Kind, filepath.Base(l.Path)))
 	}
 	slices.Sort(ls)
@@ -161,7 +161,7 @@ var crashPoints = []string{
 	"audit.write", "audit.torn", "audit.written", "audit.synced",
 	"stage.created:leases.age", "stage.written:leases.age", "stage.synced:leases.age",
 	"stage.created:secrets.age", "stage.written:secrets.age", "stage.synced:secrets.age",
-	"stage.created:identity.age", "stage.synced:config.json",
+	"stage.created:identity.age", "stage.synced:config.json", "storekey.written", "secrets.staged",
 	"publish.rename:leases.age", "publish.rename:secrets.age", "publish.dirsync", "publish.done",
 	"publish.rename:p.env",
 }
@@ -347,7 +347,7 @@ func runLoad(t *testing.T, bin string, workers, ops int) loadReport {
 	slices.Sort(took)
 	rep.p50, rep.p99 = took[len(took)/2], took[len(took)*99/100]
 
-	sec, state, err := rawState(dir)
+	sec, leases, _, err := inspect(dir)
 	if err != nil {
 		rep.losses = append(rep.losses, "store unreadable: "+err.Error())
 		return rep
@@ -358,7 +358,7 @@ func runLoad(t *testing.T, bin string, workers, ops int) loadReport {
 		}
 	}
 	have := map[string]bool{}
-	for _, l := range state.Leases {
+	for _, l := range leases {
 		have[l.ID] = true
 	}
 	for id := range active {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/age"
 	"golang.org/x/sys/unix"
 )
 
@@ -125,8 +126,66 @@ func TestReadCommandsWriteNothing(t *testing.T) {
 	f.Close()
 	check("a log with a torn last line")
 
-	if err := os.Remove(filepath.Join(dir, "leases.age")); err != nil {
+}
+
+// TestReadsLeaveAnEarlierStoreAsItIs: on the earlier agent-secrets tool's store (a version
+// 1 secrets.age, its own log, nothing of ours), reads convert nothing and move nothing; the
+// first write converts it.
+func TestReadsLeaveAnEarlierStoreAsItIs(t *testing.T) {
+	bin := secretsBinary(t)
+	env := execEnv(t, bin)
+	dir := strings.TrimPrefix(env[0], "SECRETS_DIR=")
+	for _, f := range []string{"leases.age", "store.key.age", "audit.jsonl", ".lock"} {
+		os.Remove(filepath.Join(dir, f))
+	}
+	writeAgeFile(t, dir, "secrets.age", `{"secrets":{"github_token":{"name":"github_token","value":"FAKE-earlier-0001","created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z"}}}`)
+	os.WriteFile(filepath.Join(dir, "audit.jsonl"), []byte(`{"time":"2026-01-02T03:04:05Z","action":"lease","secret":"github_token"}`+"\n"), 0o600)
+	w := watchWrites(t, dir)
+	for _, args := range [][]string{{"status"}, {"list"}, {"leases"}, {"audit", "--tail", "5"}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	ev := w.events()
+	delete(ev["created"], ".lock") // what every command flocks: created on first use
+	delete(ev["written"], ".lock") // and opened for writing (the stamp); closing it is an event
+	for kind, names := range ev {
+		if len(names) > 0 {
+			t.Errorf("the read commands %s %v", kind, names)
+		}
+	}
+	if out := secretsOut(t, bin, env, "lease", "github_token"); out != "FAKE-earlier-0001" {
+		t.Fatalf("the first write (a lease) gave %q", out)
+	}
+	for _, f := range []string{"store.key.age", "leases.age", "secrets.age.v1.bak"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("after the first write: %v", err)
+		}
+	}
+	if !strings.Contains(secretsOut(t, bin, env, "audit", "--event", "convert"), "agent-secrets v1") {
+		t.Error("the conversion is not in the log")
+	}
+}
+
+// writeAgeFile writes plaintext as a store file, encrypted to the store's identity, as
+// anyone who knows the public key can.
+func writeAgeFile(t *testing.T, dir, name, plaintext string) {
+	t.Helper()
+	idText, err := os.ReadFile(filepath.Join(dir, "identity.age"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	check("a store with no leases.age")
+	ids, err := age.ParseIdentities(bytes.NewReader(idText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	w, _ := age.Encrypt(&buf, ids[0].(*age.X25519Identity).Recipient())
+	w.Write([]byte(plaintext))
+	w.Close()
+	if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -86,7 +86,7 @@ func TestAppendChainsAndVerifies(t *testing.T) {
 		t.Fatalf("check: %+v %v", got, err)
 	}
 	first := lines(t, p)[0]
-	if !strings.HasPrefix(first, `{"seq":1,"ts":"2026-11-28T12:00:01Z","event":"lease_grant"`) ||
+	if !strings.HasPrefix(first, `{"seq":1,"txn":1,"ts":"2026-11-28T12:00:01Z","event":"lease_grant"`) ||
 		!strings.Contains(first, `"prev":"sha256:0000000000000000000000000000000000000000000000000000000000000000"`) {
 		t.Errorf("first line %s", first)
 	}

@@ -22,7 +22,11 @@ import (
 
 // Entry is one audit record. Values and hook output never belong in any field.
 type Entry struct {
-	Seq      uint64    `json:"seq"`
+	Seq uint64 `json:"seq"`
+	// Txn is the seq of the last line of the batch the entry was appended in: a commit is
+	// all of its lines or none of them, and a crash can leave a prefix of a batch, whole
+	// lines included, which replay must not apply. Lines of older releases have none.
+	Txn      uint64    `json:"txn,omitempty"`
 	TS       time.Time `json:"ts"`
 	Event    string    `json:"event"`
 	Secret   string    `json:"secret,omitempty"`
@@ -168,4 +172,14 @@ func (l *Log) open(line []byte) (sealed, error) {
 		}
 	}
 	return open(l.keys.For(seq), line)
+}
+
+// Open checks line (without its newline) under the log's keys and returns its head. It is
+// false for a line the log's key holder did not write.
+func (l *Log) Open(line []byte) (Head, bool) {
+	s, err := l.open(line)
+	if err != nil {
+		return Head{}, false
+	}
+	return Head{Seq: s.seq, Hash: s.hash}, true
 }

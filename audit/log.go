@@ -57,9 +57,11 @@ type Batch struct {
 // whose first prev is that hash (used by Reset to link to the log it replaced).
 func (l *Log) Prepare(head Head, entries ...Entry) (*Batch, Head, error) {
 	var buf bytes.Buffer
+	last := head.Seq + uint64(len(entries))
 	for i := range entries {
 		e := &entries[i]
 		e.Seq = head.Seq + 1
+		e.Txn = last
 		e.Prev = head.Hash
 		if e.Prev == "" {
 			e.Prev = zeroHash
@@ -78,6 +80,9 @@ func (l *Log) Prepare(head Head, entries ...Entry) (*Batch, Head, error) {
 	}
 	return &Batch{log: l, data: buf.Bytes()}, head, nil
 }
+
+// Len returns how many bytes Write will append.
+func (b *Batch) Len() int64 { return int64(len(b.data)) }
 
 // Write appends the batch with one write and one fsync. On any failure the file is cut
 // back to its old size, so a failed append leaves no partial line, and the error matches
@@ -183,6 +188,17 @@ func (l *Log) Check(pinned Head) (Head, int, error) {
 // CutTorn backs the whole log up (audit.jsonl.torn-TIME) and cuts the torn last line of
 // torn bytes that Check found, both durably. The caller must record the Repair.
 func (l *Log) CutTorn(torn int) (*Repair, error) {
+	fi, err := os.Lstat(l.path)
+	if err != nil {
+		return nil, err
+	}
+	return l.CutAt(fi.Size() - int64(torn))
+}
+
+// CutAt backs the whole current segment up (audit.jsonl.torn-TIME) and cuts it at offset,
+// both durably: for a torn last line, and for the lines of a batch a crash left
+// incomplete, which never committed. The caller must record the Repair.
+func (l *Log) CutAt(offset int64) (*Repair, error) {
 	f, err := l.openFile(os.O_RDWR)
 	if err != nil {
 		return nil, err
@@ -192,6 +208,9 @@ func (l *Log) CutTorn(torn int) (*Repair, error) {
 	if err != nil {
 		return nil, err
 	}
+	if offset < 0 || offset > fi.Size() {
+		return nil, fmt.Errorf("cut %s at %d: out of range", l.path, offset)
+	}
 	backup := fmt.Sprintf("%s.torn-%s", l.path, l.now().UTC().Format("20060102T150405.000000000Z"))
 	err = safefile.ReplaceWith(backup, func(w io.Writer) error {
 		_, err := io.Copy(w, io.NewSectionReader(f, 0, fi.Size()))
@@ -200,13 +219,13 @@ func (l *Log) CutTorn(torn int) (*Repair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("back up torn log: %w", err)
 	}
-	if err := f.Truncate(fi.Size() - int64(torn)); err != nil {
+	if err := f.Truncate(offset); err != nil {
 		return nil, fmt.Errorf("cut torn line: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("cut torn line: %w", err)
 	}
-	return &Repair{Backup: backup, Dropped: torn}, nil
+	return &Repair{Backup: backup, Dropped: int(fi.Size() - offset)}, nil
 }
 
 // walkBack reads lines from the end until it reaches the pinned seq, checking each

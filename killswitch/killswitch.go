@@ -25,12 +25,12 @@ type Effect struct {
 }
 
 // End applies the effects of the ended leases, which the caller has already taken out of
-// leases. A .env file (of files) holding an ended lease's value is removed if it still
+// its leases. A .env file (of files) holding an ended lease's value is removed if it still
 // has the bytes secrets wrote, and its record dropped; a file someone changed is left, its
 // record kept for secrets cleanup to report. The other leases such a file held end with
-// it: they are taken out of leases and returned, for the caller to record and pass to
-// End again.
-func End(leases *[]lease.Lease, files *[]envfile.Record, ended []lease.Lease) (more []lease.Lease, effects []Effect) {
+// it: End takes each out with take (which reports whether it was still active) and
+// returns them, for the caller to record and pass to End again.
+func End(take func(id string) (lease.Lease, bool), files *[]envfile.Record, ended []lease.Lease) (more []lease.Lease, effects []Effect) {
 	gone := map[string]bool{}
 	signalled := map[int]bool{}
 	for _, l := range ended {
@@ -64,7 +64,7 @@ func End(leases *[]lease.Lease, files *[]envfile.Record, ended []lease.Lease) (m
 		}
 		for _, id := range rec.LeaseIDs {
 			if !gone[id] {
-				if l, err := lease.Revoke(leases, id); err == nil {
+				if l, ok := take(id); ok {
 					more = append(more, l)
 					gone[id] = true
 				}

@@ -27,7 +27,7 @@ func TestEndSignalsOnlyTheRecordedProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := lease.Lease{ID: "lease_X", Kind: lease.KindExec, PID: proc.Process.Pid, PIDStart: start + 1}
-	_, effects := killswitch.End(new([]lease.Lease), new([]envfile.Record), []lease.Lease{l})
+	_, effects := killswitch.End(func(string) (lease.Lease, bool) { return lease.Lease{}, false }, new([]envfile.Record), []lease.Lease{l})
 	if len(effects) != 1 || effects[0].Event != "exec_gone" {
 		t.Fatalf("effects %+v", effects)
 	}
@@ -36,7 +36,7 @@ func TestEndSignalsOnlyTheRecordedProcess(t *testing.T) {
 		t.Fatal("a process with another start time was signalled")
 	}
 	l.PIDStart = start
-	_, effects = killswitch.End(new([]lease.Lease), new([]envfile.Record), []lease.Lease{l})
+	_, effects = killswitch.End(func(string) (lease.Lease, bool) { return lease.Lease{}, false }, new([]envfile.Record), []lease.Lease{l})
 	if len(effects) != 1 || effects[0].Event != "exec_signal" {
 		t.Fatalf("effects %+v", effects)
 	}

@@ -266,6 +266,9 @@ func loadIdentity(o Options, defaultPath string) (*identity, string, error) {
 // ErrDecrypt or ErrCorrupt leave the caller nothing to write back.
 func (s *Store) LoadSecrets() (*Secrets, error) { return s.loadSecretsFrom(s.Path(SecretsFile)) }
 
+// LoadSecretsFile is LoadSecrets of another file of the store's (a staged secrets.age).
+func (s *Store) LoadSecretsFile(path string) (*Secrets, error) { return s.loadSecretsFrom(path) }
+
 func (s *Store) loadSecretsFrom(path string) (*Secrets, error) {
 	data, err := s.decryptPath(path)
 	if err != nil {
@@ -289,42 +292,64 @@ func (s *Store) secretsKey() ([]byte, error) {
 	return key, err
 }
 
-// LookupSecret returns one secret and the generation of secrets.age. A version 3 file is
-// read only as far as the secret: age decrypts the chunks the binary search over its
-// name-ordered lines touches, and the header and that entry are checked. An older file is
-// read whole. An unknown name is ErrSecretNotFound.
-func (s *Store) LookupSecret(name string) (*Secret, uint64, error) {
+// LookupSecret returns one secret, and the generation and format version of secrets.age.
+// A version 3 file is read only as far as the secret: age decrypts the chunks the binary
+// search over its name-ordered lines touches, and the header and that entry are checked.
+// An older file is read whole. An unknown name is ErrSecretNotFound, with the generation.
+func (s *Store) LookupSecret(name string) (*Secret, uint64, int, error) {
 	path := s.Path(SecretsFile)
-	f, err := safefile.Open(path)
+	r, size, closer, err := s.openDecrypted(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, 0, err
-	}
-	r, size, err := age.DecryptReaderAt(f, fi.Size(), s.id.id)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %s: %v", ErrDecrypt, path, err)
-	}
+	defer closer.Close()
 	head := make([]byte, len(secretsHeaderPrefix))
 	if n, _ := r.ReadAt(head, 0); n == len(head) && string(head) == secretsHeaderPrefix {
 		key, err := s.secretsKey()
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		if key == nil {
-			return nil, 0, fmt.Errorf("%w: %s is in version 3 but the store has no store key (store.key.age is missing)", ErrCorrupt, path)
+			return nil, 0, 0, fmt.Errorf("%w: %s is in version 3 but the store has no store key (store.key.age is missing)", ErrCorrupt, path)
 		}
-		return lookupSecretV3(path, r, size, name, key)
+		sec, gen, err := lookupSecretV3(path, r, size, name, key)
+		return sec, gen, SecretsVersion, err
 	}
 	all, err := s.LoadSecrets()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	sec, err := all.Get(name)
-	return sec, all.Generation, err
+	return sec, all.Generation, all.readVersion, err
+}
+
+// SecretsGeneration returns the generation and format version of secrets.age, reading
+// of a version 3 file only its header.
+func (s *Store) SecretsGeneration() (uint64, int, error) {
+	_, gen, version, err := s.LookupSecret("")
+	if errors.Is(err, ErrSecretNotFound) {
+		err = nil
+	}
+	return gen, version, err
+}
+
+// openDecrypted opens an age file of the store for reads at any offset.
+func (s *Store) openDecrypted(path string) (io.ReaderAt, int64, io.Closer, error) {
+	f, err := safefile.Open(path)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
+	r, size, err := age.DecryptReaderAt(f, fi.Size(), s.id.id)
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, fmt.Errorf("%w: %s: %v", ErrDecrypt, path, err)
+	}
+	return r, size, f, nil
 }
 
 // StagedSecrets looks for a complete secrets.age that a command staged and did not
@@ -363,22 +388,7 @@ func (s *Store) ReadState() ([]byte, error) { return s.decryptFile(LeasesFile) }
 // it (the snapshot's header), and the plaintext size; close the file when done. A missing
 // leases.age is fs.ErrNotExist.
 func (s *Store) OpenState() (io.ReaderAt, int64, io.Closer, error) {
-	path := s.Path(LeasesFile)
-	f, err := safefile.Open(path)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, nil, err
-	}
-	r, size, err := age.DecryptReaderAt(f, fi.Size(), s.id.id)
-	if err != nil {
-		f.Close()
-		return nil, 0, nil, fmt.Errorf("%w: %s: %v", ErrDecrypt, path, err)
-	}
-	return r, size, f, nil
+	return s.openDecrypted(s.Path(LeasesFile))
 }
 
 // Commit is what one transaction writes: the plaintext of leases.age and the secrets at

@@ -285,13 +285,13 @@ func TestLookupSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"k0000", "k0001", "k0999", "k1233", "k1234", "k1235", "k1999"} {
-		got, gen, err := s.LookupSecret(name)
+		got, gen, _, err := s.LookupSecret(name)
 		if err != nil || gen != 9 || !bytes.Equal(got.Value, sec.Secrets[name].Value) {
 			t.Fatalf("%s: generation %d, %v", name, gen, err)
 		}
 	}
 	for _, name := range []string{"a", "k", "k0000x", "k2000", "z"} {
-		if _, _, err := s.LookupSecret(name); !errors.Is(err, store.ErrSecretNotFound) {
+		if _, _, _, err := s.LookupSecret(name); !errors.Is(err, store.ErrSecretNotFound) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
@@ -325,7 +325,7 @@ func TestSecretsForged(t *testing.T) {
 		}
 	}
 	writeEncrypted(t, o, store.SecretsFile, strings.Replace(plain, "RkFLRS1mb3JnZWQtMDAwMQ==", "RkFLRS1mb3JnZWQtMDAwOQ==", 1))
-	if _, _, err := s.LookupSecret("k"); !errors.Is(err, store.ErrCorrupt) {
+	if _, _, _, err := s.LookupSecret("k"); !errors.Is(err, store.ErrCorrupt) {
 		t.Errorf("a changed value passed a lookup: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/internal/duration"
+	"github.com/agent-secrets/secrets/store"
 )
 
 // AuditInput selects audit entries.
@@ -81,11 +82,11 @@ func (v *Vault) Verify(ctx context.Context) (*VerifyResult, error) {
 		return nil, err
 	}
 	var out *VerifyResult
-	var state *State
+	var done *Tx
 	var tamper error
 	err = v.update(ctx, write|damaged, client, func(tx *Tx) error {
-		state = tx.state
-		rep, err := tx.log.Verify(tx.state.AuditHead)
+		done = tx
+		rep, err := tx.verify()
 		var te *audit.TamperError
 		if err != nil && !errors.As(err, &te) {
 			return err
@@ -99,10 +100,10 @@ func (v *Vault) Verify(ctx context.Context) (*VerifyResult, error) {
 			tx.stateDirty = true
 		}
 		if te != nil {
-			tamper = err // commit the finding, then report it
+			tx.broken, tamper = err, err // commit the finding as a damaged log's, then report it
 			return nil
 		}
-		tx.broken, tx.unstamped = nil, true // read in full and sound: stamp it
+		tx.broken, tx.restamp = nil, true // read in full and sound: stamp it
 		out = &VerifyResult{Valid: true, Entries: rep.Entries, Head: rep.Head}
 		return nil
 	})
@@ -114,8 +115,9 @@ func (v *Vault) Verify(ctx context.Context) (*VerifyResult, error) {
 	}
 	// The log as the command leaves it: a torn line it cut is recorded after the lines
 	// it verified.
-	out.Entries += state.AuditHead.Seq - out.Head.Seq
-	out.Head, out.Pinned = state.AuditHead, state.AuditHead
+	head := done.head
+	out.Entries += head.Seq - out.Head.Seq
+	out.Head, out.Pinned = head, head
 	return out, nil
 }
 
@@ -138,7 +140,7 @@ func (v *Vault) Reset(ctx context.Context) (*ResetResult, error) {
 	}
 	var out *ResetResult
 	err = v.update(ctx, write|damaged, client, func(tx *Tx) error {
-		_, verr := tx.log.Verify(tx.state.AuditHead)
+		_, verr := tx.verify()
 		if verr == nil {
 			return Usagef("the audit log verifies; --reset is only for a damaged log (run secrets audit --verify to clear an earlier finding)")
 		}
@@ -146,14 +148,32 @@ func (v *Vault) Reset(ctx context.Context) (*ResetResult, error) {
 			return verr
 		}
 		reason := verr.Error()
-		moved, _, start, err := tx.log.Reset()
+		moved, sealed, start, err := tx.log.Reset()
 		if err != nil {
 			return fmt.Errorf("%w: %w", audit.ErrFailed, err)
 		}
-		tx.broken, tx.head, tx.state.AuditBroken = nil, start, ""
-		tx.pending = nil
-		tx.Record(audit.Entry{Event: audit.EventReset, OK: true,
-			Detail: fmt.Sprintf("previous log moved to %s (%s); reason: %s", moved, start.Hash, reason)})
+		// A new chain starts, all under the store key; the state goes on as the snapshot
+		// and the log's valid part left it.
+		tx.broken, tx.stampErr, tx.head, tx.end = nil, nil, start, audit.Position{Hash: start.Hash}
+		tx.state.AuditBroken, tx.state.AuditKeySince, tx.pending = "", 0, nil
+		detail := fmt.Sprintf("previous log moved to %s (%s); reason: %s", moved, start.Hash, reason)
+		if len(sealed) > 0 {
+			detail += fmt.Sprintf("; %d sealed segments moved beside it", len(sealed))
+		}
+		// secrets.age checks out under the store key, whatever the log lost: a write the
+		// damaged part recorded is adopted (an older file is still refused as a rollback).
+		if gen, version, err := tx.st.SecretsGeneration(); err == nil && version == store.SecretsVersion && gen > tx.state.SecretsGeneration {
+			tx.state.SecretsGeneration = gen
+			detail += fmt.Sprintf("; secrets.age generation %d adopted", gen)
+		}
+		tx.Record(audit.Entry{Event: audit.EventReset, OK: true, Detail: detail})
+		if tx.legacy {
+			if err := tx.convert(); err != nil {
+				return err
+			}
+		} else if err := tx.openLog(); err != nil {
+			return err
+		}
 		out = &ResetResult{Reset: true, MovedTo: moved, PreviousSHA256: start.Hash, Reason: reason}
 		return nil
 	})

@@ -61,30 +61,32 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 			return err
 		}
 		if i := slices.IndexFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == out }); i >= 0 && in.Force {
-			tx.End(lease.RevokeIDs(&tx.state.Leases, tx.state.EnvFiles[i].LeaseIDs), "lease_revoke", "replaced by secrets env --force")
+			ended, err := tx.revokeIDs(tx.state.EnvFiles[i].LeaseIDs)
+			if err != nil {
+				return err
+			}
+			tx.End(ended, "lease_revoke", "replaced by secrets env --force")
 		}
 		if err := envfile.CheckOutput(out, in.Force); err != nil {
 			return tx.Deny(denied, err)
 		}
 		var vars []envfile.Var
 		var err error
-		leases, vars, err = tx.grantMapped(m, in.TTL, lease.Request{Kind: lease.KindEnv, Path: out})
+		leases, vars, err = tx.grantMapped(m, in.TTL, lease.Request{Kind: lease.KindEnv, Path: out}, "env "+out+", ")
 		if err != nil {
 			return tx.Deny(denied, err)
 		}
 		ids, expires := leaseIDs(leases), latest(leases)
 		content, only, err := envfile.Render(vars, ids, expires)
 		if err != nil {
-			lease.RevokeIDs(&tx.state.Leases, ids)
+			tx.ungrant(leases)
 			return tx.Deny(denied, err)
 		}
 		defer clear(content)
 		bashOnly = only
-		tx.state.EnvFiles = append(tx.state.EnvFiles, envfile.Record{Path: out, SHA256: envfile.Hash(content), LeaseIDs: ids, CreatedAt: tx.now.UTC()})
-		for _, l := range leases {
-			tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: "env " + out + ", ttl " + l.TTL})
-		}
-		tx.Record(audit.Entry{Event: "env_write", OK: true, Detail: fmt.Sprintf("%s: %d variables", out, len(vars))})
+		rec := envfile.Record{Path: out, SHA256: envfile.Hash(content), LeaseIDs: ids, CreatedAt: tx.now.UTC()}
+		tx.state.EnvFiles = append(tx.state.EnvFiles, rec)
+		tx.Record(audit.Entry{Event: "env_write", OK: true, Detail: fmt.Sprintf("%s: %d variables", out, len(vars)), State: change{EnvFile: &rec}.raw()})
 		// The grant is durable before any value reaches the disk, and the file is written
 		// under the same hold of the lock, so no other command can end its leases (and
 		// drop its record) before it exists.
@@ -92,12 +94,16 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 			return err
 		}
 		if err := envfile.Write(out, content); err != nil {
-			tx.End(lease.RevokeIDs(&tx.state.Leases, ids), "lease_revoke", "writing the .env file failed")
+			ended, rerr := tx.revokeIDs(ids)
+			if rerr != nil {
+				return rerr
+			}
+			tx.End(ended, "lease_revoke", "writing the .env file failed")
 			return tx.Deny(audit.Entry{Event: "env_write", Detail: out}, fmt.Errorf("%w: %s: %w", safefile.ErrWrite, out, err))
 		}
 		// The file is written as usual; a canary's killswitch then ends its leases, which
 		// removes it.
-		tx.tripCanaries(leases)
+		tx.tripCanaries(tx.canaries(leases))
 		return nil
 	})
 	if err != nil {
@@ -165,8 +171,12 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 		m = 0
 	}
 	err = v.update(ctx, m, client, func(tx *Tx) error {
+		live, err := tx.active()
+		if err != nil {
+			return err
+		}
 		active := map[string]bool{}
-		for _, l := range tx.active() {
+		for _, l := range live {
 			active[l.ID] = true
 		}
 		for _, rec := range slices.Clone(tx.state.EnvFiles) {
@@ -188,12 +198,16 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 					out.Removed = append(out.Removed, Cleaned{rec.Path, "would be " + string(o)})
 				}
 			case live:
-				for _, e := range tx.End(lease.RevokeIDs(&tx.state.Leases, rec.LeaseIDs), "lease_revoke", "secrets cleanup --all") {
+				ended, err := tx.revokeIDs(rec.LeaseIDs)
+				if err != nil {
+					return err
+				}
+				for _, e := range tx.End(ended, "lease_revoke", "secrets cleanup --all") {
 					note(e)
 				}
 			default:
 				e, keep := killswitch.RemoveFile(rec)
-				tx.effects([]killswitch.Effect{e})
+				tx.effects([]killswitch.Effect{e}) // an env_remove entry drops the record in replay
 				note(e)
 				if !keep {
 					tx.dropEnvFile(rec.Path)

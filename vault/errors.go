@@ -49,6 +49,7 @@ var codes = []struct {
 	{envfile.ErrNotEnvSafe, "invalid_value"},
 	{store.ErrLocked, "store_locked"},
 	{store.ErrDecrypt, "decrypt_failed"},
+	{ErrRollback, "secrets_rollback"},
 	{store.ErrCorrupt, "store_corrupt"},
 	{safefile.ErrInsecure, "insecure_permissions"},
 	{audit.ErrTampered, "audit_tampered"},

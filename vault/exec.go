@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
@@ -77,16 +76,13 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 			return err
 		}
 		var err error
-		leases, vars, err = tx.grantMapped(m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start})
+		leases, vars, err = tx.grantMapped(m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start}, "exec "+prog+", ")
 		if err != nil {
 			return tx.Deny(denied, err)
 		}
-		for _, l := range leases {
-			tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: "exec " + prog + ", ttl " + l.TTL})
-		}
 		// The command starts as usual; the killswitch ends its leases, and the queued
 		// check stops it as soon as it runs.
-		if tx.tripCanaries(leases) {
+		if tx.tripCanaries(tx.canaries(leases)) {
 			tx.OnCommit(sigs.Poke)
 		}
 		return nil
@@ -117,7 +113,11 @@ func (v *Vault) execEnded(ctx context.Context, client string, ids []string) stri
 	why := ""
 	err := v.update(ctx, write, client, func(tx *Tx) error {
 		for _, id := range ids {
-			if !slices.ContainsFunc(tx.state.Leases, func(l lease.Lease) bool { return l.ID == id }) {
+			_, ok, err := tx.table.find(id)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				why = "lease " + id + " ended"
 				return nil
 			}
@@ -133,7 +133,10 @@ func (v *Vault) execEnded(ctx context.Context, client string, ids []string) stri
 // execEnd records how the command ended and revokes its remaining leases.
 func (v *Vault) execEnd(ctx context.Context, client string, ids []string, prog string, res supervisor.Result) {
 	err := v.update(ctx, write, client, func(tx *Tx) error {
-		ended := lease.RevokeIDs(&tx.state.Leases, ids)
+		ended, err := tx.revokeIDs(ids)
+		if err != nil {
+			return err
+		}
 		if res.Stopped != "" {
 			tx.Record(audit.Entry{Event: "exec_terminated", OK: true, Detail: fmt.Sprintf("%s: %s; exit %d", prog, res.Stopped, res.ExitCode)})
 		}

@@ -64,8 +64,9 @@ func (v *Vault) fire(ctx context.Context, client, trigger, reason string, act st
 		for _, e := range first {
 			tx.Record(e)
 		}
-		out = tx.lockdown(trigger, reason, act)
-		return nil
+		var err error
+		out, err = tx.lockdown(trigger, reason, act)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -75,7 +76,7 @@ func (v *Vault) fire(ctx context.Context, client, trigger, reason string, act st
 
 // lockdown is the part of the killswitch done under the caller's lock: the lockdown,
 // every lease revoked (with act.RevokeAll), and the killswitch entry.
-func (tx *Tx) lockdown(trigger, reason string, act store.FailAction) *KillswitchResult {
+func (tx *Tx) lockdown(trigger, reason string, act store.FailAction) (*KillswitchResult, error) {
 	steps := []string{"lockdown"}
 	if act.RevokeAll {
 		steps = []string{"revoke all", "lockdown"}
@@ -89,12 +90,16 @@ func (tx *Tx) lockdown(trigger, reason string, act store.FailAction) *Killswitch
 	tx.state.Lockdown = killswitch.Lock(tx.state.Lockdown, trigger, reason, tx.now)
 	var ended []lease.Lease
 	if act.RevokeAll {
-		ended = lease.RevokeAll(&tx.state.Leases)
+		var err error
+		if ended, err = tx.revokeWhere(func(lease.Lease) bool { return true }); err != nil {
+			return nil, err
+		}
 	}
-	tx.Record(audit.Entry{Event: "killswitch", OK: true, Detail: fmt.Sprintf("%s: %s; %s", trigger, strings.Join(steps, ", "), reason)})
+	tx.Record(audit.Entry{Event: "killswitch", OK: true, Detail: fmt.Sprintf("%s: %s; %s", trigger, strings.Join(steps, ", "), reason),
+		State: change{Lockdown: tx.state.Lockdown}.raw()})
 	tx.End(ended, "lease_revoke", "killswitch")
 	n := len(ended)
-	return &KillswitchResult{Lockdown: lockdownInfo(tx.state.Lockdown, tx.st.UnlockCode()), LeasesRevoked: &n, Steps: steps}
+	return &KillswitchResult{Lockdown: lockdownInfo(tx.state.Lockdown, tx.st.UnlockCode()), LeasesRevoked: &n, Steps: steps}, nil
 }
 
 // afterLockdown rotates and wipes, each in its own transaction, as act says, adding to out.
@@ -136,17 +141,21 @@ func (tx *Tx) refuseInLockdown(e audit.Entry) error {
 		killswitch.ErrLockdown, rfc3339(l.Since), l.Trigger, reason))
 }
 
-// tripCanaries arranges, for the canaries among leases, what handing one out causes once
-// the grant is committed: canary_tripped (with the actor) and the killswitch with
-// canary_action, always with lockdown. It reports whether there was a canary. The
-// secrets must be loaded.
-func (tx *Tx) tripCanaries(leases []lease.Lease) bool {
+// canaries returns the canaries among leases' secrets. The secrets must be loaded.
+func (tx *Tx) canaries(leases []lease.Lease) []string {
 	var names []string
 	for _, l := range leases {
 		if sec := tx.secrets.Secrets[l.Secret]; sec != nil && sec.Canary && !slices.Contains(names, l.Secret) {
 			names = append(names, l.Secret)
 		}
 	}
+	return names
+}
+
+// tripCanaries arranges what handing out the canaries names causes once the grant is
+// committed: canary_tripped (with the actor) and the killswitch with canary_action,
+// always with lockdown. It reports whether there was a canary.
+func (tx *Tx) tripCanaries(names []string) bool {
 	if len(names) == 0 {
 		return false
 	}

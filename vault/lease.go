@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/agent-secrets/secrets/audit"
@@ -32,7 +33,7 @@ func (v *Vault) Lease(ctx context.Context, in LeaseInput) (*Grant, error) {
 		return nil, err
 	}
 	var g Grant
-	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
+	err = v.update(ctx, write, client, func(tx *Tx) error {
 		denied := audit.Entry{Event: "lease_denied", Secret: in.Name}
 		if err := tx.refuseInLockdown(denied); err != nil {
 			return err
@@ -41,20 +42,21 @@ func (v *Vault) Lease(ctx context.Context, in LeaseInput) (*Grant, error) {
 			denied.Secret = ""
 			return tx.Deny(denied, err)
 		}
-		sec, err := tx.Secrets()
+		// One secret, read from secrets.age as far as it takes.
+		secret, err := tx.secret(in.Name)
+		if errors.Is(err, store.ErrSecretNotFound) {
+			return tx.Deny(denied, err)
+		}
 		if err != nil {
 			return err
 		}
-		secret, err := sec.Get(in.Name)
+		l, err := tx.Grant(lease.Request{Secret: in.Name, ClientID: client, TTL: in.TTL, Kind: lease.KindLease}, "")
 		if err != nil {
 			return tx.Deny(denied, err)
 		}
-		l, err := tx.mgr.Grant(&tx.state.Leases, lease.Request{Secret: in.Name, ClientID: client, TTL: in.TTL, Kind: lease.KindLease})
-		if err != nil {
-			return tx.Deny(denied, err)
+		if secret.Canary {
+			tx.tripCanaries([]string{in.Name})
 		}
-		tx.Record(audit.Entry{Event: "lease_grant", Secret: in.Name, LeaseID: l.ID, OK: true, Detail: "ttl " + l.TTL})
-		tx.tripCanaries([]lease.Lease{l})
 		g = Grant{Lease: leaseInfo(l), Value: secret.Value}
 		return nil
 	})
@@ -74,7 +76,11 @@ type LeasesResult struct {
 func (v *Vault) Leases(ctx context.Context, secret, client string) (*LeasesResult, error) {
 	out := &LeasesResult{Leases: []LeaseInfo{}}
 	err := v.View(ctx, func(tx *Tx) error {
-		for _, l := range tx.active() {
+		active, err := tx.active()
+		if err != nil {
+			return err
+		}
+		for _, l := range active {
 			if (secret == "" || l.Secret == secret) && (client == "" || l.ClientID == client) {
 				out.Leases = append(out.Leases, leaseInfo(l))
 			}
@@ -104,13 +110,13 @@ func (v *Vault) Renew(ctx context.Context, in RenewInput) (*LeaseInfo, error) {
 	}
 	var info LeaseInfo
 	err = v.update(ctx, write, client, func(tx *Tx) error {
-		e := audit.Entry{Event: "lease_renew", LeaseID: shortField(in.ID)}
-		l, err := tx.mgr.Renew(tx.state.Leases, in.ID, in.TTL)
-		if err != nil {
-			return tx.Deny(e, err)
+		l, err := tx.renew(in.ID, in.TTL)
+		if errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrInvalidTTL) || errors.Is(err, lease.ErrTTLExceedsMax) {
+			return tx.Deny(audit.Entry{Event: "lease_renew", LeaseID: shortField(in.ID)}, err)
 		}
-		e.Secret, e.OK, e.Detail = l.Secret, true, "ttl "+l.TTL
-		tx.Record(e)
+		if err != nil {
+			return err
+		}
 		info = leaseInfo(l)
 		return nil
 	})
@@ -134,9 +140,12 @@ func (v *Vault) Revoke(ctx context.Context, id, clientFlag string) (*Revoked, er
 	}
 	var out Revoked
 	err = v.update(ctx, write, client, func(tx *Tx) error {
-		l, err := lease.Revoke(&tx.state.Leases, id)
+		l, ok, err := tx.table.take(id)
 		if err != nil {
-			return tx.Deny(audit.Entry{Event: "lease_revoke", LeaseID: shortField(id)}, err)
+			return err
+		}
+		if !ok {
+			return tx.Deny(audit.Entry{Event: "lease_revoke", LeaseID: shortField(id)}, fmt.Errorf("%w: %s", lease.ErrNotFound, id))
 		}
 		tx.End([]lease.Lease{l}, "lease_revoke", "revoked")
 		out = Revoked{leaseInfo(l), true}
@@ -162,7 +171,10 @@ func (v *Vault) RevokeAll(ctx context.Context, clientFlag string) (*RevokeAllRes
 	}
 	var ended []lease.Lease
 	err = v.update(ctx, write, client, func(tx *Tx) error {
-		ended = lease.RevokeAll(&tx.state.Leases)
+		var err error
+		if ended, err = tx.revokeWhere(func(lease.Lease) bool { return true }); err != nil {
+			return err
+		}
 		tx.End(ended, "lease_revoke", "revoke --all")
 		tx.Record(audit.Entry{Event: "revoke_all", OK: true, Detail: fmt.Sprintf("%d leases revoked", len(ended))})
 		return nil

@@ -61,7 +61,7 @@ func (v *Vault) projectClient(flag string, m mapping) (string, error) {
 // proto (kind, path, supervisor), returning the leases with their variables. Nothing is
 // granted if any check fails, including a value no environment variable can hold (a NUL
 // byte), which env and exec would both have to refuse.
-func (tx *Tx) grantMapped(m mapping, ttl string, proto lease.Request) ([]lease.Lease, []envfile.Var, error) {
+func (tx *Tx) grantMapped(m mapping, ttl string, proto lease.Request, detail string) ([]lease.Lease, []envfile.Var, error) {
 	sec, err := tx.Secrets()
 	if err != nil {
 		return nil, nil, err
@@ -90,9 +90,9 @@ func (tx *Tx) grantMapped(m mapping, ttl string, proto lease.Request) ([]lease.L
 		}
 		r := proto
 		r.Secret, r.ClientID, r.TTL = mp.Name, tx.client, t
-		l, err := tx.mgr.Grant(&tx.state.Leases, r)
+		l, err := tx.Grant(r, detail)
 		if err != nil {
-			lease.RevokeIDs(&tx.state.Leases, leaseIDs(leases))
+			tx.ungrant(leases)
 			return nil, nil, err
 		}
 		leases = append(leases, l)

@@ -135,7 +135,10 @@ func (v *Vault) rotate(ctx context.Context, client string, names []string, why s
 			sec.Value, sec.UpdatedAt, sec.RotatedAt = append([]byte(nil), o.res.Value...), now, &now
 			tx.secretsDirty = true
 			tx.Record(e)
-			ended := lease.RevokeSecret(&tx.state.Leases, name)
+			ended, err := tx.revokeWhere(func(l lease.Lease) bool { return l.Secret == name })
+			if err != nil {
+				return err
+			}
 			tx.End(ended, "lease_revoke", "rotated")
 			done.Rotated = append(done.Rotated, Rotated{Name: name, Changed: o.res.Changed, Verified: o.res.Verified, DurationMS: o.res.Duration.Milliseconds(), LeasesRevoked: len(ended)})
 		}

@@ -157,7 +157,9 @@ func (v *Vault) Remove(ctx context.Context, name, clientFlag string) (*RemoveRes
 			return tx.Deny(e, err)
 		}
 		tx.secretsDirty = true
-		ended = lease.RevokeSecret(&tx.state.Leases, name)
+		if ended, err = tx.revokeWhere(func(l lease.Lease) bool { return l.Secret == name }); err != nil {
+			return err
+		}
 		tx.End(ended, "lease_revoke", "secret removed")
 		e.OK, e.Detail = true, fmt.Sprintf("%d leases revoked", len(ended))
 		tx.Record(e)
@@ -190,8 +192,12 @@ func (v *Vault) List(ctx context.Context, showCanaries bool) (*ListResult, error
 		if err != nil {
 			return err
 		}
+		active, err := tx.active()
+		if err != nil {
+			return err
+		}
 		counts := map[string]int{}
-		for _, l := range tx.active() {
+		for _, l := range active {
 			counts[l.Secret]++
 		}
 		for _, name := range sec.Names() {

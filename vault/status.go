@@ -30,7 +30,7 @@ type AuditInfo struct {
 	Path    string     `json:"path"`
 	Entries uint64     `json:"entries"`
 	Head    audit.Head `json:"head"`
-	Status  string     `json:"status"` // ok or tampered
+	Status  string     `json:"status"` // ok, tampered, or unpinned (the earlier tool's store)
 	Problem string     `json:"problem,omitempty"`
 }
 
@@ -62,16 +62,23 @@ func (v *Vault) Status(ctx context.Context) (*StatusResult, error) {
 		}
 		st := tx.st
 		a := AuditInfo{Path: tx.log.Path(), Entries: tx.head.Seq, Head: tx.head, Status: "ok"}
-		if tx.broken != nil {
+		switch {
+		case tx.broken != nil:
 			a.Status, a.Problem = "tampered", tx.broken.Error()
+		case tx.legacy && tx.old.fresh:
+			a.Status, a.Problem = "unpinned", "the log, if any, is the earlier tool's: nothing pins it, and the first write moves it aside"
 		}
 		hb := st.Config().Heartbeat
 		h := HeartbeatInfo{Enabled: hb.Enabled, URL: hb.URL, FailuresBeforeAction: hb.FailuresBeforeAction}
 		if s := tx.state.Heartbeat; s != nil {
 			h.HeartbeatLast = &HeartbeatLast{LastCheck: rfc3339(s.LastCheck), LastOK: s.LastOK, LastError: s.LastError, Failures: s.Failures, Fired: s.Fired}
 		}
+		active, err := tx.active()
+		if err != nil {
+			return err
+		}
 		out = &StatusResult{
-			SecretsCount: len(sec.Secrets), ActiveLeases: len(tx.active()), Dir: st.Dir(),
+			SecretsCount: len(sec.Secrets), ActiveLeases: len(active), Dir: st.Dir(),
 			Identity: IdentityInfo{Source: st.IdentitySource(), PublicKey: st.PublicKey()},
 			Audit:    a, Heartbeat: h, Lockdown: lockdownInfo(tx.state.Lockdown, st.UnlockCode()),
 		}
@@ -110,7 +117,7 @@ func (v *Vault) Init(ctx context.Context, in InitInput) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tx, err := v.begin(st, write, client)
+	tx, err := v.create(st, client)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -120,7 +127,7 @@ func (v *Vault) Init(ctx context.Context, in InitInput) (*InitResult, error) {
 		kind = "mlkem768-x25519"
 	}
 	tx.Record(audit.Entry{Event: "init", OK: true, Detail: "identity " + kind + " from " + st.IdentitySource()})
-	tx.secrets, tx.secretsDirty = store.NewSecrets(), true
+	tx.secrets, tx.secretsDirty, tx.compact = store.NewSecrets(), true, true
 	if err := tx.close(nil); err != nil {
 		return nil, err
 	}

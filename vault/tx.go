@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
+	"slices"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
@@ -15,16 +16,18 @@ import (
 	"github.com/agent-secrets/secrets/store"
 )
 
-// A transaction follows DESIGN.md section 1, in the shape of bbolt's: the caller hands
-// Update or View a function, and the vault does everything around it, so no use case can
-// forget to commit, commit twice, write in a read, or release a value before its audit
-// entry is durable.
+// A transaction follows DESIGN.md sections 1 and 5, in the shape of bbolt's: the caller
+// hands Update or View a function, and the vault does everything around it, so no use
+// case can forget to commit, commit twice, write in a read, or release a value before its
+// audit entry is durable.
 //
-//	Update: lock → load the state → check the log → prune expired leases → fn → commit
-//	        (entries appended and fsynced, then leases.age and secrets.age renamed into
-//	        place) → release the lock → the OnCommit work.
-//	View:   lock → load → check (a damaged log is reported, not refused) → fn → release;
-//	        it prunes nothing and writes nothing but the audit stamp.
+//	Update: lock → the snapshot's header → check the log against the lock file's stamp →
+//	        replay the entries after the snapshot → roll forward what a crash left → prune
+//	        expired leases → fn → commit (the entries appended and fsynced; secrets.age,
+//	        and the snapshot when it is due, renamed into place after) → stamp → release
+//	        the lock → the OnCommit work.
+//	View:   the same reads (a damaged log is reported, not refused), then fn, then
+//	        release; it prunes nothing and writes nothing but the audit stamp.
 //
 // fn returning an error commits nothing, so no file changes; the one exception is a
 // request fn refused with Deny, whose refusal is itself recorded.
@@ -39,10 +42,28 @@ const (
 	// found, and audit --reset, which starts a new log. They read the whole log
 	// themselves, so the transaction does not verify it first.
 	damaged
-	// withSecrets decrypts secrets.age beside leases.age, for a use case that will need
-	// it; the transaction fails before anything happens when it cannot be read.
+	// withSecrets decrypts all of secrets.age before fn, for a use case that needs more
+	// than one secret; the transaction fails before anything happens when it cannot.
 	withSecrets
 )
+
+// windowSize is how much of the log each command checks beyond what replay reads, so that
+// an edit its stamp cannot see (a write through a shared mapping to a page that was
+// already dirty leaves the change time alone) is found within segment size / windowSize
+// commands. 16 KiB is about 60 lines: 0.1 ms.
+const windowSize = 16 << 10
+
+// securityEvents are pinned in the snapshot at once: cutting the log back to before one
+// of them then needs an older snapshot too.
+var securityEvents = map[string]bool{
+	"killswitch": true, "unlock": true, "revoke_all": true, "canary_tripped": true,
+	"audit_reset": true, "convert": true, "witness": true, "secrets_recovered": true,
+}
+
+// compactBound is how many entries may follow the snapshot before it is rewritten, for a
+// snapshot of n leases: replay costs every command a few µs an entry, a rewrite costs
+// about 0.5 ms plus 0.5 µs a lease, so the bound grows with n (BENCHMARKS.md).
+func compactBound(n int) int { return min(16+n/256, 128) }
 
 // Tx is one transaction: one hold of the store lock. It is used only inside the
 // function given to Update or View, and only by that function's goroutine.
@@ -52,24 +73,40 @@ type Tx struct {
 	st    *store.Store
 	now   time.Time
 	state *State
+	table *leaseTable
+	snap  *snapshotFile
 	log   *audit.Log
-	head  audit.Head
+	keys  struct{ state, stamp []byte }
 	mgr   lease.Manager
+
+	pin      audit.Head     // what pins the log's end: the stamp's head, else the snapshot's
+	stampErr error          // the stamp was missing or changed
+	head     audit.Head     // the last line of the log, as this transaction leaves it
+	end      audit.Position // just after it
+	tail     int            // entries after the snapshot, replayed or pending
+	group    []replayed     // the lines of a commit read so far, not yet applied
+	applied  audit.Position // just after the last commit replay applied
+	cursor   int64          // where the next rolling check of the log starts
+	legacy   bool           // an unconverted store, read (View) as the release before wrote it
+	old      *legacy        // what such a store had
 
 	// client is the request's client id: the default for every entry recorded.
 	client string
 
-	secrets    *store.Secrets
-	secretsErr error
+	secrets     *store.Secrets
+	secretsErr  error
+	secretsPath string // a staged secrets.age a View reads instead (findStagedSecrets)
 
 	pending      []audit.Entry
 	secretsDirty bool  // secrets.age changed
-	stateDirty   bool  // leases.age changed with no entry to record (a healthy heartbeat)
+	stateDirty   bool  // the state changed in a way no entry replays (a healthy heartbeat): compact
+	compact      bool  // rewrite the snapshot at commit
 	denied       bool  // fn refused the request and recorded why: commit anyway
 	broken       error // the audit log is damaged: nothing may be appended
-	unstamped    bool  // the log was verified in full here but is not stamped yet
-	torn         bool  // a View found a torn last line, which only a write may cut
+	restamp      bool  // the stamp must be written again (the log was checked, or the cursor moved)
+	torn         int   // bytes of a torn last line: a write cuts them, a View leaves them
 	onCommit     []func()
+	closers      []io.Closer
 }
 
 // Update runs fn in a transaction that may change the store, and commits what fn did
@@ -101,111 +138,193 @@ func (v *Vault) update(ctx context.Context, m mode, client string, fn func(*Tx) 
 	}
 	tx, err := v.begin(st, m, client)
 	if err != nil {
-		st.Close()
+		if tx != nil {
+			tx.release()
+		} else {
+			st.Close()
+		}
 		return err
 	}
 	return tx.close(fn(tx))
 }
 
-// begin loads the state and checks the audit log against its pinned head, and for a
-// write prunes. st is open and locked; on error the caller closes it.
+// begin reads the state and checks the log; for a write it also rolls forward what a
+// crash left, removes dead temp files, cuts a torn last line and prunes. On error the
+// caller releases the store (through the returned Tx when there is one).
 func (v *Vault) begin(st *store.Store, m mode, client string) (*Tx, error) {
 	tx := &Tx{v: v, mode: m, st: st, now: v.o.Now(), client: client}
-	var decrypted chan struct{}
-	if m&withSecrets != 0 {
-		decrypted = make(chan struct{})
-		go func() {
-			defer close(decrypted)
-			tx.secrets, tx.secretsErr = st.LoadSecrets()
-		}()
+	cfg := st.Config()
+	tx.mgr = lease.Manager{Now: tx.Now, DefaultTTL: time.Duration(cfg.DefaultLeaseTTL), MaxTTL: time.Duration(cfg.MaxLeaseTTL)}
+	if err := tx.load(); err != nil {
+		return tx, err
 	}
-	state, err := readState(st)
-	if decrypted != nil {
-		// A use case that needs the secrets fails here when they cannot be read, as when
-		// leases.age cannot: before the log is touched or anything is pruned, so nothing
-		// changes (a leases.age failure is reported first).
-		<-decrypted
-		if err == nil {
-			err = tx.secretsErr
+	if !tx.legacy && tx.broken == nil {
+		if err := tx.findStagedSecrets(); err != nil {
+			return tx, err
 		}
 	}
-	if err != nil {
-		return nil, err
+	if m&withSecrets != 0 {
+		if _, err := tx.Secrets(); err != nil {
+			return tx, err
+		}
 	}
-	tx.state = state
-	if err := tx.load(); err != nil {
-		return nil, err
+	if tx.broken != nil {
+		if tx.writes() && m&damaged == 0 {
+			return tx, tx.broken
+		}
+		return tx, nil
+	}
+	if !tx.writes() {
+		return tx, nil
+	}
+	if err := st.RemoveTemps(); err != nil {
+		return tx, err
+	}
+	if tx.torn > 0 {
+		repair, err := tx.log.CutAt(tx.end.Offset)
+		if err != nil {
+			return tx, fmt.Errorf("%w: %w", audit.ErrFailed, err)
+		}
+		what := fmt.Sprintf("a torn last line of %d bytes", repair.Dropped)
+		if len(tx.group) > 0 {
+			what = fmt.Sprintf("%d bytes of a commit a crash cut short (seq %d-%d of %d)", repair.Dropped, tx.group[0].seq, tx.group[len(tx.group)-1].seq, tx.group[0].txn)
+		}
+		tx.torn, tx.group = 0, nil
+		tx.Record(audit.Entry{Event: "repair", OK: true,
+			Detail: fmt.Sprintf("cut %s; the log as found is kept at %s", what, repair.Backup)})
+	}
+	if m&damaged == 0 {
+		expired, err := tx.table.expired(tx.now)
+		if err != nil {
+			return tx, err
+		}
+		for _, l := range expired {
+			tx.table.drop(l.ID)
+		}
+		tx.End(expired, "lease_expire", "expired")
 	}
 	return tx, nil
 }
 
-// load checks the audit log against the state's pin and, for a write, repairs a torn
-// last line and prunes.
+// load reads the snapshot and the log after it.
 func (tx *Tx) load() error {
-	st, state := tx.st, tx.state
-	cfg := st.Config()
-	tx.mgr = lease.Manager{Now: tx.Now, DefaultTTL: time.Duration(cfg.DefaultLeaseTTL), MaxTTL: time.Duration(cfg.MaxLeaseTTL)}
-	tx.log = audit.New(st.Path(store.AuditFile), audit.Keys{Current: st.AuditKey()}, tx.Now)
-	adopted := false
-	if state.fresh && tx.writes() {
-		var err error
-		if adopted, err = tx.adoptLog(); err != nil {
-			return err
+	st := tx.st
+	if !st.HasStoreKey() {
+		return tx.loadLegacy()
+	}
+	var err error
+	if tx.keys.state, err = st.Key(store.KeyState); err != nil {
+		return err
+	}
+	if tx.keys.stamp, err = st.Key(store.KeyStamp); err != nil {
+		return err
+	}
+	snap, closer, err := openSnapshot(st, tx.keys.state)
+	switch {
+	case errors.Is(err, errLegacySnapshot) || errors.Is(err, fs.ErrNotExist):
+		return tx.loadConverting(err)
+	case err != nil:
+		return err
+	}
+	tx.closers = append(tx.closers, closer)
+	tx.snap, tx.state = snap, snap.state
+	if id, err := st.KeyID(); err != nil {
+		return err
+	} else if tx.state.StoreKey != id {
+		return fmt.Errorf("%w: %s was written under another store key (%s, the store's is %s)", store.ErrCorrupt, st.Path(store.LeasesFile), tx.state.StoreKey, id)
+	}
+	tx.table = newTable(snap.leases, tx.state.NextExpiry)
+	if err := tx.openLog(); err != nil {
+		return err
+	}
+	return tx.readLog()
+}
+
+// openLog sets up the log with the keys of its lines.
+func (tx *Tx) openLog() error {
+	key, err := tx.st.Key(store.KeyAudit)
+	if err != nil {
+		return err
+	}
+	keys := audit.Keys{Current: key}
+	if tx.state.AuditKeySince > 0 {
+		keys.Legacy, keys.Since = tx.st.LegacyAuditKey(), tx.state.AuditKeySince
+	}
+	tx.log = audit.New(tx.st.Path(store.AuditFile), keys, tx.Now)
+	return nil
+}
+
+// readLog checks the log and replays it from the snapshot's position. The lock file's
+// stamp says what the log was when the last command left it: if the file is still that
+// one (same inode, size and change time), nothing has written it since, and only a
+// rolling window of it is checked; otherwise it is verified in full, and it must still
+// hold the stamped head. A stamp that is missing or does not check out means the end of
+// the log can no longer be trusted: someone removed or changed it.
+func (tx *Tx) readLog() error {
+	if tx.state.AuditBroken != "" {
+		tx.broken = recordedTamper(tx.state.AuditBroken) // what audit --verify found stands
+	}
+	stamp, serr := audit.DecodeStamp(tx.st.LockNote(), tx.keys.stamp)
+	tx.pin = tx.state.Position.Head()
+	if serr == nil && stamp.Head.Seq >= tx.pin.Seq {
+		tx.pin = stamp.Head
+	}
+	unchanged := serr == nil && tx.log.Matches(stamp)
+	if unchanged {
+		next, err := tx.log.CheckWindow(stamp.Cursor, windowSize)
+		if err != nil {
+			return tx.damage(err)
+		}
+		tx.cursor, tx.restamp = next, next != stamp.Cursor
+	} else {
+		if tx.mode&damaged == 0 {
+			if _, err := tx.log.Verify(tx.pin); err != nil {
+				if derr := tx.damage(err); derr != nil {
+					return derr
+				}
+			}
+		}
+		if serr != nil && !(errors.Is(serr, audit.ErrLegacyStamp) && tx.state.Converted != nil) {
+			reason := "the lock file's stamp was changed"
+			if errors.Is(serr, audit.ErrNoStamp) {
+				reason = "the lock file's stamp is missing"
+			}
+			tx.stampErr = &audit.TamperError{Seq: tx.state.Position.Seq + 1, Reason: reason + ": the end of the log cannot be checked (do not delete .lock)"}
+			if tx.broken == nil {
+				tx.broken = tx.stampErr
+			}
+		}
+		tx.restamp = true
+	}
+	tx.applied = tx.state.Position
+	end, torn, err := tx.log.ReadChain(tx.state.Position, tx.apply)
+	if err != nil {
+		if derr := tx.damage(err); derr != nil {
+			return derr
 		}
 	}
-	head, torn, err := tx.log.Check(tx.state.AuditHead)
+	if tx.broken == nil && unchanged && end.Head() != stamp.Head {
+		tx.broken = &audit.TamperError{Seq: min(end.Seq, stamp.Head.Seq) + 1, Reason: "the log does not end where its stamp says"}
+	}
+	// What the state reflects ends at the last whole commit; lines after it (a commit a
+	// crash cut short, a torn line) are cut by the next write.
+	tx.end, tx.head, tx.torn = tx.applied, tx.applied.Head(), int(end.Offset-tx.applied.Offset)+torn
+	return nil
+}
+
+// damage records a tampering finding, or returns an error that is not one.
+func (tx *Tx) damage(err error) error {
+	var pe *safefile.PermError
 	switch {
 	case errors.Is(err, audit.ErrTampered):
-		tx.broken = err
-	case errors.Is(err, safefile.ErrInsecure):
-		return err // a loose mode, as for any store file: its chmod is the fix
-	case err != nil:
-		return fmt.Errorf("%w: %w", audit.ErrFailed, err)
-	}
-	if tx.broken == nil && state.AuditBroken != "" {
-		tx.broken = recordedTamper(state.AuditBroken)
-	}
-	switch {
-	case adopted: // tx.head is where adoptLog started the new log
-	case tx.broken != nil:
-		tx.head = tx.state.AuditHead // what was pinned, never the head of a damaged log
-	default:
-		tx.head = head
-	}
-	if tx.broken == nil && tx.mode&damaged == 0 && !tx.log.Stamped(st.LockNote(), head) {
-		// Written since the last transaction stamped it (or never stamped): Check saw
-		// only the end, so read all of it before anything is appended or trusted.
-		switch _, err := tx.log.Verify(head); {
-		case errors.Is(err, audit.ErrTampered):
+		if tx.broken == nil {
 			tx.broken = err
-		case err != nil:
-			return fmt.Errorf("%w: %w", audit.ErrFailed, err)
-		default:
-			tx.unstamped = !state.fresh // an unpinned log is not ours to stamp yet
-		}
-	}
-	if tx.broken != nil {
-		if tx.mode&write != 0 && tx.mode&damaged == 0 {
-			return tx.broken
 		}
 		return nil
+	case errors.As(err, &pe):
+		return err // a loose mode, as for any store file: its chmod is the fix
 	}
-	if torn > 0 {
-		if !tx.writes() {
-			tx.torn, tx.unstamped = true, false
-			return nil
-		}
-		repair, err := tx.log.CutTorn(torn)
-		if err != nil {
-			return fmt.Errorf("%w: %w", audit.ErrFailed, err)
-		}
-		tx.Record(audit.Entry{Event: "repair", OK: true,
-			Detail: fmt.Sprintf("cut a torn last line of %d bytes; the log as found is kept at %s", repair.Dropped, repair.Backup)})
-	}
-	if tx.mode&write != 0 && tx.mode&damaged == 0 {
-		tx.End(tx.mgr.Expire(&tx.state.Leases), "lease_expire", "expired")
-	}
-	return nil
+	return fmt.Errorf("%w: %w", audit.ErrFailed, err)
 }
 
 func (tx *Tx) writes() bool { return tx.mode&write != 0 }
@@ -216,14 +335,14 @@ func (tx *Tx) writes() bool { return tx.mode&write != 0 }
 func (tx *Tx) close(err error) error {
 	if tx.writes() && (err == nil || tx.denied) {
 		if cerr := tx.commit(); cerr != nil {
-			tx.st.Close()
+			tx.release()
 			return cerr
 		}
 	}
-	if err == nil && tx.unstamped {
+	if err == nil && tx.restamp {
 		tx.stamp() // a transaction that wrote nothing still spares the next one the full read
 	}
-	tx.st.Close()
+	tx.release()
 	if err != nil {
 		return err
 	}
@@ -233,20 +352,54 @@ func (tx *Tx) close(err error) error {
 	return nil
 }
 
+func (tx *Tx) release() {
+	for _, c := range tx.closers {
+		c.Close()
+	}
+	tx.st.Close()
+}
+
 // Now returns the transaction's time, read once when it began: every entry, grant and
 // expiry in one transaction agrees on it.
 func (tx *Tx) Now() time.Time { return tx.now }
 
-// State returns the lease state. A use case changes it in place; Update commits it.
+// State returns the state's header: lockdown, heartbeat, the .env files written, the
+// generation of secrets.age. A use case changes it in place and records the entries that
+// replay the change. The leases are read through Leases.
 func (tx *Tx) State() *State { return tx.state }
 
-// Secrets returns the decrypted secrets, read once per transaction on first use. It never
-// returns an empty store for a file that failed (store.ErrDecrypt, store.ErrCorrupt).
+// Leases returns every active lease (unexpired ones and, until pruned, expired ones), in
+// the order they were granted, reading all of the snapshot's leases if it has not yet.
+func (tx *Tx) Leases() ([]lease.Lease, error) { return tx.table.leases() }
+
+// Secrets returns all the decrypted secrets, read once per transaction on first use. It
+// never returns an empty store for a file that failed (store.ErrDecrypt,
+// store.ErrCorrupt), and refuses a secrets.age older than the log knows (ErrRollback).
 func (tx *Tx) Secrets() (*store.Secrets, error) {
 	if tx.secrets == nil && tx.secretsErr == nil {
-		tx.secrets, tx.secretsErr = tx.st.LoadSecrets()
+		tx.secrets, tx.secretsErr = tx.loadSecrets()
 	}
 	return tx.secrets, tx.secretsErr
+}
+
+// secret returns one secret, reading of secrets.age only as much as it takes when the
+// transaction has not read all of it.
+func (tx *Tx) secret(name string) (*store.Secret, error) {
+	if tx.secrets != nil || tx.secretsPath != "" || tx.legacy {
+		sec, err := tx.Secrets()
+		if err != nil {
+			return nil, err
+		}
+		return sec.Get(name)
+	}
+	s, gen, version, err := tx.st.LookupSecret(name)
+	if err != nil && !errors.Is(err, store.ErrSecretNotFound) {
+		return nil, err
+	}
+	if gerr := tx.checkGeneration(gen, version); gerr != nil {
+		return nil, gerr
+	}
+	return s, err
 }
 
 // Record queues an audit entry, stamped with the actor, the transaction's time and (when
@@ -277,12 +430,91 @@ func (tx *Tx) Deny(e audit.Entry, err error) error {
 	return err
 }
 
+// Grant grants a lease as r asks and records lease_grant, with detail followed by the
+// TTL and, for replay, the lease. It fails with the lease package's TTL errors and then
+// changes nothing.
+func (tx *Tx) Grant(r lease.Request, detail string) (lease.Lease, error) {
+	var ls []lease.Lease
+	l, err := tx.mgr.Grant(&ls, r)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	c, err := leaseChange(l)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	tx.table.grant(l)
+	tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: detail + "ttl " + l.TTL, State: c})
+	return l, nil
+}
+
+// ungrant takes back leases this transaction granted, and their entries, when a later
+// check refuses the request they were part of.
+func (tx *Tx) ungrant(leases []lease.Lease) {
+	for _, l := range leases {
+		tx.table.drop(l.ID)
+		tx.pending = slices.DeleteFunc(tx.pending, func(e audit.Entry) bool { return e.Event == "lease_grant" && e.LeaseID == l.ID })
+	}
+}
+
+// renew moves an active lease's expiry to now + ttl ("" keeps its TTL) and records it.
+func (tx *Tx) renew(id, ttl string) (lease.Lease, error) {
+	l, ok, err := tx.table.find(id)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	if !ok {
+		return lease.Lease{}, fmt.Errorf("%w: %s", lease.ErrNotFound, id)
+	}
+	ls := []lease.Lease{l}
+	if l, err = tx.mgr.Renew(ls, id, ttl); err != nil {
+		return lease.Lease{}, err
+	}
+	c, err := leaseChange(l)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	tx.table.put(l)
+	tx.Record(audit.Entry{Event: "lease_renew", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: "ttl " + l.TTL, State: c})
+	return l, nil
+}
+
+// revokeIDs takes the active leases among ids out of the table; ids that ended already
+// are skipped.
+func (tx *Tx) revokeIDs(ids []string) ([]lease.Lease, error) {
+	var out []lease.Lease
+	for _, id := range ids {
+		l, ok, err := tx.table.take(id)
+		if err != nil {
+			return out, err
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// revokeWhere takes every active lease that match selects out of the table.
+func (tx *Tx) revokeWhere(match func(lease.Lease) bool) ([]lease.Lease, error) {
+	all, err := tx.table.leases()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, l := range all {
+		if match(l) {
+			ids = append(ids, l.ID)
+		}
+	}
+	return tx.revokeIDs(ids)
+}
+
 // End is the one path that ends leases, whatever ended them (revoke, expiry, rotation,
-// rm, cleanup, the killswitch): the lease package decides which leases end and takes them
-// out of the state; End records each with event and reason and applies what ending it
-// means outside the store (its .env file removed, its exec supervisor signalled), and
-// likewise for the other leases a removed file held. It returns the effects, which are
-// recorded too.
+// rm, cleanup, the killswitch): the caller takes them out of the table; End records each
+// with event and reason and applies what ending it means outside the store (its .env
+// file removed, its exec supervisor signalled), and likewise for the other leases a
+// removed file held. It returns the effects, which are recorded too.
 //
 // The effects happen here, before the commit forgets the leases. Were the commit first, a
 // crash between it and the removal would leave a value on disk that no record points to
@@ -291,11 +523,18 @@ func (tx *Tx) Deny(e audit.Entry, err error) error {
 // store and finds its lease still there until the commit lands.
 func (tx *Tx) End(ended []lease.Lease, event, reason string) []killswitch.Effect {
 	var all []killswitch.Effect
+	take := func(id string) (lease.Lease, bool) {
+		l, ok, err := tx.table.take(id)
+		if err != nil {
+			tx.v.warn("could not read the leases to end %s: %v", id, err)
+		}
+		return l, ok
+	}
 	for len(ended) > 0 {
 		for _, l := range ended {
 			tx.Record(audit.Entry{Event: event, Secret: l.Secret, LeaseID: l.ID, ClientID: l.ClientID, OK: true, Detail: reason})
 		}
-		more, effects := killswitch.End(&tx.state.Leases, &tx.state.EnvFiles, ended)
+		more, effects := killswitch.End(take, &tx.state.EnvFiles, ended)
 		tx.effects(effects)
 		all = append(all, effects...)
 		ended, event, reason = more, "lease_revoke", "its .env file was removed"
@@ -303,14 +542,19 @@ func (tx *Tx) End(ended []lease.Lease, event, reason string) []killswitch.Effect
 	return all
 }
 
-// effects records what the killswitch package did outside the store.
+// effects records what the killswitch package did outside the store; a removed file's
+// entry carries its path, which replay drops from the records.
 func (tx *Tx) effects(effects []killswitch.Effect) {
 	for _, e := range effects {
 		detail := e.Detail
 		if e.Path != "" {
 			detail = e.Path + ": " + e.Detail
 		}
-		tx.Record(audit.Entry{Event: e.Event, LeaseID: e.LeaseID, OK: e.OK, Detail: detail})
+		entry := audit.Entry{Event: e.Event, LeaseID: e.LeaseID, OK: e.OK, Detail: detail}
+		if e.Event == "env_remove" && e.OK {
+			entry.State = change{Path: e.Path}.raw()
+		}
+		tx.Record(entry)
 	}
 }
 
@@ -325,43 +569,67 @@ func (tx *Tx) OnCommit(fn func()) { tx.onCommit = append(tx.onCommit, fn) }
 // happened, all under one hold of the lock.
 func (tx *Tx) Checkpoint() error { return tx.commit() }
 
-// commit makes the transaction durable. The audit entries are sealed first, so leases.age
-// can pin the new head; then the audit append (write, fsync) runs while the documents are
-// encrypted and staged, and only once the append is durable are they renamed into place.
-// If the append fails nothing is released. Nothing is written when nothing happened.
+// commit makes the transaction durable. The audit entries are sealed first, so the
+// snapshot, when one is due, can pin the position after them; then secrets.age is staged,
+// the append (write, fsync) runs while the snapshot is encrypted and staged, and only once
+// the append is durable are they renamed into place. If the append fails nothing is
+// released. Nothing is written when nothing happened.
 func (tx *Tx) commit() error {
-	if len(tx.pending) == 0 && !tx.secretsDirty && !tx.stateDirty {
+	if len(tx.pending) == 0 && !tx.secretsDirty && !tx.stateDirty && !tx.compact {
 		return nil
 	}
+	if tx.legacy {
+		return tx.commitLegacy()
+	}
 	if tx.broken != nil {
-		// Only audit --verify writes to a damaged log's store: the finding, in leases.age,
-		// with the pin as it was, so that nothing it did can make the damage fit.
+		// Only audit --verify writes to a damaged log's store: its finding, in the
+		// snapshot's header, with its position and leases as they were, so that nothing
+		// it did can make the damage fit.
 		if len(tx.pending) > 0 || tx.secretsDirty {
 			return tx.broken
 		}
-		plain, err := encodeState(tx.state)
+		s := *tx.snap.state
+		s.AuditBroken = tx.state.AuditBroken
+		plain, err := tx.snap.reheader(&s, tx.keys.state)
 		if err != nil {
-			return fmt.Errorf("encode %s: %w", store.LeasesFile, err)
+			return err
 		}
-		return tx.st.Save(store.Commit{State: plain}, nil)
+		if err := tx.st.Save(store.Commit{State: plain}, nil); err != nil {
+			return err
+		}
+		tx.stateDirty = false
+		return nil
+	}
+	c := store.Commit{}
+	if tx.secretsDirty {
+		gen := tx.state.SecretsGeneration + 1
+		tx.secrets.Generation, tx.state.SecretsGeneration = gen, gen
+		tx.recordGeneration(gen)
 	}
 	batch, head, err := tx.log.Prepare(tx.head, tx.pending...)
 	if err != nil {
 		return err
 	}
-	tx.state.AuditHead = head
-	plain, err := encodeState(tx.state)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", store.LeasesFile, err)
+	end := audit.Position{Seq: head.Seq, Hash: head.Hash, Offset: tx.end.Offset + batch.Len()}
+	compacting := tx.compact || tx.stateDirty || tx.tail+len(tx.pending) > compactBound(tx.state.Count)
+	for _, e := range tx.pending {
+		compacting = compacting || securityEvents[e.Event]
 	}
-	c := store.Commit{State: plain}
-	if tx.secretsDirty {
-		if !tx.st.HasStoreKey() {
-			if err := tx.st.CreateStoreKey(); err != nil {
-				return err
-			}
+	if compacting {
+		leases, err := tx.table.leases()
+		if err != nil {
+			return err
 		}
-		tx.secrets.Generation++
+		next := *tx.state
+		next.Position = end
+		plain, err := encodeSnapshot(&next, slices.Clone(leases), tx.keys.state)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", store.LeasesFile, err)
+		}
+		c.State = plain
+		*tx.state = next
+	}
+	if tx.secretsDirty {
 		c.Secrets = tx.secrets
 	}
 	appended := false // set by the gate, which Save has finished with before it returns
@@ -379,21 +647,48 @@ func (tx *Tx) commit() error {
 		}
 		return err
 	}
-	tx.head, tx.pending, tx.secretsDirty, tx.stateDirty = head, nil, false, false
-	tx.state.fresh = false
+	tx.tail += len(tx.pending)
+	if compacting {
+		tx.tail = 0
+		tx.snap = nil // the file on disk is the new one; its leases are in the table
+	}
+	tx.head, tx.end, tx.pending = head, end, nil
+	tx.secretsDirty, tx.stateDirty, tx.compact = false, false, false
 	tx.stamp()
 	return nil
 }
 
-// stamp records the log file as this transaction leaves it, so the next one can tell that
-// nothing else wrote it without reading it all (audit.Log.Stamp). It is best effort: a
-// stamp that cannot be written only costs the next command a full read.
+// recordGeneration puts the new generation of secrets.age in the last entry that wrote
+// it, for replay, or in an entry of its own when there is none.
+func (tx *Tx) recordGeneration(gen uint64) {
+	for i := len(tx.pending) - 1; i >= 0; i-- {
+		switch e := &tx.pending[i]; e.Event {
+		case "secret_add", "secret_set", "secret_hooks", "secret_remove", "rotate", "convert", "init":
+			if e.OK && len(e.State) == 0 {
+				e.State = change{Generation: gen}.raw()
+				return
+			}
+		}
+	}
+	tx.Record(audit.Entry{Event: "secrets_written", OK: true, Detail: fmt.Sprintf("generation %d", gen), State: change{Generation: gen}.raw()})
+}
+
+// stamp records the log file as this transaction leaves it (audit.StampV2), so the next
+// one can tell that nothing else wrote it without reading it all. It is best effort: a
+// stamp that cannot be written costs the next command a full read.
 func (tx *Tx) stamp() {
-	if tx.torn || tx.state.fresh || tx.broken != nil {
+	if tx.torn > 0 || tx.broken != nil || tx.legacy {
+		if tx.legacy {
+			tx.stampLegacy()
+		}
 		return
 	}
-	if b, err := tx.log.Stamp(tx.head); err == nil && tx.st.SetLockNote(b) == nil {
-		tx.unstamped = false
+	s, err := tx.log.StampNow(tx.head, tx.cursor)
+	if err != nil {
+		return
+	}
+	if tx.st.SetLockNote(s.Encode(tx.keys.stamp)) == nil {
+		tx.restamp = false
 	}
 }
 
@@ -403,33 +698,60 @@ type recordedTamper string
 func (e recordedTamper) Error() string        { return string(e) + " (found by secrets audit --verify)" }
 func (e recordedTamper) Is(target error) bool { return target == audit.ErrTampered }
 
-// adoptLog handles a store with no leases.age (written by the earlier tool, or one whose
-// leases.age was lost): a log that no head pins cannot be trusted, so it is moved aside,
-// kept, and the new log's first entry says so. Only a write does this.
-func (tx *Tx) adoptLog() (bool, error) {
-	fi, err := os.Lstat(tx.log.Path())
-	if errors.Is(err, fs.ErrNotExist) || err == nil && fi.Size() == 0 {
-		return false, nil
-	}
-	moved, _, start, err := tx.log.Reset()
-	if err != nil {
-		return false, fmt.Errorf("%w: move aside unpinned log: %w", audit.ErrFailed, err)
-	}
-	tx.head = start
-	tx.state.AuditHead = start
-	tx.Record(audit.Entry{Event: audit.EventReset, OK: true,
-		Detail: fmt.Sprintf("no leases.age pinned the existing log; it was moved to %s (%s)", moved, start.Hash)})
-	return true, nil
-}
-
 // active returns the leases that have not expired at the transaction's time, without
 // pruning (a View writes nothing).
-func (tx *Tx) active() []lease.Lease {
-	out := make([]lease.Lease, 0, len(tx.state.Leases))
-	for _, l := range tx.state.Leases {
+func (tx *Tx) active() ([]lease.Lease, error) {
+	all, err := tx.table.leases()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]lease.Lease, 0, len(all))
+	for _, l := range all {
 		if l.ExpiresAt.After(tx.now) {
 			out = append(out, l)
 		}
 	}
-	return out
+	return out, nil
 }
+
+// verify reads the whole log (every segment) and checks it against what pins it: the
+// stamp's head, else the snapshot's position. A stamp that was missing or changed is a
+// finding too: the log may verify, but its end cannot be checked.
+func (tx *Tx) verify() (audit.Report, error) {
+	rep, err := tx.log.Verify(tx.pin)
+	if err == nil && tx.stampErr != nil {
+		err = tx.stampErr
+	}
+	return rep, err
+}
+
+// create starts the first transaction of a store that store.Init just made: it makes the
+// store key, and the state is empty, at the start of an empty log.
+func (v *Vault) create(st *store.Store, client string) (*Tx, error) {
+	tx := &Tx{v: v, mode: write, st: st, now: v.o.Now(), client: client}
+	cfg := st.Config()
+	tx.mgr = lease.Manager{Now: tx.Now, DefaultTTL: time.Duration(cfg.DefaultLeaseTTL), MaxTTL: time.Duration(cfg.MaxLeaseTTL)}
+	if err := st.CreateStoreKey(); err != nil {
+		return nil, err
+	}
+	id, err := st.KeyID()
+	if err != nil {
+		return nil, err
+	}
+	if tx.keys.state, err = st.Key(store.KeyState); err != nil {
+		return nil, err
+	}
+	if tx.keys.stamp, err = st.Key(store.KeyStamp); err != nil {
+		return nil, err
+	}
+	tx.state = &State{StoreKey: id}
+	tx.table = &leaseTable{all: []lease.Lease{}, read: true}
+	if err := tx.openLog(); err != nil {
+		return nil, err
+	}
+	return tx, nil
+}
+
+// Head returns the head of the log as the transaction sees it: after the lines it read,
+// and after its own once it has committed.
+func (tx *Tx) Head() audit.Head { return tx.head }

@@ -75,10 +75,13 @@ func (v *Vault) beat(ctx context.Context, client string, ok bool, detail string,
 		}
 		var event string
 		event, fire = killswitch.Observe(tx.state.Heartbeat, ok, detail, tx.now, hb.FailuresBeforeAction)
-		tx.stateDirty = true
 		failures = tx.state.Heartbeat.Failures
-		if event != "" {
-			tx.Record(audit.Entry{Event: event, OK: ok, Detail: fmt.Sprintf("%s: %s; %d consecutive failures", hb.URL, detail, failures)})
+		if event == "" {
+			tx.stateDirty = true // a healthy check in a healthy run: no entry replays it
+		} else {
+			seen := *tx.state.Heartbeat
+			tx.Record(audit.Entry{Event: event, OK: ok, Detail: fmt.Sprintf("%s: %s; %d consecutive failures", hb.URL, detail, failures),
+				State: change{Heartbeat: &seen}.raw()})
 			if event == "heartbeat_recovered" {
 				v.warn("heartbeat recovered: %s", detail)
 			} else {
@@ -86,7 +89,9 @@ func (v *Vault) beat(ctx context.Context, client string, ok bool, detail string,
 			}
 		}
 		if fire {
-			out = tx.lockdown("heartbeat", fmt.Sprintf("%s failed %d times in a row", hb.URL, failures), hb.FailAction)
+			var err error
+			out, err = tx.lockdown("heartbeat", fmt.Sprintf("%s failed %d times in a row", hb.URL, failures), hb.FailAction)
+			return err
 		}
 		return nil
 	})
