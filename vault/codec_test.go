@@ -36,6 +36,8 @@ func sampleState() (*State, []lease.Lease) {
 		{ID: "lease_01", Secret: "github_token", ClientID: "bot \"q\" \\ é 🔑 \u2028", CreatedAt: t, ExpiresAt: t.Add(time.Hour), TTL: "1h", Kind: lease.KindLease},
 		{ID: "lease_02", Secret: "a/b.c-d", ClientID: "x", CreatedAt: t, ExpiresAt: t.Add(time.Minute), TTL: "1m", Kind: lease.KindEnv, Path: "/tmp/a\tb/.env", PID: 4242},
 		{ID: "lease_03", Secret: "k", ClientID: "x", CreatedAt: t, ExpiresAt: t, TTL: "1h", Kind: lease.KindExec, PID: 77, PIDStart: 18446744073709551615},
+		// Longer than the reader's buffer: a long line is read whole, not taken for a cut.
+		{ID: "lease_04", Secret: "k", ClientID: strings.Repeat("long-client ", 3000), CreatedAt: t, ExpiresAt: t.Add(2 * time.Hour), TTL: "2h", Kind: lease.KindLease},
 	}
 	return s, leases
 }
@@ -82,7 +84,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(&h, &want) {
 		t.Fatalf("header\n got %+v\nwant %+v", h, want)
 	}
-	if h.Count != 3 || !h.NextExpiry.Equal(leases[0].ExpiresAt) || leases[0].ID != "lease_03" {
+	if h.Count != 4 || !h.NextExpiry.Equal(leases[0].ExpiresAt) || leases[0].ID != "lease_03" {
 		t.Fatalf("count %d next %v first %s", h.Count, h.NextExpiry, leases[0].ID)
 	}
 	front, err := f.leases(leases[0].ExpiresAt.Add(time.Second))
@@ -93,7 +95,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &ref); err != nil {
 		t.Fatalf("encoding/json cannot read the snapshot: %v", err)
 	}
-	if len(ref.Leases) != 3 || ref.Position != s.Position || ref.Lockdown.Trigger != "canary" {
+	if len(ref.Leases) != 4 || ref.Position != s.Position || ref.Lockdown.Trigger != "canary" {
 		t.Fatalf("encoding/json reads %+v", ref)
 	}
 }

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -267,16 +268,15 @@ func (f *snapshotFile) leases(until time.Time) ([]lease.Lease, error) {
 	corrupt := func(why string) ([]lease.Lease, error) {
 		return nil, fmt.Errorf("%w: %s: %s", store.ErrCorrupt, f.path, why)
 	}
-	lr := &lineReader{r: f.r, size: f.size}
+	br := bufio.NewReaderSize(io.NewSectionReader(f.r, f.bodyStart, f.size-f.bodyStart), 16<<10)
 	out := make([]lease.Lease, 0, min(f.state.Count, 4096))
 	var block []byte
 	index, n := 0, 0
-	for off := f.bodyStart; ; {
-		line, err := lr.line(off)
+	for {
+		line, err := readLine(br)
 		if err != nil {
 			return corrupt(err.Error())
 		}
-		off += int64(len(line)) + 1
 		if string(line) == strings.TrimSuffix(leasesClose, "\n") {
 			if until.IsZero() && n != f.state.Count {
 				return corrupt(fmt.Sprintf("%d leases, the header says %d", n, f.state.Count))
@@ -307,6 +307,30 @@ func (f *snapshotFile) leases(until time.Time) ([]lease.Lease, error) {
 			return out, nil // every later lease expires later still
 		}
 	}
+}
+
+// maxLeaseLine bounds one line of the snapshot body: a lease is a few hundred bytes.
+const maxLeaseLine = 1 << 20
+
+// readLine returns the next line of br without its newline. The slice is br's own buffer
+// when the line fits in it, so it is good only until the next read.
+func readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == nil {
+		return line[:len(line)-1], nil
+	}
+	long := append([]byte(nil), line...)
+	for err == bufio.ErrBufferFull {
+		if len(long) > maxLeaseLine {
+			return nil, errors.New("a lease line is too long")
+		}
+		line, err = br.ReadSlice('\n')
+		long = append(long, line...)
+	}
+	if err != nil {
+		return nil, errors.New("the leases end early")
+	}
+	return long[:len(long)-1], nil
 }
 
 // decodeLeaseLine reads one lease of the body and its block MAC, if it ends a block.

@@ -201,6 +201,11 @@ func (v *Vault) begin(st *store.Store, m mode, client string) (*Tx, error) {
 		for _, l := range expired {
 			tx.table.drop(l.ID)
 		}
+		if len(expired) > 0 && !tx.state.NextExpiry.IsZero() && !tx.state.NextExpiry.After(tx.now) {
+			// Leases of the snapshot ended: write it again without them, or every command
+			// would read its front again until the next compaction.
+			tx.compact = true
+		}
 		tx.End(expired, "lease_expire", "expired")
 	}
 	return tx, nil

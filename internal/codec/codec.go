@@ -33,7 +33,8 @@ func (d *Decoder) End() error {
 
 const hexDigits = "0123456789abcdef"
 
-// AppendString writes s as a JSON string. Invalid UTF-8 becomes U+FFFD, as encoding/json does.
+// AppendString writes s as a JSON string, as encoding/json does without its HTML escaping:
+// invalid UTF-8 becomes U+FFFD, and U+2028 and U+2029 are escaped.
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	plain := true
@@ -65,6 +66,10 @@ func AppendString(b []byte, s string) []byte {
 				b = append(b, '\\', 'r')
 			case '\t':
 				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
 			default:
 				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			}
@@ -77,6 +82,14 @@ func AppendString(b []byte, s string) []byte {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
 			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			// As encoding/json writes them: a JavaScript reader would take them for a line end.
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
 			start = i
 			continue
 		}
