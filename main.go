@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,12 +84,47 @@ func (a *app) run(args []string) int { return a.runContext(context.Background(),
 func (a *app) runContext(ctx context.Context, args []string) int {
 	a.args = args
 	root := a.commands()
+	if c := invoked(root, args); c != nil && pruneTree {
+		// urfave/cli sets up every command of the tree before it runs one (help flags,
+		// flag categories, duplicate checks): a tenth of a lease's own work. A command
+		// named outright runs in a tree of just itself, which behaves the same
+		// (TestPrunedTreeAsFull).
+		root.Commands = []*cli.Command{c}
+	}
 	err := root.Run(ctx, args)
 	if err != nil && a.exit == 0 {
 		// Errors that reach here were raised before any handler ran: usage errors.
 		a.fail(usageCommand(root, args), err)
 	}
 	return a.exit
+}
+
+// pruneTree is false only in the test that holds a pruned tree to the full one.
+var pruneTree = true
+
+// invoked returns the command args name after the global flags, or nil when args name
+// none, or a flag or word the root does not know comes first (the full tree reports it).
+func invoked(root *cli.Command, args []string) *cli.Command {
+	for i := 1; i < len(args); i++ {
+		arg := args[i]
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			return root.Command(arg)
+		}
+		name, _, inline := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		var flag cli.Flag
+		for _, f := range root.Flags {
+			if slices.Contains(f.Names(), name) {
+				flag = f
+			}
+		}
+		if flag == nil || arg == "--" {
+			return nil
+		}
+		if _, isBool := flag.(*cli.BoolFlag); !isBool && !inline {
+			i++ // the flag's value
+		}
+	}
+	return nil
 }
 
 // usageCommand finds the subcommand named in args, so a usage error is reported for it.

@@ -194,3 +194,48 @@ func cmdNoFile(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 }
+
+// TestPrunedTreeAsFull: a command run in a tree of just itself (invoked) says and does
+// what it does in the full tree: help, usage errors, global flags before it, and a run
+// against a store that is not there.
+func TestPrunedTreeAsFull(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nostore")
+	full := newApp(nil, nil, nil, nil, time.Now).commands()
+	var argvs [][]string
+	for _, c := range full.Commands {
+		for _, tail := range [][]string{{"--help"}, {"--bogus"}, {"-h"}} {
+			argvs = append(argvs,
+				append([]string{"secrets", c.Name}, tail...),
+				append([]string{"secrets", "--json", c.Name}, tail...),
+				append([]string{"secrets", "--dir", dir, c.Name}, tail...),
+				append([]string{"secrets", "--dir=" + dir, "--lock-timeout", "1s", c.Name}, tail...))
+		}
+		if c.Name != "init" && c.Name != "mcp" && c.Name != "serve" && c.Name != "watch" && c.Name != "exec" {
+			argvs = append(argvs, []string{"secrets", "--dir", dir, c.Name, "x"})
+		}
+	}
+	argvs = append(argvs, []string{"secrets"}, []string{"secrets", "--json"}, []string{"secrets", "nosuch"},
+		[]string{"secrets", "--nosuch", "lease"}, []string{"secrets", "--dir"}, []string{"secrets", "--", "lease"})
+	run := func(argv []string, prune bool) string {
+		pruneTree = prune
+		defer func() { pruneTree = true }()
+		var out, errOut bytes.Buffer
+		code := newApp(bytes.NewReader(nil), &out, &errOut, []string{"HOME=" + dir}, time.Now).run(argv)
+		return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+	}
+	pruned := 0
+	for _, argv := range argvs {
+		if invoked(full, argv) != nil {
+			pruned++
+		}
+		if got, want := run(argv, true), run(argv, false); got != want {
+			t.Errorf("%q:\npruned tree:\n%s\nfull tree:\n%s", argv, got, want)
+		}
+	}
+	if pruned < len(full.Commands)*12 {
+		t.Fatalf("only %d of %d runs were pruned", pruned, len(argvs))
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatal("a run made the store directory")
+	}
+}
