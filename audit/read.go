@@ -77,7 +77,7 @@ func (l *Log) readFrom(f *os.File, from Position, fn func(Line) error) (Position
 			return from, 0, ErrNoPosition
 		}
 	}
-	br := bufio.NewReaderSize(io.NewSectionReader(f, from.Offset, fi.Size()-from.Offset), 64<<10)
+	br := bufio.NewReaderSize(io.NewSectionReader(f, from.Offset, fi.Size()-from.Offset), bufferFor(fi.Size()-from.Offset))
 	at := from
 	for {
 		line, torn, err := readLine(br)
@@ -116,6 +116,10 @@ const maxLine = 1 << 20
 
 // readLine returns the next line without its newline, or nil and the length of what is
 // left (a torn last line) at the end. A line over maxLine is a *TamperError.
+// bufferFor sizes a read buffer for n bytes: a fresh 64 KiB costs a short-lived process
+// sixteen page faults, where the tail it reads is most often a few KiB.
+func bufferFor(n int64) int { return int(min(max(n+1, 4<<10), 64<<10)) }
+
 func readLine(br *bufio.Reader) ([]byte, int, error) {
 	raw, err := br.ReadSlice('\n')
 	if err == nil {

@@ -242,7 +242,7 @@ func (l *Log) CheckWindow(cursor, size int64) (int64, error) {
 			start += int64(len(skip))
 		}
 	}
-	br := bufio.NewReaderSize(io.NewSectionReader(f, start, fi.Size()-start), 64<<10)
+	br := bufio.NewReaderSize(io.NewSectionReader(f, start, fi.Size()-start), bufferFor(min(fi.Size()-start, cursor+size-start+4<<10)))
 	var prev sealed
 	off, last := start, start
 	for off < cursor+size {

@@ -3,7 +3,6 @@
 package lease
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -90,7 +89,7 @@ func (m Manager) Grant(leases *[]Lease, r Request) (Lease, error) {
 		return Lease{}, err
 	}
 	now := m.Now().UTC()
-	id, err := ulid.New(ulid.Timestamp(now), rand.Reader)
+	id, err := ulid.New(ulid.Timestamp(now), entropy)
 	if err != nil {
 		return Lease{}, fmt.Errorf("new lease id: %w", err)
 	}

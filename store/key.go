@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
+	"github.com/agent-secrets/secrets/internal/codec"
 	"github.com/agent-secrets/secrets/internal/crash"
 	"github.com/agent-secrets/secrets/internal/safefile"
 )
@@ -58,7 +60,7 @@ func (s *Store) storeKey() ([]byte, error) {
 	if s.key != nil || s.keyErr != nil {
 		return s.key, s.keyErr
 	}
-	data, err := s.decryptFile(StoreKeyFile)
+	ct, err := safefile.Read(s.Path(StoreKeyFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		s.keyErr = ErrNoStoreKey
 		return nil, s.keyErr
@@ -67,18 +69,109 @@ func (s *Store) storeKey() ([]byte, error) {
 		s.keyErr = err
 		return nil, err
 	}
-	var doc storeKeyDoc
-	key, derr := []byte(nil), json.Unmarshal(data, &doc)
-	if derr == nil && doc.Version == 1 {
-		key, derr = base64.StdEncoding.DecodeString(doc.Key)
+	data, err := s.id.decrypt(s.Path(StoreKeyFile), ct)
+	if err != nil {
+		s.keyErr = err
+		return nil, err
 	}
+	key, derr := decodeStoreKey(data)
 	clear(data)
 	if derr != nil || len(key) != 32 {
 		s.keyErr = fmt.Errorf("%w: %s: not a store key", ErrCorrupt, s.Path(StoreKeyFile))
 		return nil, s.keyErr
 	}
-	s.key = key
+	s.key, s.keyFileSum = key, sha256.Sum256(ct)
 	return key, nil
+}
+
+// The key cache spares a command the age decryption of store.key.age, a quarter of what
+// a lease does beyond starting up: the snapshot carries the store key, wrapped (XOR) under
+// a pad derived with HKDF from the identity's secret and the sha256 of store.key.age's
+// bytes. It is no new trust: the snapshot, like store.key.age, is an age file anyone
+// with the public key could write, and what either yields counts only if the snapshot,
+// the log and secrets.age check out under it. A cache that was not written for this
+// store.key.age and this identity unwraps to a key whose id is not the one named, and is
+// not used; store.key.age is decrypted as before. The pad keeps the store key out of
+// sight of someone shown a decrypted leases.age.
+
+const keyCachePrefix = "skc1:"
+
+// keyPad is the pad for the store key of the store.key.age whose bytes hash to sum.
+func (s *Store) keyPad(sum [32]byte) ([]byte, error) {
+	return hkdf.Key(sha256.New, []byte(s.id.secret), sum[:], "secrets store key cache v1", 32)
+}
+
+// KeyCache returns the store key wrapped for this identity and store.key.age, for the
+// snapshot, or "" when the store key was not read.
+func (s *Store) KeyCache() string {
+	if s.key == nil {
+		return ""
+	}
+	pad, err := s.keyPad(s.keyFileSum)
+	if err != nil {
+		return ""
+	}
+	for i := range pad {
+		pad[i] ^= s.key[i]
+	}
+	return keyCachePrefix + hex.EncodeToString(pad)
+}
+
+// UseKeyCache takes the store key from cache (KeyCache) when it unwraps, under the pad of
+// store.key.age as it is now, to the key named id (KeyID); otherwise it does nothing and
+// the store key is decrypted when first needed. It reports whether it took it.
+func (s *Store) UseKeyCache(cache, id string) bool {
+	if s.key != nil || s.keyErr != nil {
+		return false
+	}
+	wrapped, err := hex.DecodeString(strings.TrimPrefix(cache, keyCachePrefix))
+	if err != nil || len(wrapped) != 32 || !strings.HasPrefix(cache, keyCachePrefix) {
+		return false
+	}
+	ct, err := safefile.Read(s.Path(StoreKeyFile))
+	if err != nil {
+		return false
+	}
+	sum := sha256.Sum256(ct)
+	pad, err := s.keyPad(sum)
+	if err != nil {
+		return false
+	}
+	for i := range pad {
+		pad[i] ^= wrapped[i]
+	}
+	if keyID(pad) != id {
+		return false
+	}
+	s.key, s.keyFileSum = pad, sum
+	return true
+}
+
+// decodeStoreKey reads {"version":1,"key":"<base64>"} as encoding/json would, without
+// reflection (its first use costs a fresh process more than the rest of this file).
+func decodeStoreKey(data []byte) ([]byte, error) {
+	var doc storeKeyDoc
+	d := codec.NewDecoder(data)
+	err := d.Object(func(key string) error {
+		switch key {
+		case "version":
+			return d.Integer(&doc.Version)
+		case "key":
+			return d.Text(&doc.Key)
+		}
+		_, err := d.Raw()
+		return err
+	})
+	if err == nil {
+		err = d.End()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if doc.Version != 1 {
+		return nil, fmt.Errorf("store key version %d", doc.Version)
+	}
+	return base64.StdEncoding.DecodeString(doc.Key)
 }
 
 // Key returns the key derived from the store key for purpose (one of the Key constants).
@@ -98,9 +191,13 @@ func (s *Store) KeyID() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return keyID(k), nil
+}
+
+func keyID(k []byte) string {
 	m := hmac.New(sha256.New, k)
 	m.Write([]byte("secrets store key id v1"))
-	return "sk1:" + hex.EncodeToString(m.Sum(nil)[:8]), nil
+	return "sk1:" + hex.EncodeToString(m.Sum(nil)[:8])
 }
 
 // CreateStoreKey generates a store key and writes store.key.age, encrypted to the
@@ -124,7 +221,7 @@ func (s *Store) CreateStoreKey() error {
 		return err
 	}
 	crash.Point("storekey.written", "")
-	s.key, s.keyErr = k, nil
+	s.key, s.keyErr, s.keyFileSum = k, nil, sha256.Sum256(ct)
 	return nil
 }
 

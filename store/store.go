@@ -14,6 +14,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -88,7 +90,11 @@ type Store struct {
 	idSource      string
 	lock          *os.File // holds the flock; closing it releases the lock
 	key           []byte   // the store key, once read
+	keyFileSum    [32]byte // the sha256 of the store.key.age it was read from
 	keyErr        error
+	temps         []string // the temp files of the store's directories, once listed
+	listed        bool
+	noteLen       int // the lock file's length as LockNote found it (0 before)
 }
 
 // Dir returns the store directory.
@@ -161,12 +167,38 @@ func (s *Store) prepare(o Options) error {
 // left in both directories. It must run under the lock, by a command that writes, after
 // anything that may be rolled forward from them has been (vault.Update does both).
 func (s *Store) RemoveTemps() error {
-	for _, d := range []string{s.dir, s.stateDir} {
-		if err := safefile.RemoveTemps(d, ""); err != nil {
+	temps, err := s.listTemps()
+	if err != nil {
+		return fmt.Errorf("remove temp files: %w", err)
+	}
+	for _, p := range temps {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove temp files: %w", err)
 		}
 	}
+	s.temps = nil
 	return nil
+}
+
+// listTemps lists the temp files of the store's directories once per handle: the lock is
+// held, so only this process adds or removes any after that.
+func (s *Store) listTemps() ([]string, error) {
+	if s.listed {
+		return s.temps, nil
+	}
+	dirs := []string{s.dir}
+	if s.stateDir != s.dir {
+		dirs = append(dirs, s.stateDir)
+	}
+	for _, d := range dirs {
+		t, err := safefile.Temps(d)
+		if err != nil {
+			return nil, err
+		}
+		s.temps = append(s.temps, t...)
+	}
+	s.listed = true
+	return s.temps, nil
 }
 
 // LockNote returns what SetLockNote last left in the lock file (the audit log's stamp),
@@ -177,6 +209,7 @@ func (s *Store) LockNote() []byte {
 	}
 	buf := make([]byte, 512)
 	n, _ := s.lock.ReadAt(buf, 0)
+	s.noteLen = n
 	return buf[:n]
 }
 
@@ -190,6 +223,10 @@ func (s *Store) SetLockNote(b []byte) error {
 	if _, err := s.lock.WriteAt(b, 0); err != nil {
 		return err
 	}
+	if s.noteLen == len(b) {
+		return nil // written over in place: the file is as long as the note already
+	}
+	s.noteLen = len(b)
 	return s.lock.Truncate(int64(len(b)))
 }
 
@@ -297,12 +334,26 @@ func (s *Store) secretsKey() ([]byte, error) {
 // search over its name-ordered lines touches, and the header and that entry are checked.
 // An older file is read whole. An unknown name is ErrSecretNotFound, with the generation.
 func (s *Store) LookupSecret(name string) (*Secret, uint64, int, error) {
+	found, gen, version, err := s.LookupSecrets(name)
+	if err != nil {
+		return nil, gen, version, err
+	}
+	if sec := found[name]; sec != nil {
+		return sec, gen, version, nil
+	}
+	return nil, gen, version, fmt.Errorf("%w: %q", ErrSecretNotFound, name)
+}
+
+// LookupSecrets is LookupSecret for several names, with one decryption of secrets.age:
+// the names it holds map to their secrets, the others are absent from the map.
+func (s *Store) LookupSecrets(names ...string) (map[string]*Secret, uint64, int, error) {
 	path := s.Path(SecretsFile)
 	r, size, closer, err := s.openDecrypted(path)
 	if err != nil {
 		return nil, 0, 0, err
 	}
 	defer closer.Close()
+	found := make(map[string]*Secret, len(names))
 	head := make([]byte, len(secretsHeaderPrefix))
 	if n, _ := r.ReadAt(head, 0); n == len(head) && string(head) == secretsHeaderPrefix {
 		key, err := s.secretsKey()
@@ -312,15 +363,33 @@ func (s *Store) LookupSecret(name string) (*Secret, uint64, int, error) {
 		if key == nil {
 			return nil, 0, 0, fmt.Errorf("%w: %s is in version 3 but the store has no store key (store.key.age is missing)", ErrCorrupt, path)
 		}
-		sec, gen, err := lookupSecretV3(path, r, size, name, key)
-		return sec, gen, SecretsVersion, err
+		var gen uint64
+		for i, name := range append([]string{""}, names...)[min(1, len(names)):] {
+			// The first lookup ("" when there are no names: the header alone) gives the
+			// generation; every lookup checks the header it reads.
+			sec, g, err := lookupSecretV3(path, r, size, name, key)
+			if err != nil && !errors.Is(err, ErrSecretNotFound) {
+				return nil, 0, 0, err
+			}
+			if i == 0 {
+				gen = g
+			}
+			if sec != nil {
+				found[name] = sec
+			}
+		}
+		return found, gen, SecretsVersion, nil
 	}
 	all, err := s.LoadSecrets()
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	sec, err := all.Get(name)
-	return sec, all.Generation, all.readVersion, err
+	for _, name := range names {
+		if sec, err := all.Get(name); err == nil {
+			found[name] = sec
+		}
+	}
+	return found, all.Generation, all.readVersion, nil
 }
 
 // SecretsGeneration returns the generation and format version of secrets.age, reading
@@ -349,7 +418,7 @@ func (s *Store) openDecrypted(path string) (io.ReaderAt, int64, io.Closer, error
 		f.Close()
 		return nil, 0, nil, fmt.Errorf("%w: %s: %v", ErrDecrypt, path, err)
 	}
-	return r, size, f, nil
+	return &chunkReader{r: r, size: size}, size, f, nil
 }
 
 // StagedSecrets looks for a complete secrets.age that a command staged and did not
@@ -358,11 +427,14 @@ func (s *Store) openDecrypted(path string) (io.ReaderAt, int64, io.Closer, error
 // log names a newer generation than secrets.age holds, a staged file of that generation
 // that checks out is the one to roll forward to. It returns its path, or "".
 func (s *Store) StagedSecrets(generation uint64) (string, error) {
-	matches, err := filepath.Glob(filepath.Join(s.dir, "."+SecretsFile+".secrets-tmp-*"))
+	temps, err := s.listTemps()
 	if err != nil {
 		return "", err
 	}
-	for _, p := range matches {
+	for _, p := range temps {
+		if filepath.Dir(p) != filepath.Clean(s.dir) || !strings.HasPrefix(filepath.Base(p), "."+SecretsFile+".secrets-tmp-") {
+			continue
+		}
 		sec, err := s.loadSecretsFrom(p)
 		if err == nil && sec.readVersion == SecretsVersion && sec.Generation == generation {
 			return p, nil
@@ -376,6 +448,7 @@ func (s *Store) PublishStaged(path string) error {
 	if err := os.Rename(path, s.Path(SecretsFile)); err != nil {
 		return fmt.Errorf("%w: %w", safefile.ErrWrite, err)
 	}
+	s.temps = slices.DeleteFunc(s.temps, func(p string) bool { return p == path })
 	return safefile.SyncDir(s.dir)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -342,4 +343,69 @@ func decryptStoreFile(t *testing.T, o store.Options, name string) string {
 	}
 	b, _ := io.ReadAll(r)
 	return string(b)
+}
+
+// TestKeyCache: a key cache opens the store key only for the store.key.age and identity
+// it was written for; any other cache, or the same one after store.key.age changed (even
+// to the same key, encrypted again), is ignored, and the key comes from the file.
+func TestKeyCache(t *testing.T) {
+	o, s := newStore(t)
+	want, _ := s.Key(store.KeyState)
+	id, _ := s.KeyID()
+	cache := s.KeyCache()
+	s.Close()
+	if strings.Contains(cache, fmt.Sprintf("%x", want)) || !strings.HasPrefix(cache, "skc1:") {
+		t.Fatalf("cache %q", cache)
+	}
+	open := func() *store.Store {
+		t.Helper()
+		st, err := store.Open(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := open()
+	if !st.UseKeyCache(cache, id) {
+		t.Fatal("the cache written for this store.key.age is not taken")
+	}
+	if got, _ := st.Key(store.KeyState); !bytes.Equal(got, want) {
+		t.Fatal("the cache gives another key")
+	}
+	st.Close()
+	flipped := cache[:len(cache)-1] + string("0123456789abcdef"[(strings.IndexByte("0123456789abcdef", cache[len(cache)-1])+1)%16])
+	for name, c := range map[string][2]string{
+		"a changed cache": {flipped, id},
+		"another key id":  {cache, "sk1:0000000000000000"},
+		"no prefix":       {strings.TrimPrefix(cache, "skc1:"), id},
+		"short":           {cache[:20], id},
+	} {
+		st := open()
+		if st.UseKeyCache(c[0], c[1]) {
+			t.Errorf("%s is taken", name)
+		}
+		st.Close()
+	}
+	// store.key.age encrypted again, to the same key: the cache no longer fits it.
+	plain, err := exec.Command("age", "-d", "-i", filepath.Join(o.Dir, store.IdentityFile), filepath.Join(o.Dir, store.StoreKeyFile)).Output()
+	if err != nil {
+		t.Skipf("age CLI: %v", err)
+	}
+	ids, _ := os.ReadFile(filepath.Join(o.Dir, store.IdentityFile))
+	parsed, _ := age.ParseIdentities(bytes.NewReader(ids))
+	var ct bytes.Buffer
+	w, _ := age.Encrypt(&ct, parsed[0].(*age.X25519Identity).Recipient())
+	w.Write(plain)
+	w.Close()
+	if err := os.WriteFile(filepath.Join(o.Dir, store.StoreKeyFile), ct.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st = open()
+	defer st.Close()
+	if st.UseKeyCache(cache, id) {
+		t.Fatal("the cache is taken for a store.key.age it was not written for")
+	}
+	if got, _ := st.Key(store.KeyState); !bytes.Equal(got, want) {
+		t.Fatal("the key decrypted from store.key.age differs")
+	}
 }

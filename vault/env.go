@@ -55,9 +55,13 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 	}
 	var leases []lease.Lease
 	var bashOnly []string
-	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
+	err = v.update(ctx, write, client, func(tx *Tx) error {
 		denied := audit.Entry{Event: "env_denied", Detail: out}
 		if err := tx.refuseInLockdown(denied); err != nil {
+			return err
+		}
+		found, err := tx.lookupMapped(m)
+		if err != nil {
 			return err
 		}
 		if i := slices.IndexFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == out }); i >= 0 && in.Force {
@@ -71,8 +75,7 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 			return tx.Deny(denied, err)
 		}
 		var vars []envfile.Var
-		var err error
-		leases, vars, err = tx.grantMapped(m, in.TTL, lease.Request{Kind: lease.KindEnv, Path: out}, "env "+out+", ")
+		leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindEnv, Path: out}, "env "+out+", ")
 		if err != nil {
 			return tx.Deny(denied, err)
 		}

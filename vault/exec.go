@@ -70,13 +70,16 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	prog := filepath.Base(in.Argv[0])
 	var leases []lease.Lease
 	var vars []envfile.Var
-	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
+	err = v.update(ctx, write, client, func(tx *Tx) error {
 		denied := audit.Entry{Event: "exec_denied", Detail: prog}
 		if err := tx.refuseInLockdown(denied); err != nil {
 			return err
 		}
-		var err error
-		leases, vars, err = tx.grantMapped(m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start}, "exec "+prog+", ")
+		found, err := tx.lookupMapped(m)
+		if err != nil {
+			return err
+		}
+		leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start}, "exec "+prog+", ")
 		if err != nil {
 			return tx.Deny(denied, err)
 		}

@@ -145,7 +145,7 @@ func (tx *Tx) refuseInLockdown(e audit.Entry) error {
 func (tx *Tx) canaries(leases []lease.Lease) []string {
 	var names []string
 	for _, l := range leases {
-		if sec := tx.secrets.Secrets[l.Secret]; sec != nil && sec.Canary && !slices.Contains(names, l.Secret) {
+		if sec := tx.known(l.Secret); sec != nil && sec.Canary && !slices.Contains(names, l.Secret) {
 			names = append(names, l.Secret)
 		}
 	}

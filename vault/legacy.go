@@ -155,10 +155,7 @@ func (tx *Tx) convert() error {
 	if err != nil {
 		return err
 	}
-	if tx.keys.state, err = st.Key(store.KeyState); err != nil {
-		return err
-	}
-	if tx.keys.stamp, err = st.Key(store.KeyStamp); err != nil {
+	if _, err := tx.loadKeys(); err != nil {
 		return err
 	}
 	since := uint64(0) // a new log is all under the store key
@@ -241,10 +238,7 @@ func (tx *Tx) finishConversion(seq uint64, line []byte) error {
 	if err != nil {
 		return err
 	}
-	if tx.keys.state, err = st.Key(store.KeyState); err != nil {
-		return err
-	}
-	if tx.keys.stamp, err = st.Key(store.KeyStamp); err != nil {
+	if _, err := tx.loadKeys(); err != nil {
 		return err
 	}
 	fi, err := os.Lstat(tx.log.Path())

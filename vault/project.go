@@ -11,6 +11,7 @@ import (
 
 	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/store"
 )
 
 // Project says which secrets go into which environment variables: Secrets
@@ -57,21 +58,27 @@ func (v *Vault) projectClient(flag string, m mapping) (string, error) {
 	return v.client(flag)
 }
 
+// lookupMapped reads the secrets the mappings name (those secrets.age holds), before
+// anything else a use case does: a store that cannot be read fails it with nothing done.
+func (tx *Tx) lookupMapped(m mapping) (map[string]*store.Secret, error) {
+	names := make([]string, 0, len(m.ms))
+	for _, mp := range m.ms {
+		names = append(names, mp.Name)
+	}
+	return tx.lookup(names...)
+}
+
 // grantMapped checks the mappings against the store and grants one lease each, like
 // proto (kind, path, supervisor), returning the leases with their variables. Nothing is
 // granted if any check fails, including a value no environment variable can hold (a NUL
 // byte), which env and exec would both have to refuse.
-func (tx *Tx) grantMapped(m mapping, ttl string, proto lease.Request, detail string) ([]lease.Lease, []envfile.Var, error) {
-	sec, err := tx.Secrets()
-	if err != nil {
-		return nil, nil, err
-	}
-	exists := func(name string) bool { _, ok := sec.Secrets[name]; return ok }
+func (tx *Tx) grantMapped(found map[string]*store.Secret, m mapping, ttl string, proto lease.Request, detail string) ([]lease.Lease, []envfile.Var, error) {
+	exists := func(name string) bool { return found[name] != nil }
 	if err := envfile.Check(m.source, m.ms, exists, tx.mgr.CheckTTL); err != nil {
 		return nil, nil, err
 	}
 	for _, mp := range m.ms {
-		if bytes.IndexByte(sec.Secrets[mp.Name].Value, 0) >= 0 {
+		if bytes.IndexByte(found[mp.Name].Value, 0) >= 0 {
 			return nil, nil, fixed{fmt.Errorf("%w: %s holds a NUL byte", envfile.ErrNotEnvSafe, mp.Name),
 				"a value with a NUL byte cannot be an environment variable; use secrets lease for it"}
 		}
@@ -96,7 +103,7 @@ func (tx *Tx) grantMapped(m mapping, ttl string, proto lease.Request, detail str
 			return nil, nil, err
 		}
 		leases = append(leases, l)
-		vars = append(vars, envfile.Var{Name: mp.EnvVar, Value: sec.Secrets[mp.Name].Value})
+		vars = append(vars, envfile.Var{Name: mp.EnvVar, Value: found[mp.Name].Value})
 	}
 	return leases, vars, nil
 }

@@ -97,6 +97,10 @@ func encodeHeader(s *State) ([]byte, error) {
 	b = append(b, snapshotHead...)
 	b = append(b, `"store_key":`...)
 	b = codec.AppendString(b, s.StoreKey)
+	if s.KeyCache != "" {
+		b = append(b, `,"store_key_cache":`...)
+		b = codec.AppendString(b, s.KeyCache)
+	}
 	b = append(b, `,"position":{"seq":`...)
 	b = strconv.AppendUint(b, s.Position.Seq, 10)
 	b = append(b, `,"hash":`...)
@@ -157,6 +161,8 @@ func decodeHeader(head []byte) (*State, error) {
 			s.Version = int(n)
 		case "store_key":
 			err = d.Text(&s.StoreKey)
+		case "store_key_cache":
+			err = d.Text(&s.KeyCache)
 		case "position":
 			err = d.Object(func(k string) error {
 				switch k {
@@ -220,16 +226,18 @@ type snapshotFile struct {
 // errLegacySnapshot reports a leases.age of a release before version 3.
 var errLegacySnapshot = errors.New("leases.age of an older release")
 
-// openSnapshot reads leases.age's header and checks its MAC under key. A missing file is
-// fs.ErrNotExist; one in an older format is errLegacySnapshot; one whose MAC does not
-// check out (anyone with the public key can write an age file) is store.ErrCorrupt.
-func openSnapshot(st *store.Store, key []byte) (*snapshotFile, io.Closer, error) {
+// openSnapshot reads leases.age's header and checks its MAC under the key keyFor gives
+// for it: keyFor sees the header unchecked, for its key cache (store.UseKeyCache), which
+// it must take for a hint only. A missing file is fs.ErrNotExist; one in an older format
+// is errLegacySnapshot; one whose MAC does not check out (anyone with the public key can
+// write an age file) is store.ErrCorrupt.
+func openSnapshot(st *store.Store, keyFor func(unchecked *State) ([]byte, error)) (*snapshotFile, io.Closer, error) {
 	r, size, closer, err := st.OpenState()
 	if err != nil {
 		return nil, nil, err
 	}
 	path := st.Path(store.LeasesFile)
-	f := &snapshotFile{path: path, r: r, size: size, key: key}
+	f := &snapshotFile{path: path, r: r, size: size}
 	corrupt := func(why string) (*snapshotFile, io.Closer, error) {
 		closer.Close()
 		return nil, nil, fmt.Errorf("%w: %s: %s", store.ErrCorrupt, path, why)
@@ -248,13 +256,19 @@ func openSnapshot(st *store.Store, key []byte) (*snapshotFile, io.Closer, error)
 		return corrupt("malformed header")
 	}
 	mac := string(line[i+len(`,"mac":"`) : len(line)-len(`"`+leasesOpen)])
-	if key == nil || !store.CheckMAC(mac, key, []byte("secrets state header v1\x00"), line[:i]) {
-		return corrupt("its MAC does not check out: it was not written with this store's key")
-	}
 	s, err := decodeHeader(line[:i])
 	if err != nil {
 		return corrupt(err.Error())
 	}
+	key, err := keyFor(s)
+	if err != nil {
+		closer.Close()
+		return nil, nil, err
+	}
+	if key == nil || !store.CheckMAC(mac, key, []byte("secrets state header v1\x00"), line[:i]) {
+		return corrupt("its MAC does not check out: it was not written with this store's key")
+	}
+	f.key = key
 	s.MAC = mac
 	f.state, f.bodyStart = s, int64(len(line)+1)
 	return f, closer, nil

@@ -24,8 +24,12 @@ import (
 // leases are written in order of expiry, so that the ones that have expired are read
 // from the front of the file without the rest (see leaseTable).
 type State struct {
-	Version  int            `json:"version"`
-	StoreKey string         `json:"store_key"`
+	Version  int    `json:"version"`
+	StoreKey string `json:"store_key"`
+	// KeyCache is the store key, wrapped under a key derived from the identity and the
+	// bytes of store.key.age (store.KeyCache): a command that finds store.key.age as it
+	// was opens the store key without a second age decryption.
+	KeyCache string         `json:"store_key_cache,omitempty"`
 	Position audit.Position `json:"position"`
 	// AuditKeySince is the last seq of the log written under the key of a release before
 	// the store key: the entry that recorded the conversion. 0 when there is none.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"slices"
 	"time"
 
@@ -95,7 +96,8 @@ type Tx struct {
 
 	secrets     *store.Secrets
 	secretsErr  error
-	secretsPath string // a staged secrets.age a View reads instead (findStagedSecrets)
+	looked      map[string]*store.Secret // what lookup read, when secrets is not loaded
+	secretsPath string                   // a staged secrets.age a View reads instead (findStagedSecrets)
 
 	pending      []audit.Entry
 	secretsDirty bool  // secrets.age changed
@@ -217,16 +219,17 @@ func (tx *Tx) load() error {
 	if !st.HasStoreKey() {
 		return tx.loadLegacy()
 	}
-	var err error
-	if tx.keys.state, err = st.Key(store.KeyState); err != nil {
-		return err
-	}
-	if tx.keys.stamp, err = st.Key(store.KeyStamp); err != nil {
-		return err
-	}
-	snap, closer, err := openSnapshot(st, tx.keys.state)
+	snap, closer, err := openSnapshot(st, func(h *State) ([]byte, error) {
+		if h.KeyCache != "" {
+			st.UseKeyCache(h.KeyCache, h.StoreKey)
+		}
+		return tx.loadKeys()
+	})
 	switch {
 	case errors.Is(err, errLegacySnapshot) || errors.Is(err, fs.ErrNotExist):
+		if _, kerr := tx.loadKeys(); kerr != nil {
+			return kerr
+		}
 		return tx.loadConverting(err)
 	case err != nil:
 		return err
@@ -243,6 +246,18 @@ func (tx *Tx) load() error {
 		return err
 	}
 	return tx.readLog()
+}
+
+// loadKeys derives the keys a transaction checks the state with.
+func (tx *Tx) loadKeys() ([]byte, error) {
+	var err error
+	if tx.keys.state, err = tx.st.Key(store.KeyState); err != nil {
+		return nil, err
+	}
+	if tx.keys.stamp, err = tx.st.Key(store.KeyStamp); err != nil {
+		return nil, err
+	}
+	return tx.keys.state, nil
 }
 
 // openLog sets up the log with the keys of its lines.
@@ -390,21 +405,52 @@ func (tx *Tx) Secrets() (*store.Secrets, error) {
 // secret returns one secret, reading of secrets.age only as much as it takes when the
 // transaction has not read all of it.
 func (tx *Tx) secret(name string) (*store.Secret, error) {
+	found, err := tx.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if s := found[name]; s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("%w: %q", store.ErrSecretNotFound, name)
+}
+
+// lookup returns the secrets of names that secrets.age holds, reading of it only what
+// they take (store.LookupSecrets), unless the transaction has it all already.
+func (tx *Tx) lookup(names ...string) (map[string]*store.Secret, error) {
 	if tx.secrets != nil || tx.secretsPath != "" || tx.legacy {
 		sec, err := tx.Secrets()
 		if err != nil {
 			return nil, err
 		}
-		return sec.Get(name)
+		found := make(map[string]*store.Secret, len(names))
+		for _, name := range names {
+			if s, err := sec.Get(name); err == nil {
+				found[name] = s
+			}
+		}
+		return found, nil
 	}
-	s, gen, version, err := tx.st.LookupSecret(name)
-	if err != nil && !errors.Is(err, store.ErrSecretNotFound) {
+	found, gen, version, err := tx.st.LookupSecrets(names...)
+	if err != nil {
 		return nil, err
 	}
-	if gerr := tx.checkGeneration(gen, version); gerr != nil {
-		return nil, gerr
+	if err := tx.checkGeneration(gen, version); err != nil {
+		return nil, err
 	}
-	return s, err
+	if tx.looked == nil {
+		tx.looked = map[string]*store.Secret{}
+	}
+	maps.Copy(tx.looked, found)
+	return found, nil
+}
+
+// known returns a secret the transaction has read (lookup, or all of them), or nil.
+func (tx *Tx) known(name string) *store.Secret {
+	if tx.secrets != nil {
+		return tx.secrets.Secrets[name]
+	}
+	return tx.looked[name]
 }
 
 // Record queues an audit entry, stamped with the actor, the transaction's time and (when
@@ -426,8 +472,15 @@ func (tx *Tx) Record(e audit.Entry) {
 
 // Deny records a refused request (with its stable error code) and returns err, for fn to
 // return: the transaction still commits, so the refusal is in the log although the
-// request fails.
+// request fails. A store that cannot be read (a file that will not decrypt, is forged or
+// rolled back, a damaged log) is no refusal: that error is returned with nothing
+// recorded, and the transaction changes nothing.
 func (tx *Tx) Deny(e audit.Entry, err error) error {
+	for _, unreadable := range []error{store.ErrDecrypt, store.ErrCorrupt, ErrRollback, audit.ErrTampered, audit.ErrFailed} {
+		if errors.Is(err, unreadable) {
+			return err
+		}
+	}
 	e.OK = false
 	e.Code = Code(err)
 	tx.Record(e)
@@ -626,7 +679,7 @@ func (tx *Tx) commit() error {
 			return err
 		}
 		next := *tx.state
-		next.Position = end
+		next.Position, next.KeyCache = end, tx.st.KeyCache()
 		plain, err := encodeSnapshot(&next, slices.Clone(leases), tx.keys.state)
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", store.LeasesFile, err)
@@ -743,10 +796,7 @@ func (v *Vault) create(st *store.Store, client string) (*Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	if tx.keys.state, err = st.Key(store.KeyState); err != nil {
-		return nil, err
-	}
-	if tx.keys.stamp, err = st.Key(store.KeyStamp); err != nil {
+	if _, err := tx.loadKeys(); err != nil {
 		return nil, err
 	}
 	tx.state = &State{StoreKey: id}
