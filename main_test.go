@@ -47,6 +47,7 @@ func TestScripts(t *testing.T) {
 			// Under -race every process would otherwise sleep 1s at exit.
 			env.Setenv("GORACE", "atexit_sleep_ms=0")
 			env.Values["snapshots"] = map[string]map[string]fileState{}
+			env.Values["lock"] = &lockSlot{}
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -175,14 +176,28 @@ func cmdTruncate(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.Truncate(p, size))
 }
 
-// holdlock: hold the store's flock until the script ends, as another process would.
+// lockSlot is the store lock a script holds with holdlock, until holdlock release.
+type lockSlot struct{ f *flock.Flock }
+
+// holdlock [release]: hold the store's flock, as another process would, until the script
+// ends or holdlock release.
 func cmdHoldLock(ts *testscript.TestScript, neg bool, args []string) {
+	slot := ts.Value("lock").(*lockSlot)
+	if len(args) == 1 && args[0] == "release" {
+		if slot.f == nil {
+			ts.Fatalf("the lock is not held")
+		}
+		ts.Check(slot.f.Close())
+		slot.f = nil
+		return
+	}
 	lk := flock.New(filepath.Join(ts.Getenv("SECRETS_DIR"), ".lock"))
 	ok, err := lk.TryLock()
 	ts.Check(err)
 	if !ok {
 		ts.Fatalf("lock already held")
 	}
+	slot.f = lk
 	ts.Defer(func() { lk.Close() })
 }
 

@@ -107,3 +107,13 @@ func notify(pid int, start uint64) Effect {
 	}
 	return e
 }
+
+// Stop ends the commands of the exec leases in ended outright, through their
+// supervisors: for a killswitch that could write nothing a supervisor would check.
+func Stop(ended []lease.Lease) {
+	for _, l := range ended {
+		if l.Kind == lease.KindExec && l.PID > 0 && l.PID != os.Getpid() {
+			supervisor.Stop(l.PID, l.PIDStart)
+		}
+	}
+}

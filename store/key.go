@@ -203,6 +203,9 @@ func keyID(k []byte) string {
 // CreateStoreKey generates a store key and writes store.key.age, encrypted to the
 // identity's recipient, replacing one a crashed conversion left. The lock must be held.
 func (s *Store) CreateStoreKey() error {
+	if s.unlocked {
+		return errUnlocked
+	}
 	k := make([]byte, 32)
 	if _, err := rand.Read(k); err != nil {
 		return err

@@ -21,6 +21,9 @@ import (
 // removed. The audit log and config.json stay, so the record of what happened survives.
 // It returns the files it shredded. The lock must be held.
 func (s *Store) Shred() ([]string, error) {
+	if s.unlocked {
+		return nil, errUnlocked
+	}
 	var done []string
 	for _, name := range []string{SecretsFile, SecretsFile + ".v1.bak", LeasesFile, IdentityFile} {
 		p := s.Path(name)

@@ -94,7 +94,8 @@ type Store struct {
 	keyErr        error
 	temps         []string // the temp files of the store's directories, once listed
 	listed        bool
-	noteLen       int // the lock file's length as LockNote found it (0 before)
+	noteLen       int  // the lock file's length as LockNote found it (0 before)
+	unlocked      bool // opened without the lock (OpenUnlocked): no writes
 }
 
 // Dir returns the store directory.
@@ -167,6 +168,9 @@ func (s *Store) prepare(o Options) error {
 // left in both directories. It must run under the lock, by a command that writes, after
 // anything that may be rolled forward from them has been (vault.Update does both).
 func (s *Store) RemoveTemps() error {
+	if s.unlocked {
+		return errUnlocked
+	}
 	temps, err := s.listTemps()
 	if err != nil {
 		return fmt.Errorf("remove temp files: %w", err)
@@ -204,6 +208,10 @@ func (s *Store) listTemps() ([]string, error) {
 // LockNote returns what SetLockNote last left in the lock file (the audit log's stamp),
 // or nil. The note is only a hint for the caller to check, never trusted as it is.
 func (s *Store) LockNote() []byte {
+	if s.unlocked {
+		b, _ := safefile.Read(s.Path(LockFile)) // a hint, read without the lock
+		return b
+	}
 	if s.lock == nil {
 		return nil
 	}
@@ -217,7 +225,7 @@ func (s *Store) LockNote() []byte {
 // and is open already, so this is one write; it is not fsynced, because a note lost in a
 // crash only costs the next command the work the note saves. The lock must be held.
 func (s *Store) SetLockNote(b []byte) error {
-	if s.lock == nil {
+	if s.lock == nil || s.unlocked {
 		return nil
 	}
 	if _, err := s.lock.WriteAt(b, 0); err != nil {
@@ -486,6 +494,9 @@ type Commit struct {
 // document read in an older format is first backed up as secrets.age.v<N>.bak. The lock
 // must be held.
 func (s *Store) Save(c Commit, gate func() error) error {
+	if s.unlocked {
+		return errUnlocked
+	}
 	sec := c.Secrets
 	if sec != nil && sec.readVersion < SecretsVersion && sec.readVersion > 0 {
 		old, err := safefile.Read(s.Path(SecretsFile))

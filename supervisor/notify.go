@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 )
 
 // ErrGone reports a supervisor that is no longer running: the pid is free, or names a
@@ -29,4 +30,14 @@ func Self() (int, uint64, error) {
 		return 0, 0, fmt.Errorf("read own start time: %w", err)
 	}
 	return pid, start, nil
+}
+
+// Stop asks the supervisor pid, which started at start, to end its command at once, as
+// SIGTERM does (it forwards it to the command's group and exits with it). The killswitch
+// uses it when it could record nothing for the supervisor to find.
+func Stop(pid int, start uint64) error {
+	if got, err := StartTime(pid); err != nil || got != start {
+		return ErrGone
+	}
+	return syscall.Kill(pid, syscall.SIGTERM)
 }

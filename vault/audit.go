@@ -3,12 +3,10 @@ package vault
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/internal/duration"
-	"github.com/agent-secrets/secrets/store"
 )
 
 // AuditInput selects audit entries.
@@ -148,31 +146,15 @@ func (v *Vault) Reset(ctx context.Context) (*ResetResult, error) {
 			return verr
 		}
 		reason := verr.Error()
-		moved, sealed, start, err := tx.log.Reset()
+		moved, err := tx.restartLog(reason)
 		if err != nil {
-			return fmt.Errorf("%w: %w", audit.ErrFailed, err)
+			return err
 		}
-		// A new chain starts, all under the store key; the state goes on as the snapshot
-		// and the log's valid part left it.
-		tx.broken, tx.stampErr, tx.head, tx.end = nil, nil, start, audit.Position{Hash: start.Hash}
-		tx.state.AuditBroken, tx.state.AuditKeySince, tx.pending = "", 0, nil
-		detail := fmt.Sprintf("previous log moved to %s (%s); reason: %s", moved, start.Hash, reason)
-		if len(sealed) > 0 {
-			detail += fmt.Sprintf("; %d sealed segments moved beside it", len(sealed))
-		}
-		// secrets.age checks out under the store key, whatever the log lost: a write the
-		// damaged part recorded is adopted (an older file is still refused as a rollback).
-		if gen, version, err := tx.st.SecretsGeneration(); err == nil && version == store.SecretsVersion && gen > tx.state.SecretsGeneration {
-			tx.state.SecretsGeneration = gen
-			detail += fmt.Sprintf("; secrets.age generation %d adopted", gen)
-		}
-		tx.Record(audit.Entry{Event: audit.EventReset, OK: true, Detail: detail})
+		start := tx.head
 		if tx.legacy {
 			if err := tx.convert(); err != nil {
 				return err
 			}
-		} else if err := tx.openLog(); err != nil {
-			return err
 		}
 		out = &ResetResult{Reset: true, MovedTo: moved, PreviousSHA256: start.Hash, Reason: reason}
 		return nil

@@ -27,6 +27,8 @@ func sampleState() (*State, []lease.Lease) {
 		AuditKeySince:     7,
 		SecretsGeneration: 9,
 		AuditBroken:       "seq 3: \"mac\" mismatch\n",
+		AppliedIntent:     "0123abcd",
+		KeyCache:          "skc1:00",
 		EnvFiles:          []envfile.Record{{Path: "/src/app/.env", SHA256: "sha256:00", LeaseIDs: []string{"lease_02"}, CreatedAt: t}},
 		Lockdown:          &killswitch.Lockdown{Since: t, Trigger: "canary", Reason: "canary k used by x"},
 		Heartbeat:         &killswitch.Heartbeat{LastCheck: t, LastError: "status 500", Failures: 2},

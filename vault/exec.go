@@ -103,25 +103,40 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		Argv: in.Argv, Env: childEnv(v.o.Environ, in.Pristine, in.Keep, vars),
 		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
 		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: earliest(leases),
-		Ended: func() string { return v.execEnded(context.Background(), client, ids) },
+		Ended: func() string { return v.execEnded(context.Background(), client, leases) },
 		Warn:  v.o.Warn,
 	})
 	v.execEnd(context.Background(), client, ids, prog, res)
+	if res.Stopped != "" {
+		v.warn("%s was stopped: %s", prog, res.Stopped)
+	}
 	return &ExecResult{ExitCode: res.ExitCode, StartErr: res.StartErr, Stopped: res.Stopped}, nil
 }
 
 // execEnded looks in the store whether any of the leases has ended, and says how. Any
 // process can send the revocation signal; only the store decides.
-func (v *Vault) execEnded(ctx context.Context, client string, ids []string) string {
+func (v *Vault) execEnded(ctx context.Context, client string, leases []lease.Lease) string {
+	// A killswitch recorded while another process holds the lock is honoured first,
+	// without waiting for the lock that process may never release.
+	if in := v.pendingIntent(ctx); in != nil {
+		for _, l := range leases {
+			if in.Kind == intentKillswitch || !l.CreatedAt.After(in.At) {
+				if in.Kind == intentKillswitch {
+					return "the killswitch fired"
+				}
+				return "revoke --all: lease " + l.ID + " ended"
+			}
+		}
+	}
 	why := ""
 	err := v.update(ctx, write, client, func(tx *Tx) error {
-		for _, id := range ids {
-			_, ok, err := tx.table.find(id)
+		for _, l := range leases {
+			_, ok, err := tx.table.find(l.ID)
 			if err != nil {
 				return err
 			}
 			if !ok {
-				why = "lease " + id + " ended"
+				why = "lease " + l.ID + " ended"
 				return nil
 			}
 		}

@@ -57,8 +57,11 @@ type LockdownInfo struct {
 	Since       string `json:"since"`
 	Trigger     string `json:"trigger"`
 	Reason      string `json:"reason"`
-	Fingerprint string `json:"fingerprint"`
+	Fingerprint string `json:"fingerprint,omitempty"`
 	Unlock      string `json:"unlock"`
+	// Pending is a lockdown recorded in killswitch.intent while another process held the
+	// store lock: every command honours it; the state takes it in when the lock is free.
+	Pending bool `json:"pending,omitempty"`
 }
 
 func lockdownInfo(l *killswitch.Lockdown, code string) *LockdownInfo {

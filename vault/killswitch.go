@@ -30,6 +30,8 @@ type KillswitchResult struct {
 	Rotated          []Rotated         `json:"rotated,omitzero"`
 	RotationFailures []RotationFailure `json:"rotation_failures,omitzero"`
 	Wiped            []string          `json:"wiped,omitzero"`
+	// Pending says the store lock was held: access is cut, the state catches up later.
+	Pending *PendingCut `json:"pending,omitempty"`
 	// FinishedInterruptedWipe says the store could not be opened and what remained of a
 	// wipe that a crash interrupted was shredded.
 	FinishedInterruptedWipe bool `json:"finished_interrupted_wipe,omitempty"`
@@ -58,25 +60,39 @@ func (v *Vault) Killswitch(ctx context.Context, in KillswitchInput) (*Killswitch
 
 // fire runs the killswitch: lockdown and revoke all under the lock, recorded in one
 // commit with the entries that caused it (first), then rotate all and wipe as act says.
+// It cuts access whatever the log and while another process holds the lock (cutAccess):
+// then it reports the cut as pending, and fails for rotate all and wipe, which need the
+// lock.
 func (v *Vault) fire(ctx context.Context, client, trigger, reason string, act store.FailAction, first ...audit.Entry) (*KillswitchResult, error) {
+	in := newIntent(intentKillswitch, trigger, reason, client, v.o.Now())
 	var out *KillswitchResult
-	err := v.update(ctx, write, client, func(tx *Tx) error {
+	pending, err := v.cutAccess(ctx, client, &in, func(tx *Tx) error {
 		for _, e := range first {
 			tx.Record(e)
 		}
 		var err error
-		out, err = tx.lockdown(trigger, reason, act)
+		out, err = tx.lockdown(in.Trigger, in.Reason, act, in.ID, tx.now) // in, merged with a pending one
 		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if pending != nil {
+		if act.RotateAll || act.WipeStore {
+			return nil, fmt.Errorf("%w; rotate all and wipe need it: run the killswitch again when it is free", errors.New(pending.Reason))
+		}
+		n := pending.LeasesEnded
+		return &KillswitchResult{Lockdown: &LockdownInfo{Since: rfc3339(in.At), Trigger: in.Trigger, Reason: in.Reason, Pending: true,
+			Unlock: "once the state has taken it in (the next command does), run secrets unlock on a terminal and type the fingerprint secrets status shows"},
+			LeasesRevoked: &n, Steps: []string{"revoke all", "lockdown"}, Pending: pending}, nil
 	}
 	return out, v.afterLockdown(ctx, client, trigger, act, out)
 }
 
 // lockdown is the part of the killswitch done under the caller's lock: the lockdown,
 // every lease revoked (with act.RevokeAll), and the killswitch entry.
-func (tx *Tx) lockdown(trigger, reason string, act store.FailAction) (*KillswitchResult, error) {
+// lockdown's intent is the killswitch.intent it applies ("" for none), at when it fired.
+func (tx *Tx) lockdown(trigger, reason string, act store.FailAction, intent string, at time.Time) (*KillswitchResult, error) {
 	steps := []string{"lockdown"}
 	if act.RevokeAll {
 		steps = []string{"revoke all", "lockdown"}
@@ -87,7 +103,7 @@ func (tx *Tx) lockdown(trigger, reason string, act store.FailAction) (*Killswitc
 	if act.WipeStore {
 		steps = append(steps, "wipe")
 	}
-	tx.state.Lockdown = killswitch.Lock(tx.state.Lockdown, trigger, reason, tx.now)
+	tx.state.Lockdown = killswitch.Lock(tx.state.Lockdown, trigger, reason, at)
 	var ended []lease.Lease
 	if act.RevokeAll {
 		var err error
@@ -96,8 +112,11 @@ func (tx *Tx) lockdown(trigger, reason string, act store.FailAction) (*Killswitc
 		}
 	}
 	tx.Record(audit.Entry{Event: "killswitch", OK: true, Detail: fmt.Sprintf("%s: %s; %s", trigger, strings.Join(steps, ", "), reason),
-		State: change{Lockdown: tx.state.Lockdown}.raw()})
+		State: change{Lockdown: tx.state.Lockdown, Intent: intent}.raw()})
 	tx.End(ended, "lease_revoke", "killswitch")
+	if act.RevokeAll {
+		tx.stopSalvaged()
+	}
 	n := len(ended)
 	return &KillswitchResult{Lockdown: lockdownInfo(tx.state.Lockdown, tx.st.UnlockCode()), LeasesRevoked: &n, Steps: steps}, nil
 }

@@ -23,6 +23,7 @@ type change struct {
 	Heartbeat  *killswitch.Heartbeat `json:"heartbeat,omitempty"`  // heartbeat_failed, heartbeat_recovered
 	Witness    *Witness              `json:"witness,omitempty"`    // witness
 	Generation uint64                `json:"generation,omitempty"` // a write of secrets.age
+	Intent     string                `json:"intent,omitempty"`     // killswitch, revoke_all applied from killswitch.intent
 }
 
 // leaseChange encodes {"lease":…} by hand: a lease's entry is on every lease's path.
@@ -155,6 +156,9 @@ func (tx *Tx) applyOne(r replayed) error {
 	}
 	if c.Generation > s.SecretsGeneration {
 		s.SecretsGeneration = c.Generation
+	}
+	if c.Intent != "" && r.ok {
+		s.AppliedIntent = c.Intent
 	}
 	tx.tail++
 	return nil

@@ -118,6 +118,10 @@ func encodeHeader(s *State) ([]byte, error) {
 		b = append(b, `,"audit_broken":`...)
 		b = codec.AppendString(b, s.AuditBroken)
 	}
+	if s.AppliedIntent != "" {
+		b = append(b, `,"applied_intent":`...)
+		b = codec.AppendString(b, s.AppliedIntent)
+	}
 	for _, f := range []struct {
 		key  string
 		v    any
@@ -163,6 +167,8 @@ func decodeHeader(head []byte) (*State, error) {
 			err = d.Text(&s.StoreKey)
 		case "store_key_cache":
 			err = d.Text(&s.KeyCache)
+		case "applied_intent":
+			err = d.Text(&s.AppliedIntent)
 		case "position":
 			err = d.Object(func(k string) error {
 				switch k {

@@ -48,6 +48,9 @@ type State struct {
 	Heartbeat *killswitch.Heartbeat `json:"heartbeat,omitempty"`
 	// Witness is what the heartbeat endpoint has said of the log's head.
 	Witness *Witness `json:"witness,omitempty"`
+	// AppliedIntent is the id of the last killswitch.intent the state took in, so that
+	// one is applied once.
+	AppliedIntent string `json:"applied_intent,omitempty"`
 	// Converted records the conversion of a store from an older release.
 	Converted *Conversion `json:"converted,omitempty"`
 	// Count and NextExpiry describe the leases below: how many, and the earliest expiry.

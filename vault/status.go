@@ -17,6 +17,17 @@ type StatusResult struct {
 	Audit        AuditInfo     `json:"audit"`
 	Heartbeat    HeartbeatInfo `json:"heartbeat"`
 	Lockdown     *LockdownInfo `json:"lockdown"`
+	// Pending is a revoke --all or killswitch recorded in killswitch.intent that the
+	// state has not taken in yet: the next command that writes applies it first.
+	Pending *PendingIntent `json:"pending,omitempty"`
+}
+
+// PendingIntent is a killswitch.intent not yet applied.
+type PendingIntent struct {
+	Kind   string `json:"kind"` // killswitch or revoke_all
+	At     string `json:"at"`
+	Reason string `json:"reason,omitempty"`
+	Valid  bool   `json:"valid"` // false: it does not check out, and is applied as a killswitch
 }
 
 // IdentityInfo is where the identity came from and its public key.
@@ -81,6 +92,13 @@ func (v *Vault) Status(ctx context.Context) (*StatusResult, error) {
 			SecretsCount: len(sec.Secrets), ActiveLeases: len(active), Dir: st.Dir(),
 			Identity: IdentityInfo{Source: st.IdentitySource(), PublicKey: st.PublicKey()},
 			Audit:    a, Heartbeat: h, Lockdown: lockdownInfo(tx.state.Lockdown, st.UnlockCode()),
+		}
+		if in, err := readIntent(st); in != nil && in.ID != tx.state.AppliedIntent {
+			out.Pending = &PendingIntent{Kind: in.Kind, At: rfc3339(in.At), Reason: in.Reason, Valid: err == nil}
+			if in.Kind == intentKillswitch && out.Lockdown == nil {
+				out.Lockdown = &LockdownInfo{Since: rfc3339(in.At), Trigger: in.Trigger, Reason: in.Reason, Pending: true,
+					Unlock: "the next command that writes takes the lockdown in; then run secrets unlock on a terminal"}
+			}
 		}
 		return nil
 	})

@@ -46,6 +46,10 @@ const (
 	// withSecrets decrypts all of secrets.age before fn, for a use case that needs more
 	// than one secret; the transaction fails before anything happens when it cannot.
 	withSecrets
+	// failsafe is for revoke --all and the killswitch, which cut access whatever the log:
+	// a damaged one is read as far as it holds (the snapshot plus its valid prefix) and,
+	// at commit, moved aside (kept) for a new log whose first entry says why.
+	failsafe
 )
 
 // windowSize is how much of the log each command checks beyond what replay reads, so that
@@ -108,7 +112,14 @@ type Tx struct {
 	restamp      bool  // the stamp must be written again (the log was checked, or the cursor moved)
 	torn         int   // bytes of a torn last line: a write cuts them, a View leaves them
 	onCommit     []func()
-	closers      []io.Closer
+
+	// killswitch.intent (intent.go)
+	ownIntent   string            // the intent this transaction's command wrote: it applies it itself
+	intent      *Intent           // the intent applied, if any
+	intentDone  bool              // the intent file is in the state: remove it after the commit
+	intentOut   *KillswitchResult // what applying a killswitch intent did
+	intentEnded []lease.Lease     // what applying a revoke_all intent ended
+	closers     []io.Closer
 }
 
 // Update runs fn in a transaction that may change the store, and commits what fn did
@@ -134,11 +145,25 @@ func (v *Vault) View(ctx context.Context, fn func(*Tx) error) error {
 // update runs fn in a transaction of mode m for the request's client (already resolved
 // by the use case with Vault.client).
 func (v *Vault) update(ctx context.Context, m mode, client string, fn func(*Tx) error) error {
-	st, err := store.Open(ctx, v.storeOptions())
+	return v.updateWith(ctx, m, client, txOptions{}, fn)
+}
+
+// txOptions are what a few use cases change about a transaction.
+type txOptions struct {
+	lockTimeout time.Duration // 0: the store's
+	ownIntent   string        // the killswitch.intent the command wrote and applies itself
+}
+
+func (v *Vault) updateWith(ctx context.Context, m mode, client string, o txOptions, fn func(*Tx) error) error {
+	so := v.storeOptions()
+	if o.lockTimeout > 0 {
+		so.LockTimeout = o.lockTimeout
+	}
+	st, err := store.Open(ctx, so)
 	if err != nil {
 		return err
 	}
-	tx, err := v.begin(st, m, client)
+	tx, err := v.begin(st, m, client, o)
 	if err != nil {
 		if tx != nil {
 			tx.release()
@@ -153,8 +178,8 @@ func (v *Vault) update(ctx context.Context, m mode, client string, fn func(*Tx) 
 // begin reads the state and checks the log; for a write it also rolls forward what a
 // crash left, removes dead temp files, cuts a torn last line and prunes. On error the
 // caller releases the store (through the returned Tx when there is one).
-func (v *Vault) begin(st *store.Store, m mode, client string) (*Tx, error) {
-	tx := &Tx{v: v, mode: m, st: st, now: v.o.Now(), client: client}
+func (v *Vault) begin(st *store.Store, m mode, client string, o txOptions) (*Tx, error) {
+	tx := &Tx{v: v, mode: m, st: st, now: v.o.Now(), client: client, ownIntent: o.ownIntent}
 	cfg := st.Config()
 	tx.mgr = lease.Manager{Now: tx.Now, DefaultTTL: time.Duration(cfg.DefaultLeaseTTL), MaxTTL: time.Duration(cfg.MaxLeaseTTL)}
 	if err := tx.load(); err != nil {
@@ -170,7 +195,7 @@ func (v *Vault) begin(st *store.Store, m mode, client string) (*Tx, error) {
 			return tx, err
 		}
 	}
-	if tx.broken != nil {
+	if tx.broken != nil && m&failsafe == 0 {
 		if tx.writes() && m&damaged == 0 {
 			return tx, tx.broken
 		}
@@ -182,7 +207,11 @@ func (v *Vault) begin(st *store.Store, m mode, client string) (*Tx, error) {
 	if err := st.RemoveTemps(); err != nil {
 		return tx, err
 	}
-	if tx.torn > 0 {
+	// A killswitch recorded while the lock was held is applied before anything else.
+	if _, err := tx.applyIntent(); err != nil && !errors.Is(err, errForgedIntent) {
+		return tx, err
+	}
+	if tx.torn > 0 && tx.broken == nil {
 		repair, err := tx.log.CutAt(tx.end.Offset)
 		if err != nil {
 			return tx, fmt.Errorf("%w: %w", audit.ErrFailed, err)
@@ -633,8 +662,69 @@ func (tx *Tx) Checkpoint() error { return tx.commit() }
 // the append is durable are they renamed into place. If the append fails nothing is
 // released. Nothing is written when nothing happened.
 func (tx *Tx) commit() error {
+	var arrived error
+	if tx.broken == nil || tx.mode&failsafe != 0 {
+		arrived = tx.intentArrived()
+		if arrived != nil && !errors.Is(arrived, killswitch.ErrLockdown) && !errors.Is(arrived, lease.ErrNotFound) {
+			return arrived
+		}
+	}
+	if err := tx.commitEntries(); err != nil {
+		return err
+	}
+	if tx.intentDone {
+		if err := tx.st.RemoveIntent(); err != nil {
+			tx.v.warn("killswitch.intent is applied but could not be removed (%v); the next command sees it is done", err)
+		}
+		tx.intentDone = false
+	}
+	if arrived != nil {
+		tx.denied = true
+		return arrived
+	}
+	return nil
+}
+
+// restartLog moves a damaged log aside (kept, never deleted) and starts a new one whose
+// first entry records why, with the old log's sha256: for audit --reset, and for the
+// killswitch and revoke --all, which must be recorded whatever the log. The state goes
+// on as the snapshot and the log's valid part left it.
+func (tx *Tx) restartLog(reason string) (moved string, err error) {
+	moved, sealed, start, err := tx.log.Reset()
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", audit.ErrFailed, err)
+	}
+	tx.broken, tx.stampErr, tx.head, tx.end, tx.torn, tx.group = nil, nil, start, audit.Position{Hash: start.Hash}, 0, nil
+	tx.state.AuditBroken, tx.state.AuditKeySince, tx.compact = "", 0, true
+	detail := fmt.Sprintf("previous log moved to %s (%s); reason: %s", moved, start.Hash, reason)
+	if len(sealed) > 0 {
+		detail += fmt.Sprintf("; %d sealed segments moved beside it", len(sealed))
+	}
+	// secrets.age checks out under the store key, whatever the log lost: a write the
+	// damaged part recorded is adopted (an older file is still refused as a rollback).
+	if gen, version, err := tx.st.SecretsGeneration(); err == nil && version == store.SecretsVersion && gen > tx.state.SecretsGeneration {
+		tx.state.SecretsGeneration = gen
+		detail += fmt.Sprintf("; secrets.age generation %d adopted", gen)
+	}
+	queued := tx.pending
+	tx.pending = nil
+	tx.Record(audit.Entry{Event: audit.EventReset, OK: true, Detail: detail})
+	tx.pending = append(tx.pending, queued...)
+	if tx.legacy {
+		return moved, nil
+	}
+	return moved, tx.openLog()
+}
+
+// commitEntries appends what the transaction recorded and writes the files it changed.
+func (tx *Tx) commitEntries() error {
 	if len(tx.pending) == 0 && !tx.secretsDirty && !tx.stateDirty && !tx.compact {
 		return nil
+	}
+	if tx.broken != nil && tx.mode&failsafe != 0 && len(tx.pending) > 0 {
+		if _, err := tx.restartLog(tx.broken.Error()); err != nil {
+			return err
+		}
 	}
 	if tx.legacy {
 		return tx.commitLegacy()

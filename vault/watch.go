@@ -90,7 +90,7 @@ func (v *Vault) beat(ctx context.Context, client string, ok bool, detail string,
 		}
 		if fire {
 			var err error
-			out, err = tx.lockdown("heartbeat", fmt.Sprintf("%s failed %d times in a row", hb.URL, failures), hb.FailAction)
+			out, err = tx.lockdown("heartbeat", fmt.Sprintf("%s failed %d times in a row", hb.URL, failures), hb.FailAction, "", tx.now)
 			return err
 		}
 		return nil
