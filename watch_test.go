@@ -1,11 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -144,4 +148,127 @@ func TestWatchLoop(t *testing.T) {
 	if !strings.Contains(out.String(), `"fired"`) || count(secretsOut(t, bin, env, "audit", "--tail", "200"), `"event": "killswitch"`) != 1 {
 		t.Fatalf("after the loop: %s", out.String())
 	}
+}
+
+// TestWitnessFindsRollback runs the README's witness endpoint (Python's standard library)
+// and puts back older copies of every store file together, the rollback nothing on the
+// machine can see: the next check finds it (audit_rollback, exit 8), fires the fail
+// action with lockdown, and status shows it. A head without the key's MAC is refused.
+func TestWitnessFindsRollback(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("SKIP: no python3 for the README's witness endpoint")
+	}
+	readme, _ := os.ReadFile("README.md")
+	_, block, ok := strings.Cut(string(readme), "<!-- witness-endpoint -->\n```python\n")
+	if !ok {
+		t.Fatal("README has no witness endpoint")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	work := t.TempDir()
+	script, keyFile := filepath.Join(work, "witness.py"), filepath.Join(work, "witness.key")
+	os.WriteFile(script, []byte(block), 0o600)
+
+	bin := secretsBinary(t)
+	env := execEnv(t, bin)
+	dir := strings.TrimPrefix(env[0], "SECRETS_DIR=")
+	key := secretsOut(t, bin, env, "witness-key")
+	k := regexp.MustCompile(`"key": "([0-9a-f]{64})"`).FindStringSubmatch(key)
+	if k == nil {
+		t.Fatalf("witness-key: %s", key)
+	}
+	os.WriteFile(keyFile, []byte(k[1]+"\n"), 0o600)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	srv := exec.Command(py, script, keyFile, strconv.Itoa(port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			break
+		} else if i > 100 {
+			t.Fatal("the witness endpoint did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cfg := `{"heartbeat":{"enabled":true,"url":"` + url + `","interval":"1s","timeout":"2s","failures_before_action":3,"fail_action":{"revoke_all":true}}}`
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600)
+
+	once := func() (string, int) {
+		cmd := exec.Command(bin, "watch", "--once")
+		cmd.Env = env
+		out, err := cmd.Output()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return string(out), code
+	}
+	if out, code := once(); code != 0 || !strings.Contains(out, `"healthy": true`) {
+		t.Fatalf("first check: %d %s", code, out)
+	}
+	secretsOut(t, bin, env, "lease", "k")
+	if out, code := once(); code != 0 || strings.Contains(out, "rollback") {
+		t.Fatalf("second check: %d %s", code, out)
+	}
+	if st := secretsOut(t, bin, env, "status"); !strings.Contains(st, `"witness": {`) || strings.Contains(st, `"status": "rollback"`) {
+		t.Fatalf("status has no witness: %s", st)
+	}
+
+	// Every file as it is now, put back later together.
+	old := filepath.Join(work, "old")
+	if out, err := exec.Command("cp", "-a", dir, old).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	secretsOut(t, bin, env, "lease", "k")
+	secretsOut(t, bin, env, "lease", "k")
+	if _, code := once(); code != 0 {
+		t.Fatal("third check failed")
+	}
+	os.RemoveAll(dir)
+	if out, err := exec.Command("cp", "-a", old, dir).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	// Nothing on the machine notices...
+	if out := secretsOut(t, bin, env, "audit", "--verify"); !strings.Contains(out, `"ok": true`) {
+		t.Fatalf("the older store should verify: %s", out)
+	}
+	// ...the witness does.
+	out, code := once()
+	if code != 8 || !strings.Contains(out, `"code": "audit_rollback"`) || !strings.Contains(out, "it went backwards") {
+		t.Fatalf("after the rollback: exit %d\n%s", code, out)
+	}
+	st := secretsOut(t, bin, env, "status")
+	for _, want := range []string{`"status": "rollback"`, `"trigger": "heartbeat"`, "audit_rollback: the witness saw seq"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status lacks %s:\n%s", want, st)
+		}
+	}
+	if out := secretsOut(t, bin, env, "audit", "--event", "audit_rollback"); !strings.Contains(out, `"code": "audit_rollback"`) {
+		t.Errorf("no audit_rollback entry: %s", out)
+	}
+	// The finding stands: the witness now holds the older head, and says so no more.
+	if out, _ := once(); !strings.Contains(out, "healthy") {
+		t.Fatalf("check after: %s", out)
+	}
+	if st := secretsOut(t, bin, env, "status"); !strings.Contains(st, `"status": "rollback"`) {
+		t.Fatalf("the finding was lost: %s", st)
+	}
+
+	// A head without the key's MAC is refused, so it cannot teach the witness anything.
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("X-Secrets-Witness", "v1 1 sha256:00 hmac-sha256:00")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 403 {
+		t.Fatalf("a forged head: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }

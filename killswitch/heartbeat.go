@@ -7,28 +7,36 @@ import (
 	"time"
 )
 
+// WitnessHeader carries the log's head to the heartbeat endpoint, and the endpoint's
+// reply, the head it saw the time before: "v1 <seq> <hash> <mac>".
+const WitnessHeader = "X-Secrets-Witness"
+
 // Probe checks the heartbeat endpoint once: healthy on a 2xx answer within timeout. It
-// holds no lock; the caller records the result.
-func Probe(ctx context.Context, url string, timeout time.Duration) (ok bool, detail string) {
+// sends witness (the log head, MAC'd) when it is not "", and returns what the endpoint
+// sent back in the same header. It holds no lock; the caller records the result.
+func Probe(ctx context.Context, url string, timeout time.Duration, witness string) (ok bool, detail, reply string) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false, err.Error()
+		return false, err.Error(), ""
 	}
 	req.Header.Set("User-Agent", "secrets-watch")
+	if witness != "" {
+		req.Header.Set(WitnessHeader, witness)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
-			return false, fmt.Sprintf("no answer within %s", timeout)
+			return false, fmt.Sprintf("no answer within %s", timeout), ""
 		}
-		return false, err.Error()
+		return false, err.Error(), ""
 	}
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return false, "status " + resp.Status
+		return false, "status " + resp.Status, ""
 	}
-	return true, "status " + resp.Status
+	return true, "status " + resp.Status, resp.Header.Get(WitnessHeader)
 }
 
 // Heartbeat is the last heartbeat check and the run of failures it belongs to.

@@ -50,6 +50,7 @@ var codes = []struct {
 	{store.ErrLocked, "store_locked"},
 	{store.ErrDecrypt, "decrypt_failed"},
 	{ErrRollback, "secrets_rollback"},
+	{ErrAuditRollback, "audit_rollback"},
 	{store.ErrCorrupt, "store_corrupt"},
 	{safefile.ErrInsecure, "insecure_permissions"},
 	{audit.ErrTampered, "audit_tampered"},

@@ -250,6 +250,14 @@ func (v *Vault) Unlock(ctx context.Context, in UnlockInput) (*UnlockResult, erro
 		}
 		e.OK, e.Detail = true, "lockdown by "+l.Trigger+" lifted"
 		tx.state.Lockdown = nil
+		if w := tx.state.Witness; w != nil && w.Rollback != "" {
+			// A person looked: the witness's finding is acknowledged with the lockdown.
+			cleared := *w
+			cleared.Rollback = ""
+			tx.state.Witness = &cleared
+			e.Detail += "; the witness's rollback finding acknowledged"
+			e.State = change{Witness: &cleared}.raw()
+		}
 		tx.Record(e)
 		out.Unlocked = true
 		return nil

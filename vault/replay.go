@@ -24,6 +24,7 @@ type change struct {
 	Witness    *Witness              `json:"witness,omitempty"`    // witness
 	Generation uint64                `json:"generation,omitempty"` // a write of secrets.age
 	Intent     string                `json:"intent,omitempty"`     // killswitch, revoke_all applied from killswitch.intent
+	ResetFrom  *audit.Head           `json:"reset_from,omitempty"` // audit_reset: the last head of the log it replaced
 }
 
 // leaseChange encodes {"lease":…} by hand: a lease's entry is on every lease's path.
@@ -147,6 +148,8 @@ func (tx *Tx) applyOne(r replayed) error {
 		s.Lockdown = c.Lockdown
 	case r.event == "unlock":
 		s.Lockdown = nil
+	case r.event == "audit_reset" && c.ResetFrom != nil:
+		s.ResetFrom = *c.ResetFrom
 	}
 	if c.Heartbeat != nil {
 		s.Heartbeat = c.Heartbeat

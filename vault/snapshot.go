@@ -118,6 +118,13 @@ func encodeHeader(s *State) ([]byte, error) {
 		b = append(b, `,"audit_broken":`...)
 		b = codec.AppendString(b, s.AuditBroken)
 	}
+	if s.ResetFrom.Seq > 0 {
+		b = append(b, `,"reset_from":{"seq":`...)
+		b = strconv.AppendUint(b, s.ResetFrom.Seq, 10)
+		b = append(b, `,"hash":`...)
+		b = codec.AppendString(b, s.ResetFrom.Hash)
+		b = append(b, '}')
+	}
 	if s.AppliedIntent != "" {
 		b = append(b, `,"applied_intent":`...)
 		b = codec.AppendString(b, s.AppliedIntent)
@@ -169,6 +176,18 @@ func decodeHeader(head []byte) (*State, error) {
 			err = d.Text(&s.KeyCache)
 		case "applied_intent":
 			err = d.Text(&s.AppliedIntent)
+		case "reset_from":
+			err = d.Object(func(k string) error {
+				switch k {
+				case "seq":
+					v, err := d.Uint()
+					s.ResetFrom.Seq = v
+					return err
+				case "hash":
+					return d.Text(&s.ResetFrom.Hash)
+				}
+				return fmt.Errorf("unknown key reset_from.%s", k)
+			})
 		case "position":
 			err = d.Object(func(k string) error {
 				switch k {

@@ -48,6 +48,9 @@ type State struct {
 	Heartbeat *killswitch.Heartbeat `json:"heartbeat,omitempty"`
 	// Witness is what the heartbeat endpoint has said of the log's head.
 	Witness *Witness `json:"witness,omitempty"`
+	// ResetFrom is the last valid head of the log the last audit_reset replaced: a witness
+	// head up to it belongs to that log.
+	ResetFrom audit.Head `json:"reset_from,omitzero"`
 	// AppliedIntent is the id of the last killswitch.intent the state took in, so that
 	// one is applied once.
 	AppliedIntent string `json:"applied_intent,omitempty"`

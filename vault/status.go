@@ -20,6 +20,16 @@ type StatusResult struct {
 	// Pending is a revoke --all or killswitch recorded in killswitch.intent that the
 	// state has not taken in yet: the next command that writes applies it first.
 	Pending *PendingIntent `json:"pending,omitempty"`
+	// Witness is what the heartbeat endpoint last said of the log's head.
+	Witness *WitnessInfo `json:"witness,omitempty"`
+}
+
+// WitnessInfo is the head the witness saw and whether it fits the log.
+type WitnessInfo struct {
+	Seen     audit.Head `json:"seen"`
+	Checked  string     `json:"checked"`
+	Status   string     `json:"status"` // ok or rollback
+	Rollback string     `json:"rollback,omitempty"`
 }
 
 // PendingIntent is a killswitch.intent not yet applied.
@@ -92,6 +102,12 @@ func (v *Vault) Status(ctx context.Context) (*StatusResult, error) {
 			SecretsCount: len(sec.Secrets), ActiveLeases: len(active), Dir: st.Dir(),
 			Identity: IdentityInfo{Source: st.IdentitySource(), PublicKey: st.PublicKey()},
 			Audit:    a, Heartbeat: h, Lockdown: lockdownInfo(tx.state.Lockdown, st.UnlockCode()),
+		}
+		if w := tx.state.Witness; w != nil {
+			out.Witness = &WitnessInfo{Seen: w.Seen, Checked: rfc3339(w.Checked), Status: "ok", Rollback: w.Rollback}
+			if w.Rollback != "" {
+				out.Witness.Status = "rollback"
+			}
 		}
 		if in, err := readIntent(st); in != nil && in.ID != tx.state.AppliedIntent {
 			out.Pending = &PendingIntent{Kind: in.Kind, At: rfc3339(in.At), Reason: in.Reason, Valid: err == nil}

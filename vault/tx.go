@@ -62,7 +62,7 @@ const windowSize = 16 << 10
 // of them then needs an older snapshot too.
 var securityEvents = map[string]bool{
 	"killswitch": true, "unlock": true, "revoke_all": true, "canary_tripped": true,
-	"audit_reset": true, "convert": true, "witness": true, "secrets_recovered": true,
+	"audit_reset": true, "convert": true, "witness": true, "audit_rollback": true, "secrets_recovered": true,
 }
 
 // compactBound is how many entries may follow the snapshot before it is rewritten, for a
@@ -690,10 +690,12 @@ func (tx *Tx) commit() error {
 // killswitch and revoke --all, which must be recorded whatever the log. The state goes
 // on as the snapshot and the log's valid part left it.
 func (tx *Tx) restartLog(reason string) (moved string, err error) {
+	from := tx.head // what the state reflects of the old log: its valid part
 	moved, sealed, start, err := tx.log.Reset()
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", audit.ErrFailed, err)
 	}
+	tx.state.ResetFrom = from
 	tx.broken, tx.stampErr, tx.head, tx.end, tx.torn, tx.group = nil, nil, start, audit.Position{Hash: start.Hash}, 0, nil
 	tx.state.AuditBroken, tx.state.AuditKeySince, tx.compact = "", 0, true
 	detail := fmt.Sprintf("previous log moved to %s (%s); reason: %s", moved, start.Hash, reason)
@@ -708,7 +710,7 @@ func (tx *Tx) restartLog(reason string) (moved string, err error) {
 	}
 	queued := tx.pending
 	tx.pending = nil
-	tx.Record(audit.Entry{Event: audit.EventReset, OK: true, Detail: detail})
+	tx.Record(audit.Entry{Event: audit.EventReset, OK: true, Detail: detail, State: change{ResetFrom: &from}.raw()})
 	tx.pending = append(tx.pending, queued...)
 	if tx.legacy {
 		return moved, nil

@@ -18,6 +18,15 @@ type WatchResult struct {
 	Detail   string `json:"detail"`
 	Failures int    `json:"failures"`
 	Fired    bool   `json:"fired"`
+	// Rollback is why the head the witness saw does not fit the log, when it does not.
+	Rollback string `json:"rollback,omitempty"`
+}
+
+// beaten is what one heartbeat check found.
+type beaten struct {
+	failures int
+	fired    bool
+	rollback string
 }
 
 // Watch checks the heartbeat endpoint every interval until ctx is done (once with once),
@@ -45,16 +54,26 @@ func (v *Vault) Watch(ctx context.Context, once bool, clientFlag string) (*Watch
 	}
 	out := &WatchResult{}
 	for ctx.Err() == nil {
-		ok, detail := killswitch.Probe(ctx, hb.URL, time.Duration(hb.Timeout))
+		head, key, err := v.witnessHead(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ok, detail, reply := killswitch.Probe(ctx, hb.URL, time.Duration(hb.Timeout), head)
 		if ctx.Err() != nil {
 			break // interrupted mid-check: that is not the endpoint's failure
 		}
-		failures, fired, err := v.beat(ctx, client, ok, detail, hb)
+		b, err := v.beat(ctx, client, ok, detail, hb, reply, key)
 		if err != nil {
 			return nil, err
 		}
 		out.Checks++
-		out.Healthy, out.Detail, out.Failures, out.Fired = ok, detail, failures, fired
+		out.Healthy, out.Detail, out.Failures, out.Fired = ok, detail, b.failures, b.fired
+		if b.rollback != "" {
+			out.Rollback = b.rollback
+			if once {
+				return out, fmt.Errorf("%w: %s", ErrAuditRollback, b.rollback)
+			}
+		}
 		if once {
 			break
 		}
@@ -63,48 +82,55 @@ func (v *Vault) Watch(ctx context.Context, once bool, clientFlag string) (*Watch
 	return out, nil
 }
 
-// beat records one check, and runs the fail action when this check is the one that
-// crosses failures_before_action. It returns the failure count and whether it fired.
-func (v *Vault) beat(ctx context.Context, client string, ok bool, detail string, hb store.Heartbeat) (int, bool, error) {
-	var failures int
-	var fire bool
+// beat records one check, with what the witness said (reply, checked under key), and
+// runs the fail action when this check is the one that crosses failures_before_action,
+// or when the witness saw a head the log no longer has.
+func (v *Vault) beat(ctx context.Context, client string, ok bool, detail string, hb store.Heartbeat, reply string, key []byte) (beaten, error) {
+	var b beaten
 	var out *KillswitchResult
 	err := v.update(ctx, write, client, func(tx *Tx) error {
 		if tx.state.Heartbeat == nil {
 			tx.state.Heartbeat = &killswitch.Heartbeat{}
 		}
 		var event string
-		event, fire = killswitch.Observe(tx.state.Heartbeat, ok, detail, tx.now, hb.FailuresBeforeAction)
-		failures = tx.state.Heartbeat.Failures
+		event, b.fired = killswitch.Observe(tx.state.Heartbeat, ok, detail, tx.now, hb.FailuresBeforeAction)
+		b.failures = tx.state.Heartbeat.Failures
 		if event == "" {
 			tx.stateDirty = true // a healthy check in a healthy run: no entry replays it
 		} else {
 			seen := *tx.state.Heartbeat
-			tx.Record(audit.Entry{Event: event, OK: ok, Detail: fmt.Sprintf("%s: %s; %d consecutive failures", hb.URL, detail, failures),
+			tx.Record(audit.Entry{Event: event, OK: ok, Detail: fmt.Sprintf("%s: %s; %d consecutive failures", hb.URL, detail, b.failures),
 				State: change{Heartbeat: &seen}.raw()})
 			if event == "heartbeat_recovered" {
 				v.warn("heartbeat recovered: %s", detail)
 			} else {
-				v.warn("heartbeat failed (%d of %d): %s", failures, hb.FailuresBeforeAction, detail)
+				v.warn("heartbeat failed (%d of %d): %s", b.failures, hb.FailuresBeforeAction, detail)
 			}
 		}
-		if fire {
+		reason := fmt.Sprintf("%s failed %d times in a row", hb.URL, b.failures)
+		if ok {
+			if b.rollback = tx.witness(reply, key); b.rollback != "" {
+				v.warn("the heartbeat witness found a rollback: %s", b.rollback)
+				b.fired, reason = true, "audit_rollback: "+b.rollback
+			}
+		}
+		if b.fired {
 			var err error
-			out, err = tx.lockdown("heartbeat", fmt.Sprintf("%s failed %d times in a row", hb.URL, failures), hb.FailAction, "", tx.now)
+			out, err = tx.lockdown("heartbeat", reason, hb.FailAction, "", tx.now)
 			return err
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, false, err
+		return beaten{}, err
 	}
-	if fire {
+	if b.fired {
 		v.warn("heartbeat: fail action fired")
 		if err := v.afterLockdown(ctx, client, "heartbeat", hb.FailAction, out); err != nil {
-			return 0, false, err
+			return beaten{}, err
 		}
 	}
-	return failures, fire, nil
+	return b, nil
 }
 
 // wait sleeps for d or until ctx is done.
