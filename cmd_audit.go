@@ -11,7 +11,7 @@ func (a *app) cmdAudit() *cli.Command {
 	return &cli.Command{
 		Name:      "audit",
 		Usage:     "Read, verify or reset the tamper-evident audit log",
-		UsageText: "secrets audit [--tail 50] [--secret NAME] [--client-id ID] [--event E] [--since 1h] | --verify | --reset --yes",
+		UsageText: "secrets audit [--tail 50] [--secret NAME] [--client-id ID] [--event E] [--since 1h] | --verify | --rotate | --reset --yes",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "tail", Value: 50, Usage: "how many of the last entries to show"},
 			&cli.StringFlag{Name: "secret", Usage: "only entries for this secret"},
@@ -19,6 +19,7 @@ func (a *app) cmdAudit() *cli.Command {
 			&cli.StringFlag{Name: "event", Usage: "only this event (lease_grant, lease_denied, lease_revoke, …)"},
 			&cli.StringFlag{Name: "since", Usage: "only entries newer than a duration ago (1h) or an RFC 3339 time"},
 			&cli.BoolFlag{Name: "verify", Usage: "check every line's MAC and chain link and the pinned head"},
+			&cli.BoolFlag{Name: "rotate", Usage: "seal the current segment (kept, read-only, chained) and start a new one"},
 			&cli.BoolFlag{Name: "reset", Usage: "move a damaged log aside (kept) and start a new one; needs --yes"},
 			&cli.BoolFlag{Name: "yes", Usage: "confirm --reset"},
 		},
@@ -30,9 +31,15 @@ func (a *app) audit(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err := noArgs(c); err != nil {
 		return nil, err
 	}
+	modes := 0
+	for _, f := range []string{"verify", "rotate", "reset"} {
+		if c.Bool(f) {
+			modes++
+		}
+	}
 	switch {
-	case c.Bool("verify") && c.Bool("reset"):
-		return nil, vault.Usagef("give --verify or --reset, not both")
+	case modes > 1:
+		return nil, vault.Usagef("give one of --verify, --rotate and --reset")
 	case c.Bool("reset") && !c.Bool("yes"):
 		return nil, vault.Usagef("--reset moves the audit log aside and starts a new one; confirm with --reset --yes")
 	}
@@ -47,6 +54,12 @@ func (a *app) audit(ctx context.Context, c *cli.Command) (*reply, error) {
 			return nil, err
 		}
 		return &reply{result: out, next: []action{{"secrets audit --tail 20", "Read the latest entries"}}}, nil
+	case c.Bool("rotate"):
+		out, err := v.RotateLog(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &reply{result: out, next: []action{{"secrets audit --verify", "Check the whole chain, sealed segments included"}}}, nil
 	case c.Bool("reset"):
 		out, err := v.Reset(ctx)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/agent-secrets/secrets/internal/crash"
@@ -290,49 +291,73 @@ func (f Filter) match(e *Entry) bool {
 }
 
 // Tail returns up to n of the last entries that match f, oldest first. It reads from the
-// end of the file, so its cost follows n (and how rare the matches are), not the log's size.
-// A torn last line is skipped. Entries are returned as written; Verify checks them.
+// end of the current segment, then of each sealed one back, so its cost follows n (and how
+// rare the matches are), not the log's size. A torn last line is skipped. Entries are
+// returned as written; Verify checks them.
 func (l *Log) Tail(n int, f Filter) ([]Entry, error) {
-	file, err := l.openFile(os.O_RDONLY)
+	paths := []string{l.path}
+	if segs, err := l.Sealed(); err == nil {
+		for i := len(segs) - 1; i >= 0; i-- {
+			paths = append(paths, segs[i].Path)
+		}
+	}
+	out := []Entry{}
+	for _, p := range paths {
+		more, done, err := tailFile(p, n-len(out), f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(more, out...)
+		if done || len(out) >= n {
+			break
+		}
+	}
+	return out, nil
+}
+
+// tailFile is Tail for one segment: up to n entries, oldest first, and whether an entry
+// older than f.Since was met (nothing further back can match).
+func tailFile(path string, n int, f Filter) ([]Entry, bool, error) {
+	file, err := safefile.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return []Entry{}, nil
+		return []Entry{}, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer file.Close()
 	fi, err := file.Stat()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	r := newReverse(file, fi.Size())
 	if _, err := r.tornTail(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	out := []Entry{}
+	done := false
 	for len(out) < n {
 		line, err := r.prev()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		var e Entry
 		if err := json.Unmarshal(line, &e); err != nil {
-			return nil, &TamperError{Seq: 0, Reason: "unreadable line: " + err.Error()}
+			return nil, false, &TamperError{Seq: 0, Reason: "unreadable line: " + err.Error()}
 		}
 		if !f.Since.IsZero() && e.TS.Before(f.Since) {
+			done = true
 			break
 		}
 		if f.match(&e) {
 			out = append(out, e)
 		}
 	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, nil
+	slices.Reverse(out)
+	return out, done, nil
 }
 
 // Report is the outcome of a full verification.

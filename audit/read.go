@@ -46,6 +46,14 @@ func (l *Log) Read(from Position, fn func(Line) error) (Position, int, error) {
 		if from.Seq == 0 {
 			return from, 0, nil
 		}
+		// A seal that stopped before the new current segment was created leaves none:
+		// the current segment is empty, after the last sealed one.
+		if segs, serr := l.Sealed(); serr == nil && len(segs) > 0 && segs[len(segs)-1].Last >= from.Seq {
+			if from.Offset == 0 && segs[len(segs)-1].Last == from.Seq {
+				return from, 0, nil
+			}
+			return from, 0, ErrNoPosition
+		}
 		return from, 0, &TamperError{Seq: from.Seq, Reason: fmt.Sprintf("the log is missing but the state reflects seq %d", from.Seq)}
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -84,9 +85,27 @@ func (l *Log) FirstSeq() (uint64, error) {
 	return s.seq, nil
 }
 
-// Seal ends the current segment at head, which must be its last line: it is renamed to its
-// sealed name, made read-only and the rename made durable. The next Append (after head)
-// starts a new current segment.
+// Sealing returns the name and content the current segment will have when head, the
+// last line of batch (not yet written), seals it: for the pin the state keeps of it.
+func (l *Log) Sealing(head Head, batch *Batch) (string, []byte, error) {
+	data, err := os.ReadFile(l.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", nil, err
+	}
+	data = append(data, batch.data...)
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	s, err := l.open(line)
+	if err != nil {
+		return "", nil, &TamperError{Seq: 1, Reason: err.Error()}
+	}
+	return filepath.Base(l.sealedName(s.seq, head.Seq)), data, nil
+}
+
+// Seal ends the current segment at head, which must be its last line: it is renamed to
+// its sealed name and made read-only, and an empty current segment takes its place, all
+// made durable. The next Append (after head) writes the new segment's first line. A crash
+// on the way leaves a log that reads as before: a sealed segment not yet read-only, or
+// no current segment, which the next append creates.
 func (l *Log) Seal(head Head) (Segment, error) {
 	first, err := l.FirstSeq()
 	if err != nil {
@@ -96,13 +115,18 @@ func (l *Log) Seal(head Head) (Segment, error) {
 		return Segment{}, fmt.Errorf("seal %s: the segment is empty", l.path)
 	}
 	sg := Segment{Path: l.sealedName(first, head.Seq), First: first, Last: head.Seq}
-	if err := os.Chmod(l.path, 0o400); err != nil {
-		return Segment{}, fmt.Errorf("seal %s: %w", l.path, err)
-	}
-	crash.Point("audit.seal", "")
 	if err := os.Rename(l.path, sg.Path); err != nil {
 		return Segment{}, fmt.Errorf("seal %s: %w", l.path, err)
 	}
+	crash.Point("audit.seal", "")
+	if err := os.Chmod(sg.Path, 0o400); err != nil {
+		return Segment{}, fmt.Errorf("seal %s: %w", l.path, err)
+	}
+	f, err := safefile.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return Segment{}, fmt.Errorf("seal %s: %w", l.path, err)
+	}
+	f.Close()
 	if err := safefile.SyncDir(filepath.Dir(l.path)); err != nil {
 		return Segment{}, fmt.Errorf("seal %s: %w", l.path, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,12 +40,16 @@ type Heartbeat struct {
 // Config is config.json. Keys and string durations follow the earlier tool; socket_path
 // is read and ignored because there is no daemon.
 type Config struct {
-	Directory       string    `json:"directory,omitempty"`
-	SocketPath      string    `json:"socket_path,omitempty"`
-	DefaultLeaseTTL Duration  `json:"default_lease_ttl"`
-	MaxLeaseTTL     Duration  `json:"max_lease_ttl"`
-	RotationTimeout Duration  `json:"rotation_timeout"`
-	LockTimeout     Duration  `json:"lock_timeout"`
+	Directory       string   `json:"directory,omitempty"`
+	SocketPath      string   `json:"socket_path,omitempty"`
+	DefaultLeaseTTL Duration `json:"default_lease_ttl"`
+	MaxLeaseTTL     Duration `json:"max_lease_ttl"`
+	RotationTimeout Duration `json:"rotation_timeout"`
+	LockTimeout     Duration `json:"lock_timeout"`
+	// AuditRotateSize is the size at which the audit log's current segment is sealed and a
+	// new one started (secrets audit --rotate does it by hand); 0 never. A size in bytes,
+	// or a string such as "8MiB".
+	AuditRotateSize Size      `json:"audit_rotate_size"`
 	Heartbeat       Heartbeat `json:"heartbeat"`
 	// CanaryAction is what leasing a canary secret fires, besides the lockdown it always causes.
 	CanaryAction FailAction `json:"canary_action"`
@@ -58,6 +63,7 @@ func DefaultConfig(dir string) Config {
 		MaxLeaseTTL:     Duration(24 * time.Hour),
 		RotationTimeout: Duration(30 * time.Second),
 		LockTimeout:     Duration(10 * time.Second),
+		AuditRotateSize: 8 << 20,
 		Heartbeat: Heartbeat{
 			Interval:             Duration(time.Minute),
 			Timeout:              Duration(10 * time.Second),
@@ -120,6 +126,8 @@ func (c *Config) decode(d *codec.Decoder) error {
 			err = readDuration(d, &c.RotationTimeout)
 		case "lock_timeout":
 			err = readDuration(d, &c.LockTimeout)
+		case "audit_rotate_size":
+			err = readSize(d, &c.AuditRotateSize)
 		case "heartbeat":
 			err = section(d, c.Heartbeat.decode)
 		case "canary_action":
@@ -181,6 +189,64 @@ func inKey(key string, err error) error {
 		return ce
 	}
 	return &ConfigError{Key: key, Err: err}
+}
+
+// Size is a number of bytes, written in config.json as a string such as "8MiB".
+type Size int64
+
+// MarshalJSON writes the size in the largest unit that divides it.
+func (z Size) MarshalJSON() ([]byte, error) {
+	for _, u := range []struct {
+		name string
+		n    int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if z > 0 && int64(z)%u.n == 0 {
+			return json.Marshal(fmt.Sprintf("%d%s", int64(z)/u.n, u.name))
+		}
+	}
+	return json.Marshal(int64(z))
+}
+
+// minRotateSize keeps a segment from being sealed after every few commands.
+const minRotateSize = 64 << 10
+
+// readSize reads a size: a number of bytes, or a string of digits and KiB, MiB or GiB;
+// 0 (never), or at least 64KiB.
+func readSize(d *codec.Decoder, dst *Size) error {
+	bad := errors.New(`must be 0 (never) or a size of at least 64KiB, such as 8388608 or "8MiB"`)
+	var n int64
+	if d.Next() == '"' {
+		var s string
+		if err := d.Text(&s); err != nil {
+			return err
+		}
+		mult := int64(1)
+		for _, u := range []struct {
+			name string
+			n    int64
+		}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+			if t, ok := strings.CutSuffix(s, u.name); ok {
+				s, mult = t, u.n
+				break
+			}
+		}
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 0 || v > 1<<40/mult {
+			return bad
+		}
+		n = v * mult
+	} else {
+		v, err := d.Int()
+		if err != nil {
+			return bad
+		}
+		n = v
+	}
+	if n != 0 && (n < minRotateSize || n > 1<<40) {
+		return bad
+	}
+	*dst = Size(n)
+	return nil
 }
 
 // readDuration reads a config duration: a string in internal/duration's syntax, above

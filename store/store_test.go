@@ -244,6 +244,11 @@ func TestParseConfig(t *testing.T) {
 	if err != nil || time.Duration(c.MaxLeaseTTL) != 48*time.Hour || time.Duration(c.DefaultLeaseTTL) != time.Hour || c.Heartbeat.FailuresBeforeAction != 5 || !c.Heartbeat.FailAction.RevokeAll {
 		t.Fatalf("%+v %v", c, err)
 	}
+	for in, want := range map[string]store.Size{`{}`: 8 << 20, `{"audit_rotate_size":0}`: 0, `{"audit_rotate_size":"1MiB"}`: 1 << 20, `{"audit_rotate_size":70000}`: 70000} {
+		if c, err := store.ParseConfig("config.json", "/d", []byte(in)); err != nil || c.AuditRotateSize != want {
+			t.Errorf("%s: %d %v, want %d", in, c.AuditRotateSize, err, want)
+		}
+	}
 	for in, key := range map[string]string{
 		`{"max_lease_ttl":"forever"}`:                    "max_lease_ttl",
 		`{"lock_timeout":"0s"}`:                          "lock_timeout",
@@ -252,6 +257,9 @@ func TestParseConfig(t *testing.T) {
 		`{"heartbeat":{"enabled":true,"url":"ftp://x"}}`: "heartbeat.url",
 		`{"heartbeat":"on"}`:                             "heartbeat",
 		`{"default_lease_ttl":"48h"}`:                    "default_lease_ttl",
+		`{"audit_rotate_size":1000}`:                     "audit_rotate_size",
+		`{"audit_rotate_size":"8MB"}`:                    "audit_rotate_size",
+		`{"audit_rotate_size":-1}`:                       "audit_rotate_size",
 	} {
 		_, err := store.ParseConfig("config.json", "/d", []byte(in))
 		var ce *store.ConfigError

@@ -139,6 +139,7 @@ func encodeHeader(s *State) ([]byte, error) {
 		{"heartbeat", s.Heartbeat, s.Heartbeat == nil},
 		{"witness", s.Witness, s.Witness == nil},
 		{"converted", s.Converted, s.Converted == nil},
+		{"sealed", s.Sealed, len(s.Sealed) == 0},
 	} {
 		if f.skip {
 			continue
@@ -210,12 +211,12 @@ func decodeHeader(head []byte) (*State, error) {
 			s.SecretsGeneration, err = d.Uint()
 		case "audit_broken":
 			err = d.Text(&s.AuditBroken)
-		case "env_files", "lockdown", "heartbeat", "witness", "converted":
+		case "env_files", "lockdown", "heartbeat", "witness", "converted", "sealed":
 			raw, rerr := d.Raw()
 			if rerr != nil {
 				return rerr
 			}
-			ptr := map[string]any{"env_files": &s.EnvFiles, "lockdown": &s.Lockdown, "heartbeat": &s.Heartbeat, "witness": &s.Witness, "converted": &s.Converted}[key]
+			ptr := map[string]any{"env_files": &s.EnvFiles, "lockdown": &s.Lockdown, "heartbeat": &s.Heartbeat, "witness": &s.Witness, "converted": &s.Converted, "sealed": &s.Sealed}[key]
 			err = json.Unmarshal(raw, ptr)
 		case "count":
 			var n int64

@@ -51,6 +51,9 @@ type State struct {
 	// ResetFrom is the last valid head of the log the last audit_reset replaced: a witness
 	// head up to it belongs to that log.
 	ResetFrom audit.Head `json:"reset_from,omitzero"`
+	// Sealed pins the log's sealed segments (audit --rotate), oldest first: each command
+	// checks they are all there at their size, audit --verify their sha256 too.
+	Sealed []SealedPin `json:"sealed,omitempty"`
 	// AppliedIntent is the id of the last killswitch.intent the state took in, so that
 	// one is applied once.
 	AppliedIntent string `json:"applied_intent,omitempty"`
@@ -75,6 +78,13 @@ type Witness struct {
 	Seen     audit.Head `json:"seen"`
 	Checked  time.Time  `json:"checked"`
 	Rollback string     `json:"rollback,omitempty"` // why the head it saw does not fit ours
+}
+
+// SealedPin is a sealed segment of the log as it was sealed.
+type SealedPin struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // Conversion records when a store of an older release got its store key.

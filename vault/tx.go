@@ -2,11 +2,15 @@ package vault
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -119,7 +123,10 @@ type Tx struct {
 	intentDone  bool              // the intent file is in the state: remove it after the commit
 	intentOut   *KillswitchResult // what applying a killswitch intent did
 	intentEnded []lease.Lease     // what applying a revoke_all intent ended
-	closers     []io.Closer
+
+	sealLog bool          // seal the log's current segment with this commit (audit --rotate)
+	sealed  audit.Segment // the segment sealed
+	closers []io.Closer
 }
 
 // Update runs fn in a transaction that may change the store, and commits what fn did
@@ -344,6 +351,11 @@ func (tx *Tx) readLog() error {
 			}
 		}
 		tx.restamp = true
+	}
+	if err := tx.checkSealed(); err != nil {
+		if derr := tx.damage(err); derr != nil {
+			return derr
+		}
 	}
 	tx.applied = tx.state.Position
 	end, torn, err := tx.log.ReadChain(tx.state.Position, tx.apply)
@@ -672,6 +684,13 @@ func (tx *Tx) commit() error {
 	if err := tx.commitEntries(); err != nil {
 		return err
 	}
+	if size := int64(tx.st.Config().AuditRotateSize); size > 0 && tx.end.Offset >= size && !tx.legacy && tx.broken == nil {
+		tx.sealLog = true
+		tx.Record(audit.Entry{Event: "audit_rotate", OK: true, Detail: fmt.Sprintf("the segment reached %d bytes (audit_rotate_size %d): sealed, a new one starts", tx.end.Offset, size)})
+		if err := tx.commitEntries(); err != nil {
+			return err
+		}
+	}
 	if tx.intentDone {
 		if err := tx.st.RemoveIntent(); err != nil {
 			tx.v.warn("killswitch.intent is applied but could not be removed (%v); the next command sees it is done", err)
@@ -697,7 +716,7 @@ func (tx *Tx) restartLog(reason string) (moved string, err error) {
 	}
 	tx.state.ResetFrom = from
 	tx.broken, tx.stampErr, tx.head, tx.end, tx.torn, tx.group = nil, nil, start, audit.Position{Hash: start.Hash}, 0, nil
-	tx.state.AuditBroken, tx.state.AuditKeySince, tx.compact = "", 0, true
+	tx.state.AuditBroken, tx.state.AuditKeySince, tx.state.Sealed, tx.compact = "", 0, nil, true
 	detail := fmt.Sprintf("previous log moved to %s (%s); reason: %s", moved, start.Hash, reason)
 	if len(sealed) > 0 {
 		detail += fmt.Sprintf("; %d sealed segments moved beside it", len(sealed))
@@ -761,9 +780,20 @@ func (tx *Tx) commitEntries() error {
 		return err
 	}
 	end := audit.Position{Seq: head.Seq, Hash: head.Hash, Offset: tx.end.Offset + batch.Len()}
-	compacting := tx.compact || tx.stateDirty || tx.tail+len(tx.pending) > compactBound(tx.state.Count)
+	sealing := tx.sealLog && len(tx.pending) > 0
+	if sealing {
+		end.Offset = 0 // the start of the new current segment
+	}
+	compacting := sealing || tx.compact || tx.stateDirty || tx.tail+len(tx.pending) > compactBound(tx.state.Count)
 	for _, e := range tx.pending {
 		compacting = compacting || securityEvents[e.Event]
+	}
+	if sealing {
+		pin, err := tx.pinSeal(head, batch)
+		if err != nil {
+			return err
+		}
+		tx.state.Sealed = append(slices.Clip(tx.state.Sealed), pin)
 	}
 	if compacting {
 		leases, err := tx.table.leases()
@@ -786,6 +816,11 @@ func (tx *Tx) commitEntries() error {
 	gate := func() error {
 		err := batch.Write()
 		appended = err == nil
+		if err == nil && sealing {
+			// The segment ends with this commit; the snapshot written next is at its end,
+			// so replay never needs the sealed segment.
+			tx.sealed, err = tx.log.Seal(head)
+		}
 		return err
 	}
 	if err := tx.st.Save(c, gate); err != nil {
@@ -803,8 +838,52 @@ func (tx *Tx) commitEntries() error {
 		tx.snap = nil // the file on disk is the new one; its leases are in the table
 	}
 	tx.head, tx.end, tx.pending = head, end, nil
-	tx.secretsDirty, tx.stateDirty, tx.compact = false, false, false
+	tx.secretsDirty, tx.stateDirty, tx.compact, tx.sealLog = false, false, false, false
 	tx.stamp()
+	return nil
+}
+
+// pinSeal is the pin of the segment a seal at head will make: the current segment with
+// batch appended.
+func (tx *Tx) pinSeal(head audit.Head, batch *audit.Batch) (SealedPin, error) {
+	name, data, err := tx.log.Sealing(head, batch)
+	if err != nil {
+		return SealedPin{}, fmt.Errorf("%w: %w", audit.ErrFailed, err)
+	}
+	sum := sha256.Sum256(data)
+	return SealedPin{Name: name, Size: int64(len(data)), SHA256: "sha256:" + hex.EncodeToString(sum[:])}, nil
+}
+
+// checkSealed finds a sealed segment that is gone or changed size since it was sealed.
+func (tx *Tx) checkSealed() error {
+	dir := filepath.Dir(tx.log.Path())
+	for _, p := range tx.state.Sealed {
+		fi, err := os.Lstat(filepath.Join(dir, p.Name))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return &audit.TamperError{Seq: tx.state.Position.Seq, Reason: fmt.Sprintf("the sealed segment %s is missing", p.Name)}
+		case err != nil:
+			return err
+		case fi.Size() != p.Size:
+			return &audit.TamperError{Seq: tx.state.Position.Seq, Reason: fmt.Sprintf("the sealed segment %s is %d bytes, sealed at %d", p.Name, fi.Size(), p.Size)}
+		}
+	}
+	return nil
+}
+
+// verifySealed checks each sealed segment's bytes against its pin.
+func (tx *Tx) verifySealed() error {
+	dir := filepath.Dir(tx.log.Path())
+	for _, p := range tx.state.Sealed {
+		data, err := safefile.Read(filepath.Join(dir, p.Name))
+		if err != nil {
+			return &audit.TamperError{Seq: tx.state.Position.Seq, Reason: fmt.Sprintf("the sealed segment %s: %v", p.Name, err)}
+		}
+		sum := sha256.Sum256(data)
+		if got := "sha256:" + hex.EncodeToString(sum[:]); got != p.SHA256 {
+			return &audit.TamperError{Seq: tx.state.Position.Seq, Reason: fmt.Sprintf("the sealed segment %s is not the one sealed (%s, sealed as %s)", p.Name, got, p.SHA256)}
+		}
+	}
 	return nil
 }
 
@@ -869,6 +948,9 @@ func (tx *Tx) active() ([]lease.Lease, error) {
 // finding too: the log may verify, but its end cannot be checked.
 func (tx *Tx) verify() (audit.Report, error) {
 	rep, err := tx.log.Verify(tx.pin)
+	if err == nil {
+		err = tx.verifySealed()
+	}
 	if err == nil && tx.stampErr != nil {
 		err = tx.stampErr
 	}
