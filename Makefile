@@ -57,6 +57,9 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 680000x ./internal/duration
 	go test -run '^$$' -fuzz '^FuzzLine$$' -fuzztime 10000x ./audit
 	go test -run '^$$' -fuzz '^FuzzStateCodec$$' -fuzztime 290000x ./vault
+	go test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime 300000x ./vault
+	go test -run '^$$' -fuzz '^FuzzEncodeEntry$$' -fuzztime 200000x ./audit
+	go test -run '^$$' -fuzz '^FuzzParseX25519$$' -fuzztime 200000x ./store
 	go test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime 560000x ./store
 	go test -run '^$$' -fuzz '^FuzzParseSecrets$$' -fuzztime 450000x ./store
 	go test -run '^$$' -fuzz '^FuzzParseProject$$' -fuzztime 490000x ./envfile

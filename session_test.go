@@ -102,3 +102,63 @@ func TestAuditStamp(t *testing.T) {
 		t.Fatalf("lease on an edited first line: exit %d\n%s", code, out)
 	}
 }
+
+// TestWindowFindsHiddenEdit: a middle line edited in place in a way the stamp cannot see
+// (a write through a shared mapping to a page already dirty leaves size and change time
+// alone; here the stamp is rewritten with the key to the same effect) is found by the
+// rolling check within log size / 16 KiB + 1 commands, the bound the README states.
+func TestWindowFindsHiddenEdit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	mustCall(t, dir, "", "init")
+	mustCall(t, dir, "FAKE-window-0001", "add", "k")
+	if err := growLog(dir, 400, audit.Entry{Event: "fixture", OK: true, Detail: "a line of the log"}); err != nil {
+		t.Fatal(err)
+	}
+	mustCall(t, dir, "", "list")
+	logPath := filepath.Join(dir, store.AuditFile)
+	b, _ := os.ReadFile(logPath)
+	lines := strings.SplitAfter(string(b), "\n")
+	off := len(strings.Join(lines[:len(lines)/3], ""))
+	f, _ := os.OpenFile(logPath, os.O_WRONLY, 0)
+	f.WriteAt([]byte(strings.Replace(lines[len(lines)/3], `"ok":true`, `"ok":fals`, 1)), int64(off))
+	f.Close()
+
+	hide := func() {
+		st, err := store.Open(context.Background(), store.Options{Dir: dir, LockTimeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		stampKey, _ := st.Key(store.KeyStamp)
+		auditKey, _ := st.Key(store.KeyAudit)
+		s, err := audit.DecodeStamp(st.LockNote(), stampKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := audit.New(logPath, audit.Keys{Current: auditKey}, time.Now)
+		now, err := log.StampNow(s.Head, s.Cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.SetLockNote(now.Encode(stampKey))
+	}
+	hide()
+	bound := int(int64(len(b))/(16<<10)) + 1
+	for i := 1; i <= bound+1; i++ {
+		code, out, _ := call(t, dir, "", "status", "--json")
+		if strings.Contains(out, `"status": "tampered"`) {
+			if i > bound {
+				t.Fatalf("found after %d commands, past the bound %d", i, bound)
+			}
+			t.Logf("found by command %d of at most %d (log %d bytes)", i, bound, len(b))
+			if code, out, _ := call(t, dir, "", "lease", "k"); code != exitAudit || strings.Contains(out, "FAKE") {
+				t.Fatalf("lease after the finding: exit %d %q", code, out)
+			}
+			return
+		}
+		if code != 0 {
+			t.Fatalf("status: exit %d %s", code, out)
+		}
+	}
+	t.Fatalf("the edit was not found within %d commands", bound+1)
+}
