@@ -157,6 +157,27 @@ func temps(dirs ...string) []string {
 	return found
 }
 
+// lastRelease is the last commit before the store key and the write-ahead log (issue 10):
+// the format the conversion reads.
+const lastRelease = "8a45cc2"
+
+// buildCommit builds the binary at commit, from a git worktree.
+func buildCommit(t *testing.T, commit string) string {
+	t.Helper()
+	tree := filepath.Join(t.TempDir(), "tree")
+	if out, err := exec.Command("git", "worktree", "add", "--detach", tree, commit).CombinedOutput(); err != nil {
+		t.Skipf("SKIP: no worktree of %s (a shallow clone?): %v %s", commit, err, out)
+	}
+	t.Cleanup(func() { exec.Command("git", "worktree", "remove", "--force", tree).Run() })
+	bin := filepath.Join(t.TempDir(), "secrets-"+commit)
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = tree
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", commit, err, out)
+	}
+	return bin
+}
+
 var crashPoints = []string{
 	"audit.write", "audit.torn", "audit.written", "audit.synced",
 	"stage.created:leases.age", "stage.written:leases.age", "stage.synced:leases.age",
@@ -179,6 +200,9 @@ func TestStressCrash(t *testing.T) {
 		args  []string
 		stdin string
 		next  [][]string
+		// before: the store is set up by the release before the store key and the
+		// write-ahead log, so the command is its first write: the conversion.
+		before bool
 	}
 	add := func(name, value string, flags ...string) []string {
 		return append([]string{value, "add", name}, flags...)
@@ -192,13 +216,18 @@ func TestStressCrash(t *testing.T) {
 		{name: "revoke", setup: [][]string{{"", "init"}, add("k", "FAKE-1"), {"", "lease", "k"}, {"", "lease", "k"}}, args: []string{"revoke", "--all"}, next: [][]string{{"lease", "k"}}},
 		{name: "env", setup: [][]string{{"", "init"}, add("k", "FAKE-1")}, args: []string{"env", "--secret", "k", "--output", "p.env"}, next: [][]string{{"cleanup"}, {"lease", "k"}}},
 		{name: "rotate", setup: [][]string{{"", "init"}, add("k", "FAKE-1", "--rotate-via", "echo FAKE-rotated"), {"", "lease", "k"}}, args: []string{"rotate", "k"}, next: [][]string{{"lease", "k"}}},
+		{name: "convert", before: true, setup: [][]string{{"", "init"}, add("k", "FAKE-1"), {"", "lease", "k"}}, args: []string{"lease", "k"}, next: [][]string{{"lease", "k"}, {"status"}}},
 		{name: "audit-rotate", setup: [][]string{{"", "init"}, add("k", "FAKE-1"), {"", "lease", "k"}}, args: []string{"audit", "--rotate"}, next: [][]string{{"lease", "k"}, {"audit", "--tail", "20"}}},
 		{name: "killswitch", setup: [][]string{{"", "init"}, add("k", "FAKE-1"), {"", "lease", "k"}}, args: []string{"killswitch"}, next: [][]string{{"killswitch"}, {"status"}}},
 	}
 	runs := stressRuns()
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			base := seed(t, bin, sc.setup)
+			setupBin := bin
+			if sc.before {
+				setupBin = buildCommit(t, lastRelease)
+			}
+			base := seed(t, setupBin, sc.setup)
 			old := abstract(storeOf(base))
 			ref := filepath.Join(t.TempDir(), "ref")
 			copyTree(t, base, ref)
