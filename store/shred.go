@@ -10,23 +10,27 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 
 	"github.com/agent-secrets/secrets/internal/crash"
 	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
-// Shred crypto-shreds the store: identity.age (when the identity lives there), secrets.age,
-// its version 1 backup and leases.age are each overwritten with random bytes, fsynced and
-// removed. The audit log and config.json stay, so the record of what happened survives.
+// Shred crypto-shreds the store: secrets.age and its backups of older versions, leases.age
+// and its backup, store.key.age and identity.age (when the identity lives there) are each
+// overwritten with random bytes, fsynced and removed. The audit log and config.json stay, so the record of what happened survives.
 // It returns the files it shredded. The lock must be held.
 func (s *Store) Shred() ([]string, error) {
 	if s.unlocked {
 		return nil, errUnlocked
 	}
 	var done []string
-	for _, name := range []string{SecretsFile, SecretsFile + ".v1.bak", LeasesFile, IdentityFile} {
+	for _, name := range []string{SecretsFile, SecretsFile + ".v1.bak", SecretsFile + ".v2.bak", LeasesFile, LeasesFile + ".v1.bak", StoreKeyFile, IdentityFile} {
 		p := s.Path(name)
+		if base, ok := strings.CutSuffix(name, ".v1.bak"); ok && base == LeasesFile {
+			p = s.Path(LeasesFile) + ".v1.bak" // beside leases.age, in the local part
+		}
 		if name == IdentityFile && s.idSource != p {
 			continue // the identity came from the environment: there is no file of ours
 		}
@@ -42,6 +46,11 @@ func (s *Store) Shred() ([]string, error) {
 			return done, fmt.Errorf("%w: remove %s: %w", safefile.ErrWrite, p, err)
 		}
 		done = append(done, p)
+	}
+	if s.stateDir != s.dir {
+		if err := safefile.SyncDir(s.stateDir); err != nil {
+			return done, err
+		}
 	}
 	return done, safefile.SyncDir(s.dir)
 }
