@@ -117,6 +117,53 @@ func BenchmarkLeaseVsAge(b *testing.B) {
 		})
 }
 
+// BenchmarkLeaseVsVersion: `secrets lease k` against `secrets version`, which starts the
+// same binary and does nothing: what a lease's own work adds to start-up.
+func BenchmarkLeaseVsVersion(b *testing.B) {
+	bin := releaseBinary(b)
+	dir := benchStore(b, bin, 10)
+	env := append(os.Environ(), "SECRETS_DIR="+dir)
+	compare(b,
+		func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, env) },
+		func() time.Duration { return timed(b, bin, []string{"version"}, env) })
+}
+
+// BenchmarkExecVsLease: `secrets exec --secret k -- true` against `secrets lease k`: what
+// supervising a command (its start, the second transaction that ends its lease) adds.
+func BenchmarkExecVsLease(b *testing.B) {
+	bin := releaseBinary(b)
+	dir := benchStore(b, bin, 10)
+	env := append(os.Environ(), "SECRETS_DIR="+dir)
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		b.Skip("no true(1)")
+	}
+	compare(b,
+		func() time.Duration { return timed(b, bin, []string{"exec", "--secret", "k", "--", truePath}, env) },
+		func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, env) })
+}
+
+// BenchmarkLeaseTail: 2,000 leases in a row on one store, their leases kept (so the
+// snapshot grows to 2,000 leases and is compacted along the way): the worst single lease
+// (p99, and the maximum) against the median.
+func BenchmarkLeaseTail(b *testing.B) {
+	bin := releaseBinary(b)
+	for n := 0; n < b.N; n++ {
+		dir := benchStore(b, bin, 10)
+		env := append(os.Environ(), "SECRETS_DIR="+dir)
+		var all []time.Duration
+		for i := 0; i < 2000; i++ {
+			all = append(all, timed(b, bin, []string{"lease", "k", "--ttl", "24h"}, env))
+		}
+		slices.Sort(all)
+		med, p99 := all[len(all)/2], all[len(all)*99/100]
+		b.ReportMetric(float64(med.Microseconds())/1000, "median-ms")
+		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "max-ms")
+		b.ReportMetric(float64(p99)/float64(med), "p99/median")
+	}
+}
+
 // BenchmarkLeaseWithActiveLeases: a lease with 1,000 (and 10,000) active leases against one with 10.
 func BenchmarkLeaseWithActiveLeases(b *testing.B) {
 	bin := releaseBinary(b)
@@ -278,6 +325,7 @@ func BenchmarkConcurrentLeases(b *testing.B) {
 		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 		b.ReportMetric(float64(median(alone).Microseconds())/1000, "alone-ms")
+		b.ReportMetric((800/total.Seconds())*median(alone).Seconds(), "vs-1")
 	}
 }
 
