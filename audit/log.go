@@ -365,6 +365,9 @@ type Report struct {
 	Entries uint64 `json:"entries"`
 	Head    Head   `json:"head"`
 	Torn    int    `json:"-"` // bytes of a torn last line after Head (a crash), not counted
+	// Sealed is the hash of each sealed segment's last line, by file name, for the caller's
+	// pins.
+	Sealed map[string]string `json:"-"`
 }
 
 // Verify reads the whole log and checks every MAC, every seq and every chain link, and
@@ -389,6 +392,10 @@ func (l *Log) Verify(pinned Head) (Report, error) {
 		}
 		torn, err := l.scan(f, &rep, pinned, &pinnedSeen)
 		f.Close()
+		if rep.Sealed == nil {
+			rep.Sealed = map[string]string{}
+		}
+		rep.Sealed[filepath.Base(sg.Path)] = rep.Head.Hash
 		switch {
 		case err != nil:
 			return rep, err
@@ -424,7 +431,7 @@ func (l *Log) Verify(pinned Head) (Report, error) {
 // scan checks every line of one segment file after rep's head: MAC, seq, link. The
 // chain's first line must start a log (zero prev, or a reset's link to the log it
 // replaced). It returns the length of a torn last line.
-func (l *Log) scan(f *os.File, rep *Report, pinned Head, pinnedSeen *bool) (int, error) {
+func (l *Log) scan(f io.Reader, rep *Report, pinned Head, pinnedSeen *bool) (int, error) {
 	br := bufio.NewReaderSize(f, 1<<20)
 	for {
 		line, err := br.ReadSlice('\n')

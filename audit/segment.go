@@ -2,7 +2,6 @@ package audit
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -85,20 +84,9 @@ func (l *Log) FirstSeq() (uint64, error) {
 	return s.seq, nil
 }
 
-// Sealing returns the name and content the current segment will have when head, the
-// last line of batch (not yet written), seals it: for the pin the state keeps of it.
-func (l *Log) Sealing(head Head, batch *Batch) (string, []byte, error) {
-	data, err := os.ReadFile(l.path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "", nil, err
-	}
-	data = append(data, batch.data...)
-	line, _, _ := bytes.Cut(data, []byte("\n"))
-	s, err := l.open(line)
-	if err != nil {
-		return "", nil, &TamperError{Seq: 1, Reason: err.Error()}
-	}
-	return filepath.Base(l.sealedName(s.seq, head.Seq)), data, nil
+// SealedName is the file name of the segment of lines first to last, once sealed.
+func (l *Log) SealedName(first, last uint64) string {
+	return filepath.Base(l.sealedName(first, last))
 }
 
 // Seal ends the current segment at head, which must be its last line: it is renamed to

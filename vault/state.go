@@ -52,7 +52,7 @@ type State struct {
 	// head up to it belongs to that log.
 	ResetFrom audit.Head `json:"reset_from,omitzero"`
 	// Sealed pins the log's sealed segments (audit --rotate), oldest first: each command
-	// checks they are all there at their size, audit --verify their sha256 too.
+	// checks they are all there at their size, audit --verify that each ends where sealed.
 	Sealed []SealedPin `json:"sealed,omitempty"`
 	// AppliedIntent is the id of the last killswitch.intent the state took in, so that
 	// one is applied once.
@@ -80,11 +80,12 @@ type Witness struct {
 	Rollback string     `json:"rollback,omitempty"` // why the head it saw does not fit ours
 }
 
-// SealedPin is a sealed segment of the log as it was sealed.
+// SealedPin is a sealed segment of the log as it was sealed: its size, and the hash of its
+// last line, which the chain's MACs and links bind every byte before it to.
 type SealedPin struct {
-	Name   string `json:"name"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	Last string `json:"last"`
 }
 
 // Conversion records when a store of an older release got its store key.

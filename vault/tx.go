@@ -2,8 +2,6 @@ package vault
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -843,15 +841,16 @@ func (tx *Tx) commitEntries() error {
 	return nil
 }
 
-// pinSeal is the pin of the segment a seal at head will make: the current segment with
-// batch appended.
+// pinSeal is the pin of the segment a seal at head, the last line of batch, will make.
 func (tx *Tx) pinSeal(head audit.Head, batch *audit.Batch) (SealedPin, error) {
-	name, data, err := tx.log.Sealing(head, batch)
+	first, err := tx.log.FirstSeq()
 	if err != nil {
-		return SealedPin{}, fmt.Errorf("%w: %w", audit.ErrFailed, err)
+		return SealedPin{}, err
 	}
-	sum := sha256.Sum256(data)
-	return SealedPin{Name: name, Size: int64(len(data)), SHA256: "sha256:" + hex.EncodeToString(sum[:])}, nil
+	if first == 0 {
+		first = tx.head.Seq + 1 // the segment is empty: batch starts it
+	}
+	return SealedPin{Name: tx.log.SealedName(first, head.Seq), Size: tx.end.Offset + batch.Len(), Last: head.Hash}, nil
 }
 
 // checkSealed finds a sealed segment that is gone or changed size since it was sealed.
@@ -871,17 +870,15 @@ func (tx *Tx) checkSealed() error {
 	return nil
 }
 
-// verifySealed checks each sealed segment's bytes against its pin.
-func (tx *Tx) verifySealed() error {
-	dir := filepath.Dir(tx.log.Path())
+// verifySealed checks that each sealed segment, as Verify read it, ends where it was sealed.
+func (tx *Tx) verifySealed(rep audit.Report) error {
 	for _, p := range tx.state.Sealed {
-		data, err := safefile.Read(filepath.Join(dir, p.Name))
-		if err != nil {
-			return &audit.TamperError{Seq: tx.state.Position.Seq, Reason: fmt.Sprintf("the sealed segment %s: %v", p.Name, err)}
-		}
-		sum := sha256.Sum256(data)
-		if got := "sha256:" + hex.EncodeToString(sum[:]); got != p.SHA256 {
-			return &audit.TamperError{Seq: tx.state.Position.Seq, Reason: fmt.Sprintf("the sealed segment %s is not the one sealed (%s, sealed as %s)", p.Name, got, p.SHA256)}
+		got, ok := rep.Sealed[p.Name]
+		switch {
+		case !ok:
+			return &audit.TamperError{Seq: tx.state.Position.Seq, Reason: fmt.Sprintf("the sealed segment %s was not read", p.Name)}
+		case got != p.Last:
+			return &audit.TamperError{Seq: tx.state.Position.Seq, Reason: fmt.Sprintf("the sealed segment %s does not end where it was sealed (%s, sealed at %s)", p.Name, got, p.Last)}
 		}
 	}
 	return nil
@@ -949,7 +946,7 @@ func (tx *Tx) active() ([]lease.Lease, error) {
 func (tx *Tx) verify() (audit.Report, error) {
 	rep, err := tx.log.Verify(tx.pin)
 	if err == nil {
-		err = tx.verifySealed()
+		err = tx.verifySealed(rep)
 	}
 	if err == nil && tx.stampErr != nil {
 		err = tx.stampErr
