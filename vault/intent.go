@@ -196,11 +196,9 @@ func (v *Vault) cutAccess(ctx context.Context, client string, in *Intent, fn fun
 		if pending, err := readIntent(st); err == nil && pending != nil {
 			*in = merge(*pending, *in)
 		}
-		if err := writeIntent(st, *in); err != nil {
-			v.warn("could not record the intent in killswitch.intent (%v); going on under the lock", err)
-		} else {
-			written = true
-		}
+		// Without the intent, the work under the lock does the same, only nothing can
+		// hold it back; the failure is reported if the lock is held (below).
+		written = writeIntent(st, *in) == nil
 	}
 	o := txOptions{lockTimeout: firstTry, ownIntent: in.ID}
 	err := v.updateWith(ctx, write|failsafe, client, o, fn)
