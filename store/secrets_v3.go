@@ -114,7 +114,8 @@ func parseHeader(path string, line, key []byte) (secretsHeader, error) {
 		return secretsHeader{}, fmt.Errorf("%w: %s: %s", ErrCorrupt, path, why)
 	}
 	i := bytes.Index(line, []byte(macKey))
-	if !bytes.HasPrefix(line, []byte(secretsHeaderPrefix)) || i < 0 || !bytes.HasSuffix(line, []byte(`"`+secretsOpen)) {
+	if !bytes.HasPrefix(line, []byte(secretsHeaderPrefix)) || i < 0 || !bytes.HasSuffix(line, []byte(`"`+secretsOpen)) ||
+		i+len(macKey) > len(line)-len(`"`+secretsOpen) {
 		return bad("not a version 3 header")
 	}
 	mac := line[i+len(macKey) : len(line)-len(`"`+secretsOpen)]
@@ -151,7 +152,7 @@ func parseEntry(path string, line []byte, generation uint64, key []byte) (string
 		return "", nil, fmt.Errorf("%w: %s: %s", ErrCorrupt, path, why)
 	}
 	i := bytes.LastIndex(line, []byte(macKey))
-	if i < 0 || !bytes.HasSuffix(line, []byte(`"}`)) {
+	if i < 0 || !bytes.HasSuffix(line, []byte(`"}`)) || i+len(macKey) > len(line)-2 {
 		return bad("malformed entry")
 	}
 	if !CheckMAC(string(line[i+len(macKey):len(line)-2]), key, []byte("secrets entry v3\x00"), strconv.AppendUint(nil, generation, 10), []byte{0}, line[:i]) {

@@ -182,3 +182,15 @@ func TestChunkReader(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlappingMACField: a header or entry line whose MAC field runs into its end (a
+// crafted file, encrypted to the public key) is corrupt, not a panic.
+func TestOverlappingMACField(t *testing.T) {
+	key := bytes.Repeat([]byte{1}, 32)
+	if _, err := parseHeader("s", []byte(`{"version":3,"generation":0,"mac":","secrets":{`), key); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("header: %v", err)
+	}
+	if _, _, err := parseEntry("s", []byte(`{"name":"k","mac":"}`), 1, key); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("entry: %v", err)
+	}
+}

@@ -278,7 +278,7 @@ func openSnapshot(st *store.Store, keyFor func(unchecked *State) ([]byte, error)
 		return corrupt(err.Error())
 	}
 	i := bytes.LastIndex(line, []byte(`,"mac":"`))
-	if i < 0 || !bytes.HasSuffix(line, []byte(`"`+leasesOpen)) {
+	if i < 0 || !bytes.HasSuffix(line, []byte(`"`+leasesOpen)) || i+len(`,"mac":"`) > len(line)-len(`"`+leasesOpen) {
 		return corrupt("malformed header")
 	}
 	mac := string(line[i+len(`,"mac":"`) : len(line)-len(`"`+leasesOpen)])
