@@ -2,10 +2,15 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/agent-secrets/secrets/internal/safefile"
 )
@@ -56,24 +61,78 @@ func (s *Store) WriteIntent(b []byte) error {
 	return err
 }
 
-// HasIntent reports whether killswitch.intent exists: one stat, for the check every
-// write makes before it commits.
+// A command that applies an intent first claims it: killswitch.intent is renamed to a name
+// of its own (killswitch.intent.claimed-<random>), so an intent written after that, to
+// killswitch.intent again, is never removed by a command that did not apply it. The claimed
+// file is removed once the state holds what it asked; a claimed file a command left (it
+// stopped before its commit) is applied by the next.
+const claimedPrefix = IntentFile + ".claimed-"
+
+// HasIntent reports whether an intent is waiting in killswitch.intent: one stat, for the
+// check every write makes before it commits.
 func (s *Store) HasIntent() bool {
 	_, err := os.Lstat(s.Path(IntentFile))
 	return err == nil
 }
 
-// ReadIntent returns killswitch.intent's content; no file is fs.ErrNotExist.
-func (s *Store) ReadIntent() ([]byte, error) { return safefile.Read(s.Path(IntentFile)) }
+// ClaimIntent renames killswitch.intent to a claimed name and returns that path, or "" when
+// there is none. The lock must be held.
+func (s *Store) ClaimIntent() (string, error) {
+	if s.unlocked {
+		return "", errUnlocked
+	}
+	suffix := make([]byte, 8)
+	rand.Read(suffix)
+	path := filepath.Join(s.stateDir, claimedPrefix+hex.EncodeToString(suffix))
+	if err := os.Rename(s.Path(IntentFile), path); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("%w: claim %s: %w", safefile.ErrWrite, IntentFile, err)
+	}
+	return path, nil
+}
 
-// RemoveIntent removes killswitch.intent, durably, once what it asked is in the state. The
-// lock must be held.
-func (s *Store) RemoveIntent() error {
+// ClaimedIntents returns the intents claimed by commands that stopped before they
+// applied them. The lock must be held.
+func (s *Store) ClaimedIntents() ([]string, error) {
+	if err := s.list(); err != nil {
+		return nil, err
+	}
+	return s.claimed, nil
+}
+
+// Intents returns the paths of every intent not yet removed, claimed or waiting, for a
+// reader without the lock (status, an exec supervisor).
+func (s *Store) Intents() []string {
+	var out []string
+	if entries, err := os.ReadDir(s.stateDir); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), claimedPrefix) {
+				out = append(out, filepath.Join(s.stateDir, e.Name()))
+			}
+		}
+	}
+	if s.HasIntent() {
+		out = append(out, s.Path(IntentFile))
+	}
+	return out
+}
+
+// ReadIntent returns the content of the intent at path (killswitch.intent, or a claimed
+// one); none is fs.ErrNotExist.
+func (s *Store) ReadIntent(path string) ([]byte, error) { return safefile.Read(path) }
+
+// RemoveIntents removes claimed intents, durably, once the state holds what they asked.
+// The lock must be held.
+func (s *Store) RemoveIntents(paths []string) error {
 	if s.unlocked {
 		return errUnlocked
 	}
-	if err := os.Remove(s.Path(IntentFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %w", safefile.ErrWrite, err)
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %w", safefile.ErrWrite, err)
+		}
 	}
+	s.claimed = slices.DeleteFunc(s.claimed, func(p string) bool { return slices.Contains(paths, p) })
 	return safefile.SyncDir(s.stateDir)
 }

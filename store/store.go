@@ -93,6 +93,7 @@ type Store struct {
 	keyFileSum    [32]byte // the sha256 of the store.key.age it was read from
 	keyErr        error
 	temps         []string // the temp files of the store's directories, once listed
+	claimed       []string // the claimed killswitch intents, once listed
 	listed        bool
 	noteLen       int  // the lock file's length as LockNote found it (0 before)
 	unlocked      bool // opened without the lock (OpenUnlocked): no writes
@@ -187,22 +188,38 @@ func (s *Store) RemoveTemps() error {
 // listTemps lists the temp files of the store's directories once per handle: the lock is
 // held, so only this process adds or removes any after that.
 func (s *Store) listTemps() ([]string, error) {
+	if err := s.list(); err != nil {
+		return nil, err
+	}
+	return s.temps, nil
+}
+
+// list reads the store's directories once per handle, for the temp files and the claimed
+// killswitch intents (intent.go) in them.
+func (s *Store) list() error {
 	if s.listed {
-		return s.temps, nil
+		return nil
 	}
 	dirs := []string{s.dir}
 	if s.stateDir != s.dir {
 		dirs = append(dirs, s.stateDir)
 	}
 	for _, d := range dirs {
-		t, err := safefile.Temps(d)
+		entries, err := os.ReadDir(d)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		s.temps = append(s.temps, t...)
+		for _, e := range entries {
+			switch name := e.Name(); {
+			case safefile.IsTemp(name):
+				s.temps = append(s.temps, filepath.Join(d, name))
+			case d == s.stateDir && strings.HasPrefix(name, claimedPrefix):
+				s.claimed = append(s.claimed, filepath.Join(d, name))
+			}
+		}
 	}
 	s.listed = true
-	return s.temps, nil
+	return nil
 }
 
 // LockNote returns what SetLockNote last left in the lock file (the audit log's stamp),

@@ -417,3 +417,29 @@ func TestKeyCache(t *testing.T) {
 		t.Fatal("the key decrypted from store.key.age differs")
 	}
 }
+
+// TestIntentClaims: a command removes only the intents it claimed; one written after its
+// claim stays for the next command.
+func TestIntentClaims(t *testing.T) {
+	o, s := newStore(t)
+	defer s.Close()
+	if err := s.WriteIntent([]byte("first\n")); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := s.ClaimIntent()
+	if err != nil || claimed == "" || s.HasIntent() {
+		t.Fatalf("claim: %q %v (pending %v)", claimed, err, s.HasIntent())
+	}
+	if err := s.WriteIntent([]byte("second\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveIntents([]string{claimed}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(o.Dir, store.IntentFile)); err != nil || string(b) != "second\n" {
+		t.Fatalf("the intent written after the claim: %q %v", b, err)
+	}
+	if _, err := os.Stat(claimed); !os.IsNotExist(err) {
+		t.Fatalf("the claimed intent is still there: %v", err)
+	}
+}

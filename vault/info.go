@@ -60,7 +60,8 @@ type LockdownInfo struct {
 	Fingerprint string `json:"fingerprint,omitempty"`
 	Unlock      string `json:"unlock"`
 	// Pending is a lockdown recorded in killswitch.intent while another process held the
-	// store lock: every command honours it; the state takes it in when the lock is free.
+	// store lock (status): every command honours it; the state takes it in when the lock
+	// is free.
 	Pending bool `json:"pending,omitempty"`
 }
 

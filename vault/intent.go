@@ -76,15 +76,11 @@ func (in Intent) seal(key []byte) []byte {
 	return append(b, '\n')
 }
 
-// readIntent returns the pending intent, nil when there is none. A file that does not
-// check out, or cannot be read (a loose mode, a symlink), is returned as a killswitch with
-// errForgedIntent: a killswitch fails closed, and anyone who could write the file could
-// run secrets killswitch anyway.
-func readIntent(st *store.Store) (*Intent, error) {
-	data, err := st.ReadIntent()
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+// parseIntent reads an intent file's content. One that does not check out, or could not
+// be read (err: a loose mode, a symlink), is returned as a killswitch with errForgedIntent:
+// a killswitch fails closed, and anyone who could write the file could run secrets
+// killswitch anyway.
+func parseIntent(st *store.Store, data []byte, err error) (*Intent, error) {
 	key, kerr := st.Key(store.KeyIntent)
 	var in Intent
 	if err != nil || kerr != nil || json.Unmarshal(data, &in) != nil || in.Version != 1 ||
@@ -96,6 +92,25 @@ func readIntent(st *store.Store) (*Intent, error) {
 	return &in, nil
 }
 
+// readIntent returns the intent that is pending, read without the lock (waiting in
+// killswitch.intent, or claimed by a command that has not applied it yet): the strongest
+// when there are several (a killswitch before a revoke --all), nil when there is none.
+func readIntent(st *store.Store) (*Intent, error) {
+	var best *Intent
+	var bestErr error
+	for _, p := range st.Intents() {
+		data, err := st.ReadIntent(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // applied and removed meanwhile
+		}
+		in, err := parseIntent(st, data, err)
+		if best == nil || in.Kind == intentKillswitch && best.Kind != intentKillswitch {
+			best, bestErr = in, err
+		}
+	}
+	return best, bestErr
+}
+
 // writeIntent seals in and writes killswitch.intent, with or without the lock.
 func writeIntent(st *store.Store, in Intent) error {
 	key, err := st.Key(store.KeyIntent)
@@ -105,26 +120,50 @@ func writeIntent(st *store.Store, in Intent) error {
 	return st.WriteIntent(in.seal(key))
 }
 
-// applyIntent applies a pending killswitch.intent to the transaction, once: the intent's
-// lockdown and revocations are recorded with the entries that say where they came from,
-// and the file is removed after the commit. It reports whether there was one to apply.
-func (tx *Tx) applyIntent() (bool, error) {
-	in, err := readIntent(tx.st)
-	if in == nil {
+// applyIntents applies the intents claimed by commands that stopped before they applied
+// them, and the one waiting in killswitch.intent, claiming it first (store.ClaimIntent), so
+// that only files this transaction applied are removed after its commit. It reports
+// whether it applied any.
+func (tx *Tx) applyIntents() (bool, error) {
+	paths, err := tx.st.ClaimedIntents()
+	if err != nil {
 		return false, err
 	}
+	paths = slices.Clone(paths)
+	claimed, err := tx.st.ClaimIntent()
+	if err != nil {
+		return false, err
+	}
+	if claimed != "" {
+		paths = append(paths, claimed)
+	}
+	applied := false
+	for _, p := range paths {
+		data, rerr := tx.st.ReadIntent(p)
+		in, ferr := parseIntent(tx.st, data, rerr)
+		did, err := tx.applyIntent(in, errors.Is(ferr, errForgedIntent))
+		if err != nil {
+			return applied, err
+		}
+		applied = applied || did
+		tx.intentPaths = append(tx.intentPaths, p)
+	}
+	return applied, nil
+}
+
+// applyIntent applies one intent, once: its lockdown and revocations are recorded with
+// the entries that say where they came from. An intent the state already holds, or the
+// command's own (which it applies itself), is only taken for removal.
+func (tx *Tx) applyIntent(in *Intent, forged bool) (bool, error) {
 	if in.ID == tx.state.AppliedIntent || in.ID == tx.ownIntent {
-		// Applied by a command that stopped before removing the file, or this command's
-		// own, which it applies itself.
-		tx.intent, tx.intentDone = in, true
 		return false, nil
 	}
-	tx.intent, tx.intentDone = in, true
+	tx.intent = in
 	if in.At.IsZero() {
 		in.At = tx.now // a forged intent's time means nothing
 	}
 	detail := fmt.Sprintf("recorded at %s while another process held the store lock", in.At.Format(time.RFC3339))
-	if errors.Is(err, errForgedIntent) {
+	if forged {
 		detail = in.Reason
 	} else if in.ClientID != "" && in.ClientID != tx.client {
 		detail += " by " + in.ClientID
@@ -146,6 +185,7 @@ func (tx *Tx) applyIntent() (bool, error) {
 			return false, err
 		}
 		tx.End(ended, "lease_revoke", "revoke --all")
+		tx.state.AppliedIntent = in.ID
 		tx.Record(audit.Entry{Event: "revoke_all", OK: true, ClientID: in.ClientID,
 			Detail: fmt.Sprintf("%d leases revoked; %s", len(ended), detail), State: change{Intent: in.ID}.raw()})
 		tx.intentEnded = ended
@@ -156,14 +196,21 @@ func (tx *Tx) applyIntent() (bool, error) {
 // intentArrived applies an intent that appeared while fn ran, before the commit: the
 // request fails (ErrLockdown or a revoked lease) instead of handing anything out.
 func (tx *Tx) intentArrived() error {
-	if tx.intentDone || !tx.st.HasIntent() {
+	if !tx.st.HasIntent() {
 		return nil
 	}
-	applied, err := tx.applyIntent()
+	claimed, err := tx.st.ClaimIntent()
+	if err != nil || claimed == "" {
+		return err
+	}
+	tx.intentPaths = append(tx.intentPaths, claimed)
+	data, rerr := tx.st.ReadIntent(claimed)
+	in, ferr := parseIntent(tx.st, data, rerr)
+	applied, err := tx.applyIntent(in, errors.Is(ferr, errForgedIntent))
 	if err != nil || !applied {
 		return err
 	}
-	if tx.intent.Kind == intentRevokeAll {
+	if in.Kind == intentRevokeAll {
 		return fmt.Errorf("%w: revoke --all ran while this command ran; nothing was handed out", lease.ErrNotFound)
 	}
 	return fmt.Errorf("%w: the killswitch fired while this command ran; nothing was handed out", killswitch.ErrLockdown)
@@ -174,14 +221,11 @@ func (tx *Tx) intentArrived() error {
 const firstTry = 250 * time.Millisecond
 
 // PendingCut is what revoke --all or the killswitch did while another process held the
-// store lock: the intent is recorded and the consumers it could see are cut; the state
-// catches up when the lock is free (the next command applies the intent first).
+// store lock: the consumers it could see are cut.
 type PendingCut struct {
-	Reason               string `json:"reason"`
-	Intent               string `json:"intent"`
-	LeasesEnded          int    `json:"leases_ended"`
-	SupervisorsSignalled int    `json:"supervisors_signalled"`
-	EnvFilesRemoved      int    `json:"env_files_removed"`
+	LeasesEnded          int
+	SupervisorsSignalled int
+	EnvFilesRemoved      int
 }
 
 // cutAccess runs revoke --all or the killswitch, whose work under the lock is fn (which
@@ -190,17 +234,24 @@ type PendingCut struct {
 // the state as it can be read are cut at once, and fn waits for the rest of the lock
 // timeout; if the lock is still held, the cut stands and is returned as pending. When fn's
 // commit fails (nothing can be written), the consumers are stopped all the same.
-func (v *Vault) cutAccess(ctx context.Context, client string, in *Intent, fn func(*Tx) error) (*PendingCut, error) {
-	written := false
+func (v *Vault) cutAccess(ctx context.Context, client string, in *Intent, fn func(*Tx) error) error {
+	written, kind := false, in.Kind
 	if st, err := store.OpenUnlocked(ctx, v.storeOptions()); err == nil {
-		if pending, err := readIntent(st); err == nil && pending != nil {
-			*in = merge(*pending, *in)
+		if data, err := st.ReadIntent(st.Path(store.IntentFile)); err == nil {
+			if pending, err := parseIntent(st, data, nil); err == nil {
+				*in = merge(*pending, *in)
+			}
 		}
 		// Without the intent, the work under the lock does the same, only nothing can
 		// hold it back; the failure is reported if the lock is held (below).
 		written = writeIntent(st, *in) == nil
 	}
 	o := txOptions{lockTimeout: firstTry, ownIntent: in.ID}
+	if in.Kind != kind {
+		// A revoke --all merged into a pending killswitch: the transaction applies the
+		// killswitch as any command would, and fn then does its own work.
+		o.ownIntent = ""
+	}
 	err := v.updateWith(ctx, write|failsafe, client, o, fn)
 	if !errors.Is(err, store.ErrLocked) {
 		if err != nil && !errors.Is(err, ErrUsage) {
@@ -208,14 +259,14 @@ func (v *Vault) cutAccess(ctx context.Context, client string, in *Intent, fn fun
 				v.warn("nothing could be recorded (%v): %d exec supervisors were stopped and %d .env files removed directly", err, cut.SupervisorsSignalled, cut.EnvFilesRemoved)
 			}
 		}
-		return nil, err
+		return err
 	}
 	cut, cerr := v.cutWithoutLock(ctx, *in, !written)
 	if cerr != nil {
-		return nil, fmt.Errorf("%w; and the state could not be read without it: %v", err, cerr)
+		return fmt.Errorf("%w; and the state could not be read without it: %v", err, cerr)
 	}
 	if !written {
-		return nil, fmt.Errorf("%w; killswitch.intent could not be written, so only the %d supervisors and %d .env files found were stopped", err, cut.SupervisorsSignalled, cut.EnvFilesRemoved)
+		return fmt.Errorf("%w; killswitch.intent could not be written, so only the %d supervisors and %d .env files found were stopped", err, cut.SupervisorsSignalled, cut.EnvFilesRemoved)
 	}
 	v.warn("the store lock is held by another process: access is cut (%d leases ended, %d exec supervisors signalled, %d .env files removed) and recorded in %s; waiting for the lock to record it in the state",
 		cut.LeasesEnded, cut.SupervisorsSignalled, cut.EnvFilesRemoved, store.IntentFile)
@@ -228,10 +279,31 @@ func (v *Vault) cutAccess(ctx context.Context, client string, in *Intent, fn fun
 	o.lockTimeout = max(timeout-firstTry, time.Millisecond)
 	err = v.updateWith(ctx, write|failsafe, client, o, fn)
 	if errors.Is(err, store.ErrLocked) {
-		cut.Reason = err.Error() + "; access is cut, and the next command applies " + store.IntentFile + " before anything else"
-		return cut, nil
+		// Access is cut, but the state does not say so yet: that is a failure to report,
+		// not a success (a process of this user could delete the file before a command
+		// takes it in).
+		return &PendingError{Cut: *cut, Err: err}
 	}
-	return nil, err
+	return err
+}
+
+// PendingError is a revoke --all or killswitch that cut access while another process held
+// the store lock, but could not record it in the state: it waits in killswitch.intent.
+type PendingError struct {
+	Cut PendingCut
+	Err error // store.ErrLocked
+}
+
+func (e *PendingError) Error() string {
+	return fmt.Sprintf("%v: access is cut (%d leases ended, %d exec supervisors signalled, %d .env files removed) and recorded in %s, which every command applies before it hands anything out; the state holds it only once a command takes it in",
+		e.Err, e.Cut.LeasesEnded, e.Cut.SupervisorsSignalled, e.Cut.EnvFilesRemoved, store.IntentFile)
+}
+
+func (e *PendingError) Unwrap() error { return e.Err }
+
+// Fix says what to do about it.
+func (e *PendingError) Fix() string {
+	return "find what holds the store lock (fuser .lock) and end it; the next command then takes the killswitch in (secrets status shows it pending until then)"
 }
 
 // merge is the intent that does what a pending one and a new one both ask: a second
@@ -290,7 +362,7 @@ func (v *Vault) cutWithoutLock(ctx context.Context, in Intent, terminate bool) (
 		return l, ok
 	}
 	files := slices.Clone(tx.state.EnvFiles)
-	cut := &PendingCut{Intent: st.Path(store.IntentFile)}
+	cut := &PendingCut{}
 	for len(ended) > 0 {
 		cut.LeasesEnded += len(ended)
 		more, effects := killswitch.End(take, &files, ended)

@@ -30,8 +30,6 @@ type KillswitchResult struct {
 	Rotated          []Rotated         `json:"rotated,omitzero"`
 	RotationFailures []RotationFailure `json:"rotation_failures,omitzero"`
 	Wiped            []string          `json:"wiped,omitzero"`
-	// Pending says the store lock was held: access is cut, the state catches up later.
-	Pending *PendingCut `json:"pending,omitempty"`
 	// FinishedInterruptedWipe says the store could not be opened and what remained of a
 	// wipe that a crash interrupted was shredded.
 	FinishedInterruptedWipe bool `json:"finished_interrupted_wipe,omitempty"`
@@ -61,12 +59,11 @@ func (v *Vault) Killswitch(ctx context.Context, in KillswitchInput) (*Killswitch
 // fire runs the killswitch: lockdown and revoke all under the lock, recorded in one
 // commit with the entries that caused it (first), then rotate all and wipe as act says.
 // It cuts access whatever the log and while another process holds the lock (cutAccess):
-// then it reports the cut as pending, and fails for rotate all and wipe, which need the
-// lock.
+// then it fails with a *PendingError that says what it cut.
 func (v *Vault) fire(ctx context.Context, client, trigger, reason string, act store.FailAction, first ...audit.Entry) (*KillswitchResult, error) {
 	in := newIntent(intentKillswitch, trigger, reason, client, v.o.Now())
 	var out *KillswitchResult
-	pending, err := v.cutAccess(ctx, client, &in, func(tx *Tx) error {
+	err := v.cutAccess(ctx, client, &in, func(tx *Tx) error {
 		for _, e := range first {
 			tx.Record(e)
 		}
@@ -76,15 +73,6 @@ func (v *Vault) fire(ctx context.Context, client, trigger, reason string, act st
 	})
 	if err != nil {
 		return nil, err
-	}
-	if pending != nil {
-		if act.RotateAll || act.WipeStore {
-			return nil, fmt.Errorf("%w; rotate all and wipe need it: run the killswitch again when it is free", errors.New(pending.Reason))
-		}
-		n := pending.LeasesEnded
-		return &KillswitchResult{Lockdown: &LockdownInfo{Since: rfc3339(in.At), Trigger: in.Trigger, Reason: in.Reason, Pending: true,
-			Unlock: "once the state has taken it in (the next command does), run secrets unlock on a terminal and type the fingerprint secrets status shows"},
-			LeasesRevoked: &n, Steps: []string{"revoke all", "lockdown"}, Pending: pending}, nil
 	}
 	return out, v.afterLockdown(ctx, client, trigger, act, out)
 }
@@ -104,6 +92,9 @@ func (tx *Tx) lockdown(trigger, reason string, act store.FailAction, intent stri
 		steps = append(steps, "wipe")
 	}
 	tx.state.Lockdown = killswitch.Lock(tx.state.Lockdown, trigger, reason, at)
+	if intent != "" {
+		tx.state.AppliedIntent = intent
+	}
 	var ended []lease.Lease
 	if act.RevokeAll {
 		var err error

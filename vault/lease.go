@@ -161,8 +161,6 @@ func (v *Vault) Revoke(ctx context.Context, id, clientFlag string) (*Revoked, er
 type RevokeAllResult struct {
 	LeasesRevoked int      `json:"leases_revoked"`
 	LeaseIDs      []string `json:"lease_ids"`
-	// Pending says the store lock was held: access is cut, the state catches up later.
-	Pending *PendingCut `json:"pending,omitempty"`
 }
 
 // RevokeAll ends every active lease and records revoke_all. Like the killswitch, it cuts
@@ -174,21 +172,19 @@ func (v *Vault) RevokeAll(ctx context.Context, clientFlag string) (*RevokeAllRes
 	}
 	in := newIntent(intentRevokeAll, "", "", client, v.o.Now())
 	var ended []lease.Lease
-	pending, err := v.cutAccess(ctx, client, &in, func(tx *Tx) error {
+	err = v.cutAccess(ctx, client, &in, func(tx *Tx) error {
 		var err error
 		if ended, err = tx.revokeWhere(func(lease.Lease) bool { return true }); err != nil {
 			return err
 		}
 		tx.End(ended, "lease_revoke", "revoke --all")
 		tx.stopSalvaged()
+		tx.state.AppliedIntent = in.ID
 		tx.Record(audit.Entry{Event: "revoke_all", OK: true, Detail: fmt.Sprintf("%d leases revoked", len(ended)), State: change{Intent: in.ID}.raw()})
 		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	if pending != nil {
-		return &RevokeAllResult{LeasesRevoked: pending.LeasesEnded, LeaseIDs: []string{}, Pending: pending}, nil
 	}
 	return &RevokeAllResult{LeasesRevoked: len(ended), LeaseIDs: leaseIDs(ended)}, nil
 }

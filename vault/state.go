@@ -266,8 +266,3 @@ func (t *leaseTable) leases() ([]lease.Lease, error) {
 	}
 	return t.all, nil
 }
-
-// changed reports whether anything changed since the snapshot was read.
-func (t *leaseTable) changed() bool {
-	return t.read || len(t.added) > 0 || len(t.gone) > 0 || len(t.renewed) > 0
-}

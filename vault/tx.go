@@ -118,7 +118,7 @@ type Tx struct {
 	// killswitch.intent (intent.go)
 	ownIntent   string            // the intent this transaction's command wrote: it applies it itself
 	intent      *Intent           // the intent applied, if any
-	intentDone  bool              // the intent file is in the state: remove it after the commit
+	intentPaths []string          // the intent files this transaction claimed: removed after its commit
 	intentOut   *KillswitchResult // what applying a killswitch intent did
 	intentEnded []lease.Lease     // what applying a revoke_all intent ended
 
@@ -213,7 +213,7 @@ func (v *Vault) begin(st *store.Store, m mode, client string, o txOptions) (*Tx,
 		return tx, err
 	}
 	// A killswitch recorded while the lock was held is applied before anything else.
-	if _, err := tx.applyIntent(); err != nil && !errors.Is(err, errForgedIntent) {
+	if _, err := tx.applyIntents(); err != nil {
 		return tx, err
 	}
 	if tx.torn > 0 && tx.broken == nil {
@@ -689,11 +689,11 @@ func (tx *Tx) commit() error {
 			return err
 		}
 	}
-	if tx.intentDone {
-		if err := tx.st.RemoveIntent(); err != nil {
-			tx.v.warn("killswitch.intent is applied but could not be removed (%v); the next command sees it is done", err)
+	if len(tx.intentPaths) > 0 {
+		if err := tx.st.RemoveIntents(tx.intentPaths); err != nil {
+			tx.v.warn("a killswitch intent is applied but its file could not be removed (%v); the next command sees it is done", err)
 		}
-		tx.intentDone = false
+		tx.intentPaths = nil
 	}
 	if arrived != nil {
 		tx.denied = true

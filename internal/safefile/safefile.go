@@ -299,21 +299,9 @@ func RemoveTemps(dir, name string) error {
 	return nil
 }
 
-// Temps returns the paths of the temp files any Stage left in dir, for a caller that
-// looks at them before it removes them (RemoveTemps reads the directory itself).
-func Temps(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range entries {
-		if isTemp(e.Name(), "") {
-			out = append(out, filepath.Join(dir, e.Name()))
-		}
-	}
-	return out, nil
-}
+// IsTemp reports whether a file name is one a Stage creates (or a release before this
+// one did): a temp file, whatever its target.
+func IsTemp(name string) bool { return isTemp(name, "") }
 
 func isTemp(file, name string) bool {
 	if name != "" {
