@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -255,5 +257,35 @@ func TestAttackCrashBetweenAppendAndRename(t *testing.T) {
 	}
 	if a := s.must("", "audit", "--event", "secrets_recovered"); !strings.Contains(a, `"count": 1`) {
 		t.Fatalf("the roll forward is not recorded:\n%s", a)
+	}
+}
+
+// TestAttackForgedExecLeaseSignalsNothing: a forged exec lease in a damaged log, naming
+// another program by its pid and start time (both readable in /proc), does not make the
+// killswitch signal it: only a process running secrets is a supervisor.
+func TestAttackForgedExecLeaseSignalsNothing(t *testing.T) {
+	s := newAttackStore(t)
+	victim := exec.Command("sleep", "300")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- victim.Wait() }()
+	t.Cleanup(func() { victim.Process.Kill(); <-exited })
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(victim.Process.Pid) + "/stat")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	forged := fmt.Sprintf(`{"seq":99,"event":"lease_grant","ok":true,"state":{"lease":{"id":"lease_X","secret":"k","client_id":"x","created_at":"2026-01-01T00:00:00Z","expires_at":"2099-01-01T00:00:00Z","ttl":"1h","kind":"exec","pid":%d,"pid_start":%s}}}`, victim.Process.Pid, fields[19])
+	s.write("audit.jsonl", append(s.read("audit.jsonl"), []byte("junk\n"+forged+"\n")...))
+	if code, out, errs := s.run("", nil, "revoke", "--all"); code != 0 {
+		t.Fatalf("revoke --all: exit %d %s %s", code, out, errs)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		t.Fatalf("the killswitch signalled a process a forged lease named: %v", err)
+	case <-time.After(300 * time.Millisecond):
 	}
 }

@@ -173,3 +173,29 @@ func TestExecForwardsSignals(t *testing.T) {
 		t.Fatalf("leases left after the commands exited: %s", out)
 	}
 }
+
+// TestKillswitchReachesExecWithUnreadableState: a leases.age that will not decrypt keeps
+// the killswitch from reading whom to signal, but not from stopping a running exec: its
+// intent is recorded, and the supervisor, which polls for one, stops its command.
+func TestKillswitchReachesExecWithUnreadableState(t *testing.T) {
+	bin := secretsBinary(t)
+	env := execEnv(t, bin)
+	dir := strings.TrimPrefix(env[0], "SECRETS_DIR=")
+	_, done, stderr := startExec(t, bin, env, "--", "sleep", "300")
+	garbage := make([]byte, 600)
+	os.WriteFile(filepath.Join(dir, "leases.age"), garbage, 0o600)
+	start := time.Now()
+	cmd := exec.Command(bin, "killswitch", "--reason", "unreadable state")
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("the killswitch could not read the state, yet succeeded: %s", out)
+	}
+	code, took := waitExit(t, done, start, 5*time.Second)
+	if code != 128+int(syscall.SIGTERM) || took > 3*time.Second {
+		t.Fatalf("exit %d after %v; want %d within 3s\n%s", code, took, 128+int(syscall.SIGTERM), stderr)
+	}
+	if !strings.Contains(stderr.String(), "the killswitch fired") {
+		t.Errorf("the supervisor did not say why: %s", stderr)
+	}
+	t.Logf("stopped %v after the killswitch", took)
+}

@@ -255,12 +255,26 @@ func TestWitnessFindsRollback(t *testing.T) {
 	if out := secretsOut(t, bin, env, "audit", "--event", "audit_rollback"); !strings.Contains(out, `"code": "audit_rollback"`) {
 		t.Errorf("no audit_rollback entry: %s", out)
 	}
-	// The finding stands: the witness now holds the older head, and says so no more.
-	if out, _ := once(); !strings.Contains(out, "healthy") {
-		t.Fatalf("check after: %s", out)
+	// The finding stands until a person unlocks, and the witness never goes back to the
+	// older head: the same older copy put back again is found again.
+	if out, code := once(); code != 8 || !strings.Contains(out, `"code": "audit_rollback"`) {
+		t.Fatalf("the next check: exit %d\n%s", code, out)
 	}
 	if st := secretsOut(t, bin, env, "status"); !strings.Contains(st, `"status": "rollback"`) {
 		t.Fatalf("the finding was lost: %s", st)
+	}
+	os.RemoveAll(dir)
+	if out, err := exec.Command("cp", "-a", old, dir).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	if out, code := once(); code != 8 || !strings.Contains(out, `"code": "audit_rollback"`) {
+		t.Fatalf("the older copy put back again: exit %d\n%s", code, out)
+	}
+
+	// No head is sent for a damaged log, so the witness cannot be taught it.
+	os.WriteFile(filepath.Join(dir, "audit.jsonl"), append(must(os.ReadFile(filepath.Join(dir, "audit.jsonl"))), "junk\n"...), 0o600)
+	if out, code := once(); code != 8 || !strings.Contains(out, "audit_tampered") {
+		t.Fatalf("a check on a damaged log: exit %d\n%s", code, out)
 	}
 
 	// A head without the key's MAC is refused, so it cannot teach the witness anything.
@@ -271,4 +285,11 @@ func TestWitnessFindsRollback(t *testing.T) {
 		t.Fatalf("a forged head: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

@@ -3,7 +3,9 @@
 package killswitch_test
 
 import (
+	"os"
 	"os/exec"
+	"os/signal"
 	"syscall"
 	"testing"
 	"time"
@@ -14,10 +16,38 @@ import (
 	"github.com/agent-secrets/secrets/supervisor"
 )
 
+// TestMain lets the test binary stand in for a supervisor: a process of this program.
+func TestMain(m *testing.M) {
+	if os.Getenv("KILLSWITCH_TEST_SLEEP") != "" {
+		got := make(chan os.Signal, 1)
+		signal.Notify(got, supervisor.SigRevoke)
+		select {
+		case <-got:
+			os.Exit(42) // what a supervisor does with it: look, here exit
+		case <-time.After(30 * time.Second):
+			os.Exit(0)
+		}
+	}
+	os.Exit(m.Run())
+}
+
 // TestEndSignalsOnlyTheRecordedProcess: a pid whose start time differs (a recycled pid)
-// is never signalled; the recorded process is.
+// is never signalled, nor a process of another program whose pid and start time a lease
+// names (both are readable in /proc); the recorded supervisor is.
 func TestEndSignalsOnlyTheRecordedProcess(t *testing.T) {
-	proc := exec.Command("sleep", "30")
+	none := func(string) (lease.Lease, bool) { return lease.Lease{}, false }
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Process.Kill()
+	otherStart, _ := supervisor.StartTime(other.Process.Pid)
+	if _, effects := killswitch.End(none, new([]envfile.Record), []lease.Lease{{ID: "lease_O", Kind: lease.KindExec, PID: other.Process.Pid, PIDStart: otherStart}}); len(effects) != 1 || effects[0].Event != "exec_gone" {
+		t.Fatalf("another program: effects %+v", effects)
+	}
+
+	proc := exec.Command(os.Args[0], "-test.run=^$")
+	proc.Env = append(os.Environ(), "KILLSWITCH_TEST_SLEEP=1")
 	if err := proc.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +57,7 @@ func TestEndSignalsOnlyTheRecordedProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := lease.Lease{ID: "lease_X", Kind: lease.KindExec, PID: proc.Process.Pid, PIDStart: start + 1}
-	_, effects := killswitch.End(func(string) (lease.Lease, bool) { return lease.Lease{}, false }, new([]envfile.Record), []lease.Lease{l})
+	_, effects := killswitch.End(none, new([]envfile.Record), []lease.Lease{l})
 	if len(effects) != 1 || effects[0].Event != "exec_gone" {
 		t.Fatalf("effects %+v", effects)
 	}
@@ -36,13 +66,14 @@ func TestEndSignalsOnlyTheRecordedProcess(t *testing.T) {
 		t.Fatal("a process with another start time was signalled")
 	}
 	l.PIDStart = start
-	_, effects = killswitch.End(func(string) (lease.Lease, bool) { return lease.Lease{}, false }, new([]envfile.Record), []lease.Lease{l})
+	_, effects = killswitch.End(none, new([]envfile.Record), []lease.Lease{l})
 	if len(effects) != 1 || effects[0].Event != "exec_signal" {
 		t.Fatalf("effects %+v", effects)
 	}
-	// sleep has no handler for SigRevoke, so its default action ends it.
-	err = proc.Wait()
-	if ws, ok := proc.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != supervisor.SigRevoke {
-		t.Fatalf("the recorded process was not signalled: %v", err)
+	if proc.Wait(); proc.ProcessState.ExitCode() != 42 {
+		t.Fatalf("the recorded process was not signalled: %v", proc.ProcessState)
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatal("the other program was signalled")
 	}
 }

@@ -68,6 +68,25 @@ func (s *Store) WriteIntent(b []byte) error {
 // stopped before its commit) is applied by the next.
 const claimedPrefix = IntentFile + ".claimed-"
 
+// IntentWaiting reports, without opening the store, whether the store at o has an intent
+// waiting or claimed: a stat and a directory read, for an exec supervisor's poll.
+func IntentWaiting(o Options) bool {
+	dir := o.stateDir()
+	if _, err := os.Lstat(filepath.Join(dir, IntentFile)); err == nil {
+		return true
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), claimedPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // HasIntent reports whether an intent is waiting in killswitch.intent: one stat, for the
 // check every write makes before it commits.
 func (s *Store) HasIntent() bool {

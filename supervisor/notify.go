@@ -12,10 +12,11 @@ import (
 var ErrGone = errors.New("no longer running")
 
 // Notify tells the supervisor pid, which started at start (StartTime), that one of its
-// leases may have ended. It fails with ErrGone when that process has exited; the
+// leases may have ended. It fails with ErrGone when that process has exited, or is not
+// running this program (sameProgram); the
 // supervisor checks the store itself before it acts, so a stray notice costs a look.
 func Notify(pid int, start uint64) error {
-	if got, err := StartTime(pid); err != nil || got != start {
+	if got, err := StartTime(pid); err != nil || got != start || !sameProgram(pid) {
 		return ErrGone
 	}
 	return signalRevoke(pid)
@@ -36,7 +37,7 @@ func Self() (int, uint64, error) {
 // SIGTERM does (it forwards it to the command's group and exits with it). The killswitch
 // uses it when it could record nothing for the supervisor to find.
 func Stop(pid int, start uint64) error {
-	if got, err := StartTime(pid); err != nil || got != start {
+	if got, err := StartTime(pid); err != nil || got != start || !sameProgram(pid) {
 		return ErrGone
 	}
 	return syscall.Kill(pid, syscall.SIGTERM)

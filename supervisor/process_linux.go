@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -36,3 +38,20 @@ func StartTime(pid int) (uint64, error) {
 }
 
 func signalRevoke(pid int) error { return syscall.Kill(pid, SigRevoke) }
+
+// sameProgram reports whether pid runs the program this process runs (by file name, so a
+// binary replaced by an upgrade still counts): only a secrets supervisor is ever sent a
+// revocation, not a process whose pid and start time a forged lease named (both are
+// readable in /proc by anyone).
+func sameProgram(pid int) bool {
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return false
+	}
+	other, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	if err != nil {
+		return false
+	}
+	base := func(p string) string { return filepath.Base(strings.TrimSuffix(p, " (deleted)")) }
+	return base(self) == base(other)
+}

@@ -45,6 +45,11 @@ type Command struct {
 	// Ended is asked on every revocation signal, which any process can send: it returns
 	// why one of the command's leases ended, or "" if none did.
 	Ended func() string
+	// Pending is asked every PollEvery, and when it is true, Ended is asked as on a
+	// revocation signal: for a revocation whose signal could not be sent (a killswitch
+	// that could not read the state to find this supervisor). Nil polls nothing.
+	Pending   func() bool
+	PollEvery time.Duration
 	// Warn receives problems that do not stop the command.
 	Warn func(string)
 }
@@ -133,8 +138,21 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 		syscall.Kill(-pgid, syscall.SIGTERM)
 		kill = time.After(c.Grace)
 	}
+	var poll <-chan time.Time
+	if c.Pending != nil && c.PollEvery > 0 {
+		t := time.NewTicker(c.PollEvery)
+		defer t.Stop()
+		poll = t.C
+	}
 	for {
 		select {
+		case <-poll:
+			if c.Pending() {
+				if why := c.Ended(); why != "" {
+					stop(why)
+					poll = nil
+				}
+			}
 		case err := <-done:
 			for _, cl := range closers {
 				cl.Close()

@@ -11,6 +11,7 @@ import (
 	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/redact"
+	"github.com/agent-secrets/secrets/store"
 	"github.com/agent-secrets/secrets/supervisor"
 )
 
@@ -103,8 +104,9 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		Argv: in.Argv, Env: childEnv(v.o.Environ, in.Pristine, in.Keep, vars),
 		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
 		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: earliest(leases),
-		Ended: func() string { return v.execEnded(context.Background(), client, leases) },
-		Warn:  v.o.Warn,
+		Ended:   func() string { return v.execEnded(context.Background(), client, leases) },
+		Pending: func() bool { return store.IntentWaiting(v.storeOptions()) }, PollEvery: time.Second,
+		Warn: v.o.Warn,
 	})
 	v.execEnd(context.Background(), client, ids, prog, res)
 	if res.Stopped != "" {

@@ -78,6 +78,7 @@ type Witness struct {
 	Seen     audit.Head `json:"seen"`
 	Checked  time.Time  `json:"checked"`
 	Rollback string     `json:"rollback,omitempty"` // why the head it saw does not fit ours
+	Silent   bool       `json:"silent,omitempty"`   // its last answer carried no head
 }
 
 // SealedPin is a sealed segment of the log as it was sealed: its size, and the hash of its

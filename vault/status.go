@@ -28,7 +28,7 @@ type StatusResult struct {
 type WitnessInfo struct {
 	Seen     audit.Head `json:"seen"`
 	Checked  string     `json:"checked"`
-	Status   string     `json:"status"` // ok or rollback
+	Status   string     `json:"status"` // ok, silent (the last answer had no head) or rollback
 	Rollback string     `json:"rollback,omitempty"`
 }
 
@@ -105,8 +105,11 @@ func (v *Vault) Status(ctx context.Context) (*StatusResult, error) {
 		}
 		if w := tx.state.Witness; w != nil {
 			out.Witness = &WitnessInfo{Seen: w.Seen, Checked: rfc3339(w.Checked), Status: "ok", Rollback: w.Rollback}
-			if w.Rollback != "" {
+			switch {
+			case w.Rollback != "":
 				out.Witness.Status = "rollback"
+			case w.Silent:
+				out.Witness.Status = "silent"
 			}
 		}
 		if in, err := readIntent(st); in != nil && in.ID != tx.state.AppliedIntent {

@@ -51,6 +51,11 @@ func (v *Vault) witnessHead(ctx context.Context) (string, []byte, error) {
 	var line string
 	var key []byte
 	err := v.View(ctx, func(tx *Tx) error {
+		if tx.broken != nil {
+			// A head that no check could record would teach the witness this log: none is
+			// sent, and watch fails as every writing command would.
+			return tx.broken
+		}
 		k, err := tx.st.Key(store.KeyWitness)
 		if err != nil {
 			return err
@@ -65,6 +70,14 @@ func (v *Vault) witnessHead(ctx context.Context) (string, []byte, error) {
 // returns why the head the witness saw does not fit the log, or "".
 func (tx *Tx) witness(reply string, key []byte) string {
 	if reply == "" {
+		if w := tx.state.Witness; w != nil && !w.Silent {
+			// It answered with a head before: it lost what it saw (a restart), or another
+			// endpoint answers. Shown, not acted on: a witness that restarts is common.
+			tx.v.warn("the heartbeat endpoint sent no witness head, though it did before: it no longer vouches for this log")
+			silent := *w
+			silent.Silent = true
+			tx.state.Witness, tx.stateDirty = &silent, true
+		}
 		return "" // an endpoint that keeps no head, or the first check
 	}
 	seen, err := parseWitness(reply, key)
