@@ -4,15 +4,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
+	"github.com/agent-secrets/secrets/vault"
 	"golang.org/x/sys/unix"
 )
 
@@ -187,5 +191,38 @@ func writeAgeFile(t *testing.T, dir, name, plaintext string) {
 	w.Close()
 	if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLocalPartApart: with the local part in a directory of its own, the shared part
+// (identity, store key, secrets, config) stays in the store directory and never holds a
+// lease, a log line or a lock; the local part holds exactly those.
+func TestLocalPartApart(t *testing.T) {
+	root := t.TempDir()
+	dir, local := filepath.Join(root, "shared"), filepath.Join(root, "local")
+	v := vault.New(vault.Options{Dir: dir, StateDir: local, LockTimeout: time.Second, ClientID: "apart"})
+	ctx := context.Background()
+	if _, err := v.Init(ctx, vault.InitInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Add(ctx, vault.AddInput{Name: "k", Value: []byte("FAKE-apart-0001")}); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := v.Lease(ctx, vault.LeaseInput{Name: "k", TTL: "1h"}); err != nil || string(g.Value) != "FAKE-apart-0001" {
+		t.Fatalf("lease: %v", err)
+	}
+	names := func(d string) []string {
+		entries, _ := os.ReadDir(d)
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if got, want := names(dir), []string{"config.json", "identity.age", "secrets.age", "store.key.age"}; !slices.Equal(got, want) {
+		t.Errorf("shared part: %v, want %v", got, want)
+	}
+	if got, want := names(local), []string{".lock", "audit.jsonl", "leases.age"}; !slices.Equal(got, want) {
+		t.Errorf("local part: %v, want %v", got, want)
 	}
 }

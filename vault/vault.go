@@ -22,6 +22,10 @@ import (
 type Options struct {
 	// Dir is the store directory, absolute.
 	Dir string
+	// StateDir holds the store's local part (leases.age, the log, the lock file,
+	// killswitch.intent); "" is Dir. The shared part (identity, store key, secrets,
+	// config) stays in Dir.
+	StateDir string
 	// LockTimeout bounds the wait for the store lock; 0 uses config.json's lock_timeout.
 	LockTimeout time.Duration
 	// IdentityKey ($SECRETS_IDENTITY) and IdentityFile ($SECRETS_IDENTITY_FILE) replace
@@ -69,7 +73,7 @@ func New(o Options) *Vault {
 func (v *Vault) Dir() string { return v.o.Dir }
 
 func (v *Vault) storeOptions() store.Options {
-	return store.Options{Dir: v.o.Dir, LockTimeout: v.o.LockTimeout, IdentityKey: v.o.IdentityKey, IdentityFile: v.o.IdentityFile, Now: v.o.Now}
+	return store.Options{Dir: v.o.Dir, StateDir: v.o.StateDir, LockTimeout: v.o.LockTimeout, IdentityKey: v.o.IdentityKey, IdentityFile: v.o.IdentityFile, Now: v.o.Now}
 }
 
 // client resolves who is asking: flag (a request's --client-id), else Options.ClientID,
