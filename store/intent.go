@@ -24,26 +24,7 @@ import (
 // OpenUnlocked opens the store as Open does, but without the lock: for the killswitch
 // when the lock is held, which only reads the state, signals its consumers and writes
 // killswitch.intent. A store opened so refuses every other write.
-func OpenUnlocked(ctx context.Context, o Options) (*Store, error) {
-	if err := checkDir(o.Dir); err != nil {
-		return nil, err
-	}
-	cfg, err := readConfig(o.Dir)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkStateDir(o); err != nil {
-		return nil, err
-	}
-	s := &Store{dir: o.Dir, stateDir: o.stateDir(), cfg: cfg, unlocked: true}
-	if _, err := os.Lstat(s.Path(SecretsFile)); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s has no %s", ErrNotInitialized, o.Dir, SecretsFile)
-	}
-	if err := s.prepare(o); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
+func OpenUnlocked(ctx context.Context, o Options) (*Store, error) { return open(ctx, o, false) }
 
 // errUnlocked refuses a write through a store opened with OpenUnlocked.
 var errUnlocked = errors.New("the store is open without its lock: only killswitch.intent may be written")

@@ -321,24 +321,29 @@ type lineReader struct {
 }
 
 // line returns the line that starts at off, without its newline.
-func (l *lineReader) line(off int64) ([]byte, error) {
+func (l *lineReader) line(off int64) ([]byte, error) { return LineAt(l.r, l.size, off) }
+
+// LineAt returns the line of a plaintext stream (an age file's, decrypted on demand) that
+// starts at off, without its newline. A line that does not end is returned as far as it
+// goes, with io.ErrUnexpectedEOF.
+func LineAt(r io.ReaderAt, size, off int64) ([]byte, error) {
 	var out []byte
 	buf := make([]byte, 4096)
-	for off < l.size {
-		n, err := l.r.ReadAt(buf[:min(int64(len(buf)), l.size-off)], off)
+	for off < size {
+		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
 		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
 			return append(out, buf[:i]...), nil
 		}
 		out = append(out, buf[:n]...)
 		if len(out) > 2*MaxValueSize {
-			return nil, errors.New("line too long")
+			return out, errors.New("line too long")
 		}
 		if err != nil && err != io.EOF {
-			return nil, err
+			return out, err
 		}
 		off += int64(n)
 	}
-	return nil, errors.New("unterminated line")
+	return out, io.ErrUnexpectedEOF
 }
 
 // nextStart returns the first line start at or after off (bodyStart is one).

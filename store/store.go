@@ -129,7 +129,10 @@ func (s *Store) AuditKey() []byte { return s.id.macKey() }
 // the lock timeout, then ErrLocked), and loads the identity. It fails with
 // ErrNotInitialized when there is no store, and with ErrInsecure for a loose mode, a
 // foreign owner or a symlinked file. The caller must Close the store.
-func Open(ctx context.Context, o Options) (*Store, error) {
+func Open(ctx context.Context, o Options) (*Store, error) { return open(ctx, o, true) }
+
+// open is Open, and OpenUnlocked without the lock.
+func open(ctx context.Context, o Options, lock bool) (*Store, error) {
 	if err := checkDir(o.Dir); err != nil {
 		return nil, err
 	}
@@ -140,9 +143,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := checkStateDir(o); err != nil {
 		return nil, err
 	}
-	s := &Store{dir: o.Dir, stateDir: o.stateDir(), cfg: cfg}
-	if err := s.acquire(ctx, o.LockTimeout); err != nil {
-		return nil, err
+	s := &Store{dir: o.Dir, stateDir: o.stateDir(), cfg: cfg, unlocked: !lock}
+	if lock {
+		if err := s.acquire(ctx, o.LockTimeout); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := os.Lstat(s.Path(SecretsFile)); errors.Is(err, fs.ErrNotExist) {
 		s.Close()

@@ -47,8 +47,7 @@ func sampleState() (*State, []lease.Lease) {
 // snapshotBytes reads an encoded snapshot the way a transaction does.
 func openBytes(t testing.TB, b []byte, key []byte) *snapshotFile {
 	t.Helper()
-	lr := &lineReader{r: bytes.NewReader(b), size: int64(len(b))}
-	line, err := lr.line(0)
+	line, err := store.LineAt(bytes.NewReader(b), int64(len(b)), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -268,8 +268,7 @@ func openSnapshot(st *store.Store, keyFor func(unchecked *State) ([]byte, error)
 		closer.Close()
 		return nil, nil, fmt.Errorf("%w: %s: %s", store.ErrCorrupt, path, why)
 	}
-	lr := &lineReader{r: r, size: size}
-	line, err := lr.line(0)
+	line, err := store.LineAt(r, size, 0)
 	if !bytes.HasPrefix(line, []byte(snapshotHead)) {
 		closer.Close()
 		return nil, nil, errLegacySnapshot
@@ -399,28 +398,4 @@ func (f *snapshotFile) reheader(s *State, key []byte) ([]byte, error) {
 		return nil, err
 	}
 	return encodeSnapshot(s, leases, key)
-}
-
-// lineReader reads lines of a plaintext stream by offset.
-type lineReader struct {
-	r    io.ReaderAt
-	size int64
-}
-
-// line returns the line that starts at off, without its newline.
-func (l *lineReader) line(off int64) ([]byte, error) {
-	var out []byte
-	buf := make([]byte, 4096)
-	for off < l.size {
-		n, err := l.r.ReadAt(buf[:min(int64(len(buf)), l.size-off)], off)
-		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
-			return append(out, buf[:i]...), nil
-		}
-		out = append(out, buf[:n]...)
-		if err != nil && err != io.EOF {
-			return out, err
-		}
-		off += int64(n)
-	}
-	return out, io.ErrUnexpectedEOF
 }
