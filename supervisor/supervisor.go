@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agent-secrets/secrets/internal/sandbox"
 	"github.com/agent-secrets/secrets/redact"
 	"golang.org/x/sys/unix"
 )
@@ -52,6 +53,10 @@ type Command struct {
 	PollEvery time.Duration
 	// Warn receives problems that do not stop the command.
 	Warn func(string)
+	// Hide are absolute paths the command must not see (the store): it runs in the
+	// sandbox with them covered, where the kernel allows one, and as is where it does
+	// not (Result.HideErr says why). Nil runs it as is.
+	Hide []string
 }
 
 // Result is how the command ended.
@@ -63,6 +68,9 @@ type Result struct {
 	StartErr error
 	// Stopped says why the supervisor stopped it, or "" when it exited on its own.
 	Stopped string
+	// HideErr is why the command ran with Command.Hide visible (sandbox.Available
+	// failed), or nil when the paths were hidden or none were asked.
+	HideErr error
 }
 
 // ErrUnsupported reports a platform where the supervisor cannot be reached by revocation.
@@ -107,6 +115,16 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, int(tty.Fd())
 		defer takeTerminal(tty)
 	}
+	var hideErr error
+	if c.Hide != nil {
+		if hideErr = sandbox.Available(); hideErr == nil {
+			// A path Wrap refuses is the caller's mistake, not the kernel's: the command
+			// does not run rather than run with the store in view.
+			if err := sandbox.Wrap(cmd, c.Hide); err != nil {
+				return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("sandbox %s: %w", c.Argv[0], err), Stopped: "the command could not be started"}
+			}
+		}
+	}
 	var closers []io.Closer
 	if c.NoRedact {
 		cmd.Stdout, cmd.Stderr = c.Stdout, c.Stderr
@@ -120,7 +138,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 		closers = []io.Closer{out, errw}
 	}
 	if err := cmd.Start(); err != nil {
-		return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("exec %s: %w", c.Argv[0], err), Stopped: "the command could not be started"}
+		return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("exec %s: %w", c.Argv[0], err), Stopped: "the command could not be started", HideErr: hideErr}
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -157,7 +175,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			for _, cl := range closers {
 				cl.Close()
 			}
-			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped}
+			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped, HideErr: hideErr}
 		case sig := <-l.sigs:
 			if sig != revoke {
 				syscall.Kill(-pgid, sig.(syscall.Signal))
