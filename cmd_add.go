@@ -15,7 +15,8 @@ func (a *app) cmdAdd() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "rotate-via", Usage: "command that rotates this secret: gets the value on stdin, prints the new one (or nothing if it refreshed it elsewhere)"},
 			&cli.StringFlag{Name: "verify-via", Usage: "command that checks a rotated value (on stdin) before it is stored"},
-			&cli.BoolFlag{Name: "canary", Usage: "a honeytoken: leasing it hands out the value and fires the killswitch (canary_action)"},
+			// Hidden for the reason of list --show-canaries: the README documents it.
+			&cli.BoolFlag{Name: "canary", Hidden: true},
 			clientIDFlag(),
 		},
 		Action: a.act(a.add),

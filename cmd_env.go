@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/agent-secrets/secrets/internal/duration"
 	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
@@ -27,7 +28,7 @@ func mappingFlags() []cli.Flag {
 		&cli.StringFlag{Name: "file", Value: ".secrets.json", Usage: "the project's mapping file"},
 		&cli.StringSliceFlag{Name: "secret", Usage: "NAME[=ENV_VAR], repeatable, instead of a mapping file"},
 		&cli.StringFlag{Name: "ttl", Usage: "TTL for entries that set none (default: default_lease_ttl)"},
-		clientIDFlag(),
+		clientIDFlag(), waitFlag(),
 	}
 }
 
@@ -44,8 +45,12 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	wait, err := durationFlag(c, "wait", duration.Positive)
+	if err != nil {
+		return nil, err
+	}
 	out, err := v.Env(ctx, vault.EnvInput{Project: project(c), Output: c.String("output"), Force: c.Bool("force"),
-		TTL: c.String("ttl"), ClientID: c.String("client-id")})
+		TTL: c.String("ttl"), ClientID: c.String("client-id"), Wait: wait})
 	if err != nil {
 		return nil, err
 	}

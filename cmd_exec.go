@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/agent-secrets/secrets/internal/duration"
+	"github.com/agent-secrets/secrets/policy"
 	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
@@ -19,6 +20,10 @@ func (a *app) cmdExec() *cli.Command {
 			&cli.StringSliceFlag{Name: "keep", Usage: "with --pristine, also pass these variables"},
 			&cli.BoolFlag{Name: "no-redact", Usage: "connect the command straight to our stdio (terminal programs keep their tty)"},
 			&cli.StringFlag{Name: "grace", Value: "10s", Usage: "after a lease ends, how long the command has between SIGTERM and SIGKILL"},
+			// For an agent host's plugin (OpenClaw's secrets_exec): run as that tool would,
+			// only commands the policy or the plugin's configuration allows.
+			&cli.StringFlag{Name: "tool", Hidden: true},
+			&cli.StringSliceFlag{Name: "tool-exec", Hidden: true},
 		),
 		Action: a.act(a.exec),
 	}
@@ -39,17 +44,38 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 	if grace < 0 {
 		return nil, vault.Usagef("--grace: %q is negative; give how long the command has to stop, such as 10s", c.String("grace"))
 	}
+	wait, err := durationFlag(c, "wait", duration.Positive)
+	if err != nil {
+		return nil, err
+	}
+	var gate *vault.ToolGate
+	if c.IsSet("tool") || c.IsSet("tool-exec") {
+		gate = &vault.ToolGate{Name: c.String("tool")}
+		if gate.Name == "" {
+			gate.Name = "tool"
+		}
+		for _, x := range c.StringSlice("tool-exec") {
+			argv, err := policy.SplitCommand(x)
+			if err != nil {
+				return nil, vault.Usagef("--tool-exec: %v", err)
+			}
+			gate.Registered = append(gate.Registered, argv)
+		}
+	}
 	v, err := a.vault(c)
 	if err != nil {
 		return nil, err
 	}
-	res, err := v.Exec(ctx, vault.ExecInput{
+	res, err := v.Exec(ctx, vault.ExecInput{Wait: wait, Tool: gate,
 		Project: project(c), TTL: c.String("ttl"), ClientID: c.String("client-id"), Argv: argv,
 		Pristine: c.Bool("pristine"), Keep: c.StringSlice("keep"), NoRedact: c.Bool("no-redact"), Grace: grace,
 		Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if gate != nil && res.Unhidden != "" {
+		a.warn("the store could be seen by the command: " + res.Unhidden)
 	}
 	if res.StartErr != nil {
 		fmt.Fprintf(a.stderr, "secrets: error: %v\nsecrets: hint: check the command's name and that it is on PATH\n", res.StartErr)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/agent-secrets/secrets/internal/duration"
 	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
@@ -17,7 +18,7 @@ func (a *app) cmdLease() *cli.Command {
 		UsageText: "secrets lease <name> [--ttl 1h] [--client-id AGENT] [--json]",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "ttl", Usage: "lease duration, e.g. 30m, 1h30m, 2d (default: default_lease_ttl)"},
-			clientIDFlag(),
+			clientIDFlag(), waitFlag(),
 			&cli.BoolFlag{Name: "raw", Hidden: true},
 		},
 		Action: a.act(a.lease),
@@ -36,7 +37,11 @@ func (a *app) lease(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := v.Lease(ctx, vault.LeaseInput{Name: name, TTL: c.String("ttl"), ClientID: c.String("client-id")})
+	wait, err := durationFlag(c, "wait", duration.Positive)
+	if err != nil {
+		return nil, err
+	}
+	g, err := v.Lease(ctx, vault.LeaseInput{Name: name, TTL: c.String("ttl"), ClientID: c.String("client-id"), Wait: wait})
 	if err != nil {
 		return nil, err
 	}

@@ -10,9 +10,11 @@ func (a *app) cmdList() *cli.Command {
 	return &cli.Command{
 		Name:      "list",
 		Usage:     "List secret names and metadata (never values)",
-		UsageText: "secrets list [--show-canaries]",
-		Flags:     []cli.Flag{&cli.BoolFlag{Name: "show-canaries", Usage: "say which secrets are canaries"}},
-		Action:    a.act(a.list),
+		UsageText: "secrets list",
+		// Which secrets are canaries is an admin's to see (README, "Canaries"): the flag is
+		// not shown to the agents that read this help, and using it is audited.
+		Flags:  []cli.Flag{&cli.BoolFlag{Name: "show-canaries", Hidden: true}},
+		Action: a.act(a.list),
 	}
 }
 

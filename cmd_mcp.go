@@ -12,6 +12,7 @@ import (
 
 	"github.com/agent-secrets/secrets/internal/duration"
 	"github.com/agent-secrets/secrets/mcp"
+	"github.com/agent-secrets/secrets/policy"
 	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
@@ -20,9 +21,10 @@ func (a *app) cmdMCP() *cli.Command {
 	return &cli.Command{
 		Name:      "mcp",
 		Usage:     "Serve the Model Context Protocol on stdio; no tool returns a value unless --allow reveal",
-		UsageText: "secrets mcp [--allow reveal,add,killswitch]",
+		UsageText: "secrets mcp [--allow reveal,add,killswitch] [--exec 'ARGV' …]",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "allow", Usage: "also offer secrets_lease (reveal: returns values), secrets_add (add), secrets_killswitch (killswitch)"},
+			&cli.StringSliceFlag{Name: "exec", Usage: "a command secrets_exec may run with any secret, e.g. 'npm test' or 'make *' (besides what each secret's policy allows); repeat for more"},
 		},
 		Action: a.act(a.mcp),
 	}
@@ -38,15 +40,23 @@ func (a *app) mcp(ctx context.Context, c *cli.Command) (*reply, error) {
 			return nil, vault.Usagef("--allow takes reveal, add or killswitch, not %q", x)
 		}
 	}
+	gate := &vault.ToolGate{Name: "mcp"}
+	for _, x := range c.StringSlice("exec") {
+		argv, err := policy.SplitCommand(x)
+		if err != nil {
+			return nil, vault.Usagef("--exec: %v", err)
+		}
+		gate.Registered = append(gate.Registered, argv)
+	}
 	base, err := a.vaultOptions(c)
 	if err != nil {
 		return nil, err
 	}
 	srv := &mcp.Server{
 		Name: "secrets", Version: version,
-		Instructions: "Credential management: run commands with secrets in their environment (secrets_exec; output redacted), " +
+		Instructions: "Credential management: run the commands a person allowed with secrets in their environment (secrets_exec; output redacted), " +
 			"inspect status, leases and the audit log, revoke leases. Values are never returned unless the server was started with --allow reveal.",
-		Tools: mcpTools(base, allow),
+		Tools: mcpTools(base, allow, gate),
 	}
 	if err := srv.Serve(ctx, a.stdin, a.stdout); err != nil {
 		return nil, err
@@ -60,11 +70,12 @@ func (a *app) mcp(ctx context.Context, c *cli.Command) (*reply, error) {
 //
 // A command secrets_exec runs (and a rotation hook) sees the same in its environment, so
 // a secrets call it makes is recorded as the same client and agent.
-func toolVault(base vault.Options, client string) *vault.Vault {
+func toolVault(base vault.Options, client, tool string) *vault.Vault {
 	if client == "" {
 		client = "mcp-client"
 	}
 	base.ClientID, base.Agent = client, "mcp"
+	base.Command = vault.EscapeCommand([]string{"mcp", client, tool})
 	base.Environ = append(slices.Clone(base.Environ), "AI_AGENT=mcp", "SECRETS_CLIENT_ID="+client)
 	return vault.New(base)
 }
@@ -119,7 +130,7 @@ func tool[A any](base vault.Options, name, desc string, in map[string]any, run f
 			if err := decodeArgs(raw, &args); err != nil {
 				return failed(err)
 			}
-			return run(ctx, toolVault(base, client), args)
+			return run(ctx, toolVault(base, client, name), args)
 		}}
 }
 
@@ -143,12 +154,16 @@ type execOutput struct {
 	StdoutTruncated bool   `json:"stdout_truncated"`
 	Stderr          string `json:"stderr"`
 	StderrTruncated bool   `json:"stderr_truncated"`
+	// StoreHidden says whether the command ran where the store's directories could not
+	// be seen; StoreVisible says why not when it did not.
+	StoreHidden  bool   `json:"store_hidden"`
+	StoreVisible string `json:"store_visible,omitempty"`
 }
 
 // MaxToolOutput caps what secrets_exec returns of each stream.
 const MaxToolOutput = 1 << 20
 
-func runExec(ctx context.Context, base vault.Options, client string, args execArgs) (any, bool) {
+func runExec(ctx context.Context, base vault.Options, gate *vault.ToolGate, client string, args execArgs) (any, bool) {
 	if len(args.Command) == 0 {
 		return failed(vault.Usagef("command is required"))
 	}
@@ -175,9 +190,10 @@ func runExec(ctx context.Context, base vault.Options, client string, args execAr
 	base.Warn = func(msg string) { fmt.Fprintf(errb, "secrets: warning: %s\n", msg) }
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	res, err := toolVault(base, client).Exec(ctx, vault.ExecInput{
+	v := toolVault(base, client, "secrets_exec "+vault.EscapeCommand(args.Command))
+	res, err := v.Exec(ctx, vault.ExecInput{
 		Project: p, TTL: args.TTL, Argv: args.Command, Grace: 2 * time.Second,
-		Stdin: strings.NewReader(""), Stdout: out, Stderr: errb,
+		Stdin: strings.NewReader(""), Stdout: out, Stderr: errb, Tool: gate,
 	})
 	if err != nil {
 		return failed(err)
@@ -188,10 +204,11 @@ func runExec(ctx context.Context, base vault.Options, client string, args execAr
 	return execOutput{
 		ExitCode: res.ExitCode, TimedOut: ctx.Err() == context.DeadlineExceeded,
 		Stdout: out.String(), StdoutTruncated: out.over, Stderr: errb.String(), StderrTruncated: errb.over,
+		StoreHidden: res.Unhidden == "", StoreVisible: res.Unhidden,
 	}, res.ExitCode != 0
 }
 
-func mcpTools(base vault.Options, allow []string) []mcp.Tool {
+func mcpTools(base vault.Options, allow []string, gate *vault.ToolGate) []mcp.Tool {
 	type none struct{}
 	tools := []mcp.Tool{
 		tool(base, "secrets_list", "List stored secret names and metadata (never values).", schema(map[string]any{}),
@@ -236,7 +253,10 @@ func mcpTools(base vault.Options, allow []string) []mcp.Tool {
 			return answer(v.Revoke(ctx, args.LeaseID, ""))
 		}),
 		{Name: "secrets_exec", Description: "Run a command with secrets in its environment and return its exit code and redacted, capped output. " +
-			"The values never reach you.", InputSchema: schema(map[string]any{
+			"Only the exact commands a person allowed for those secrets run (their policy's exec rules, or the commands this server was registered with); " +
+			"never secrets itself. The command gets no SECRETS_* variables and, where the kernel allows, cannot see the store (store_hidden says whether it could). " +
+			"Output is redacted, but an allowed command you can change (a test script, say) can still print or send what it holds: " +
+			"to use a credential without holding it, a person sets up injection.", InputSchema: schema(map[string]any{
 			"command": map[string]any{"type": "array", "items": map[string]any{"type": "string"}, "minItems": 1, "description": "argv, e.g. [\"gh\", \"repo\", \"list\"]"},
 			"secrets": map[string]any{"type": "array", "description": "secrets to place in variables", "items": schema(map[string]any{
 				"name": strProp("secret name"), "env_var": strProp("variable (default: the name upper-cased)"),
@@ -249,7 +269,7 @@ func mcpTools(base vault.Options, allow []string) []mcp.Tool {
 			if err := decodeArgs(raw, &args); err != nil {
 				return failed(err)
 			}
-			return runExec(ctx, base, client, args)
+			return runExec(ctx, base, gate, client, args)
 		}},
 	}
 	if slices.Contains(allow, "reveal") {

@@ -22,11 +22,13 @@ var forbidden = map[string][]string{
 	"redact":     {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor"},
 	"supervisor": {"store", "lease", "audit", "envfile", "killswitch", "rotate"},
 	"mcp":        {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor", "redact"},
+	"policy":     {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor", "redact", "mcp"},
 }
 
 // mainMay are the only packages of ours that package main imports: it reaches the core
-// through vault, and besides speaks MCP's wire format and parses durations.
-var mainMay = []string{"vault", "mcp", "internal/duration"}
+// through vault, and besides speaks MCP's wire format, parses durations and policy rules,
+// and starts the sandbox's side of a re-exec.
+var mainMay = []string{"vault", "mcp", "internal/duration", "policy", "internal/sandbox"}
 
 // TestDependencyArrows reads `go list -deps` and fails on any arrow DESIGN.md section 2
 // forbids.

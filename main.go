@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/internal/duration"
+	"github.com/agent-secrets/secrets/internal/sandbox"
 	"github.com/agent-secrets/secrets/vault"
 	"github.com/urfave/cli/v3"
 )
@@ -29,6 +30,7 @@ import (
 var version = "dev"
 
 func main() {
+	sandbox.Main() // the namespace side of a tool's command (secrets mcp), or nothing
 	harden()
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
@@ -206,7 +208,8 @@ func (a *app) fail(c *cli.Command, err error) {
 	a.exit = p.exit
 	msg := err.Error()
 	fmt.Fprintf(a.stderr, "secrets: error: %s\nsecrets: hint: %s\n", msg, p.fix)
-	if c.Name == "lease" && !c.Bool("json") && !a.hasArg("--json") || c.Name == "exec" {
+	// A plugin that runs exec as its tool (--tool) reads why it was refused.
+	if c.Name == "lease" && !c.Bool("json") && !a.hasArg("--json") || c.Name == "exec" && !c.IsSet("tool") {
 		return
 	}
 	a.print(envelope{Command: commandName(c), Error: &envError{Message: msg, Code: p.code}, Fix: p.fix})
@@ -265,6 +268,8 @@ const (
 	exitLockdown  = 9 // the killswitch put the store in lockdown
 	exitRotation  = 10
 	exitWriteFail = 11 // a store file could not be written (full disk, I/O error)
+	exitPolicy    = 12 // the secret's policy refuses the request
+	exitApproval  = 13 // a person must approve the request first (secrets approve REQ)
 )
 
 // problems is the one table from the stable error codes (vault.Code) to exit statuses
@@ -276,7 +281,14 @@ var problems = []problem{
 	{"invalid_name", exitUsage, "use 1-128 characters of A-Z a-z 0-9 _ . - /, starting with a letter or digit"},
 	{"invalid_value", exitUsage, "pipe a non-empty value of at most 1 MiB on stdin, or type it at the prompt"},
 	{"invalid_ttl", exitUsage, "give a positive duration such as 30m, 1h30m or 2d"},
-	{"ttl_exceeds_max", exitUsage, "ask for a shorter --ttl, or raise max_lease_ttl in config.json"},
+	{"ttl_exceeds_max", exitUsage, "ask for a shorter --ttl (max_lease_ttl in config.json, and the secret's max_ttl in secrets policy show, bound it)"},
+	{"invalid_policy", exitUsage, "fix the rule the message names: secrets policy set --help"},
+	{"delivery_not_allowed", exitPolicy, "ask for it the way its policy allows (secrets policy show lists the deliveries), e.g. secrets exec instead of secrets lease"},
+	{"caller_not_allowed", exitPolicy, "this user or client id may not lease it; an admin changes that with secrets policy set NAME --callers/--clients"},
+	{"uses_exhausted", exitPolicy, "the value was single use (or its uses are spent): rotate it, or an admin runs secrets policy reset-uses NAME"},
+	{"command_not_allowed", exitPolicy, "run a command the policy allows for these secrets (secrets policy show), or an admin adds it: secrets policy set NAME --exec 'ARGV'"},
+	{"approval_required", exitApproval, "a person runs secrets approve REQ at a terminal; then run this again, or wait for it with --wait 5m"},
+	{"approval_denied", exitPolicy, "a person denied the request; ask them, and make a new request once it expires"},
 	{"not_initialized", exitSetup, "run: secrets init"},
 	{"already_initialized", exitSetup, "the store exists; use it, or pass --dir for another one"},
 	{"invalid_config", exitSetup, "fix config.json in the store directory"},
@@ -335,6 +347,7 @@ func (a *app) commands() *cli.Command {
 			a.cmdEnv(), a.cmdExec(), a.cmdCleanup(), a.cmdRotate(),
 			a.cmdKillswitch(), a.cmdUnlock(), a.cmdWatch(), a.cmdMCP(),
 			a.cmdStatus(), a.cmdAudit(), a.cmdVersion(), a.cmdServe(), a.cmdWitnessKey(),
+			a.cmdPolicy(), a.cmdApprove(), a.cmdDeny(), a.cmdConfig(),
 		},
 		HideHelpCommand: true,
 		HideVersion:     true,
@@ -349,6 +362,9 @@ func (a *app) commands() *cli.Command {
 	root.OnUsageError = onUsage
 	for _, c := range root.Commands {
 		c.OnUsageError = onUsage
+		for _, sub := range c.Commands {
+			sub.OnUsageError = onUsage
+		}
 	}
 	root.Action = a.act(func(ctx context.Context, c *cli.Command) (*reply, error) {
 		if c.NArg() > 0 {
@@ -410,6 +426,7 @@ func (a *app) vaultOptions(c *cli.Command) (vault.Options, error) {
 	o := vault.Options{
 		Dir: dir, IdentityKey: a.getenv("SECRETS_IDENTITY"), IdentityFile: a.getenv("SECRETS_IDENTITY_FILE"),
 		Now: a.now, Environ: a.environ, ClientID: a.getenv("SECRETS_CLIENT_ID"), Warn: a.warn,
+		Command: vault.EscapeCommand(withoutWait(a.args)),
 	}
 	if o.LockTimeout, err = durationFlag(c, "lock-timeout", duration.Positive); err != nil {
 		return o, err
@@ -470,4 +487,29 @@ func shellWord(s string) string {
 		}
 	}
 	return s
+}
+
+// withoutWait is a command line without its --wait flag: an approval is bound to what
+// was asked, and waiting for it or not asks the same.
+func withoutWait(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--":
+			return append(out, args[i:]...)
+		case a == "--wait" || a == "-wait":
+			i++
+		case strings.HasPrefix(a, "--wait=") || strings.HasPrefix(a, "-wait="):
+		default:
+			out = append(out, filepath.Base(a))
+			if i > 0 {
+				out[len(out)-1] = a
+			}
+		}
+	}
+	return out
+}
+
+func waitFlag() cli.Flag {
+	return &cli.StringFlag{Name: "wait", Usage: "when the policy asks a person's approval, wait this long for secrets approve (default: fail at once with approval_required)"}
 }

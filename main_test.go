@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agent-secrets/secrets/internal/sandbox"
 	"github.com/gofrs/flock"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
 func TestMain(m *testing.M) {
+	sandbox.Main() // the in-process MCP server's tool commands re-exec this test binary
 	testscript.Main(m, map[string]func(){
 		"secrets": func() { os.Exit(runForTest()) },
 	})

@@ -22,16 +22,27 @@ const mcpValue = "FAKE-mcp-secret-7f3a9c0d21"
 // SDK client to it over pipes.
 func mcpServer(t *testing.T, allow ...string) (*sdk.ClientSession, string) {
 	t.Helper()
+	var args []string
+	if len(allow) > 0 {
+		args = append(args, "--allow", strings.Join(allow, ","))
+	}
+	// The commands the tests run through secrets_exec, as a person registers them.
+	for _, x := range []string{"sh -c *", "sleep *", "true"} {
+		args = append(args, "--exec", x)
+	}
+	return mcpServerArgs(t, args...)
+}
+
+// mcpServerArgs serves secrets mcp with args on a fresh store holding github_token.
+func mcpServerArgs(t *testing.T, extra ...string) (*sdk.ClientSession, string) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "store")
 	mustCall(t, dir, "", "init")
 	mustCall(t, dir, mcpValue, "add", "github_token")
 	cr, sw := io.Pipe()
 	sr, cw := io.Pipe()
 	env := []string{"SECRETS_DIR=" + dir, "HOME=" + t.TempDir(), "PATH=/usr/bin:/bin"}
-	args := []string{"secrets", "mcp"}
-	if len(allow) > 0 {
-		args = append(args, "--allow", strings.Join(allow, ","))
-	}
+	args := append([]string{"secrets", "mcp"}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
@@ -120,10 +131,10 @@ func TestMCPDefaultToolsNeverRevealValues(t *testing.T) {
 	if out["timed_out"] != true || out["exit_code"] != 143.0 {
 		t.Fatalf("exec timeout: %+v", out)
 	}
-	res, out = callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"sh", "-c", `echo "agent=$AI_AGENT client=$SECRETS_CLIENT_ID"`}, "secrets": []map[string]any{{"name": "github_token"}}})
+	res, out = callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"sh", "-c", `echo "agent=$AI_AGENT"; env | grep ^SECRETS_; true`}, "secrets": []map[string]any{{"name": "github_token"}}})
 	results = append(results, res)
-	if res.IsError || out["stdout"] != "agent=mcp client=test-agent\n" {
-		t.Fatalf("a secrets call inside the command must be recorded as the MCP client: %+v", out)
+	if res.IsError || out["stdout"] != "agent=mcp\n" {
+		t.Fatalf("the command must know it runs for an agent, and get no SECRETS_ variable: %+v", out)
 	}
 	res, out = callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"true"}, "secrets": []map[string]any{{"name": "github_token"}}, "timeout": "5x"})
 	results = append(results, res)

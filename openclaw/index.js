@@ -52,7 +52,10 @@ const stringSchema = (description, extra = {}) => ({ type: "string", description
 const object = (properties, required = []) => ({ type: "object", properties, required, additionalProperties: false });
 
 export default function register(api) {
-  const cfg = { cli_path: "secrets", default_ttl: "1h", client_id_prefix: "openclaw", ...(api.pluginConfig ?? {}) };
+  const cfg = { cli_path: "secrets", default_ttl: "1h", client_id_prefix: "openclaw", exec_allow: [], ...(api.pluginConfig ?? {}) };
+  if (!Array.isArray(cfg.exec_allow) || !cfg.exec_allow.every((c) => typeof c === "string" && c.length > 0 && !c.includes("\0"))) {
+    throw new Error("agent-secrets: exec_allow must be a list of commands, such as [\"npm test\"]");
+  }
   const client = (p) => p.client_id ?? cfg.client_id_prefix;
 
   // run executes the CLI and resolves with its exit code and output.
@@ -106,6 +109,8 @@ export default function register(api) {
       const p = check(params, { name: [isName, true], ttl: [isTTL], client_id: [isClient] });
       return envelope(["lease", "--json", "--ttl", p.ttl ?? cfg.default_ttl, "--client-id", client(p), "--", p.name]);
     },
+    // It hands the model a value, like MCP's --allow reveal: only when a person turns it on.
+    { optional: true },
   );
 
   tool(
@@ -156,7 +161,10 @@ export default function register(api) {
     {
       name: "secrets_exec",
       description:
-        "Run a command with secrets in its environment and return its exit code and output, with every secret value redacted. The values never reach you.",
+        "Run a command with secrets in its environment and return its exit code and output, with every secret value redacted. " +
+        "Only the exact commands a person allowed run (each secret's policy exec rules, or this plugin's exec_allow); never secrets itself. " +
+        "The command gets no SECRETS_* variables and, where the kernel allows, cannot see the store. " +
+        "An allowed command you can change (a test script, say) can still print or send what it holds: injection is the way to use a credential without holding it.",
       parameters: object(
         {
           command: { type: "array", items: { type: "string" }, minItems: 1, description: 'argv, e.g. ["gh", "issue", "list"]' },
@@ -174,14 +182,24 @@ export default function register(api) {
         ttl: [isTTL],
         client_id: [isClient],
       });
-      const args = ["exec", "--ttl", p.ttl ?? cfg.default_ttl, "--client-id", client(p)];
+      // --tool makes the CLI gate the command as MCP's secrets_exec does.
+      const args = ["exec", "--tool", "openclaw", "--ttl", p.ttl ?? cfg.default_ttl, "--client-id", client(p)];
+      for (const allowed of cfg.exec_allow) args.push("--tool-exec", allowed);
       for (const s of p.secrets) {
         check(s, { name: [isName, true], env_var: [matches(ENV_VAR, "an environment variable name")] });
         args.push("--secret", s.env_var ? `${s.name}=${s.env_var}` : s.name);
       }
       const { code, stdout, stderr, spawnError } = await run([...args, "--", ...p.command]);
       if (spawnError) throw new SecretsToolError("generic_error", `cannot run ${cfg.cli_path}: ${spawnError.message}`, "set cli_path in the plugin config");
-      return { exit_code: code, stdout, stderr };
+      // Refused before the command ran: with --tool the CLI says why in an envelope.
+      if (code !== 0 && stdout.startsWith("{") && stderr.startsWith("secrets: error: ")) {
+        let env = null;
+        try {
+          env = JSON.parse(stdout);
+        } catch {}
+        if (env && env.ok === false && env.error) throw new SecretsToolError(env.error.code ?? "generic_error", env.error.message, env.fix);
+      }
+      return { exit_code: code, stdout, stderr, store_hidden: !/the store could be seen by the command/.test(stderr) };
     },
   );
 

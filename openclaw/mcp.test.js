@@ -16,7 +16,7 @@ async function connect(args = []) {
 }
 
 test("tools are listed and called; no value comes back without --allow reveal", async () => {
-  const client = await connect();
+  const client = await connect(["--exec", "sh -c *"]);
   try {
     const { tools } = await client.listTools();
     assert.deepEqual(tools.map((t) => t.name).sort(), ["secrets_audit", "secrets_exec", "secrets_leases", "secrets_list", "secrets_revoke", "secrets_status"]);
@@ -28,6 +28,9 @@ test("tools are listed and called; no value comes back without --allow reveal", 
     });
     assert.equal(exec.structuredContent.exit_code, 0);
     assert.equal(exec.structuredContent.stdout, "[REDACTED:GITHUB_TOKEN]\n");
+    const refused = await client.callTool({ name: "secrets_exec", arguments: { command: ["cat", "/etc/hostname"], secrets: [{ name: "github_token" }] } });
+    assert.equal(refused.isError, true);
+    assert.equal(refused.structuredContent.error.code, "command_not_allowed");
     const audit = await client.callTool({ name: "secrets_audit", arguments: { event: "lease_grant" } });
     assert.equal(audit.structuredContent.entries[0].client_id, "ts-sdk-test");
     assert.equal(audit.structuredContent.entries[0].actor.agent, "mcp");

@@ -7,6 +7,8 @@ import { freshStore, argvLogger } from "./helpers.js";
 
 const VALUE = "FAKE-openclaw-value-5d2e81";
 
+const manifest_exec_allow = () => JSON.parse(readFileSync(new URL("../openclaw.plugin.json", import.meta.url))).configSchema.properties.exec_allow.default;
+
 // load registers the plugin with a fake api and returns its tools by name.
 function load(pluginConfig) {
   const tools = {};
@@ -29,7 +31,9 @@ test("registers the tools, with JSON Schema parameters, add and killswitch optio
   }
   assert.equal(tools.secrets_add.optional, true);
   assert.equal(tools.secrets_killswitch.optional, true);
-  assert.equal(tools.secrets_lease.optional, false);
+  assert.equal(tools.secrets_lease.optional, true, "a tool that hands the model a value is opt-in");
+  assert.equal(tools.secrets_exec.optional, false);
+  assert.deepEqual(manifest_exec_allow(), []);
   const manifest = JSON.parse(readFileSync(new URL("../openclaw.plugin.json", import.meta.url)));
   assert.equal(manifest.configSchema.properties.cli_path.default, "secrets");
   assert.equal(manifest.configSchema.properties.default_ttl.default, "1h");
@@ -69,9 +73,24 @@ test("errors come back as tool errors with code and fix", async () => {
   await assert.rejects(tools.secrets_lease.execute("c", { name: "github_token", ttl: "soon" }), { code: "usage" });
 });
 
-test("exec returns the command's exit code and redacted output", async () => {
+test("exec runs only the commands a person allowed, never secrets itself", async () => {
   freshStore({ github_token: VALUE });
   const tools = load({ cli_path: argvLogger().wrapper });
+  for (const command of [["sh", "-c", "echo $GITHUB_TOKEN"], ["cat", "identity.age"], ["secrets", "lease", "github_token"]]) {
+    await assert.rejects(tools.secrets_exec.execute("c", { command, secrets: [{ name: "github_token" }] }), { code: "command_not_allowed" }, command.join(" "));
+  }
+  const allowed = load({ cli_path: argvLogger().wrapper, exec_allow: ["secrets *", "printenv *"] });
+  await assert.rejects(allowed.secrets_exec.execute("c", { command: ["secrets", "lease", "github_token"], secrets: [{ name: "github_token" }] }), { code: "command_not_allowed" });
+  const r = await allowed.secrets_exec.execute("c", { command: ["printenv"], secrets: [{ name: "github_token", env_var: "GITHUB_TOKEN" }] });
+  assert.equal(r.details.exit_code, 0);
+  assert.match(r.details.stdout, /GITHUB_TOKEN=\[REDACTED:GITHUB_TOKEN\]/);
+  assert.doesNotMatch(r.details.stdout, /^SECRETS_/m, "the command gets no SECRETS_ variable");
+  assert.ok(!JSON.stringify(r).includes(VALUE));
+});
+
+test("exec returns the command's exit code and redacted output", async () => {
+  freshStore({ github_token: VALUE });
+  const tools = load({ cli_path: argvLogger().wrapper, exec_allow: ["sh -c *"] });
   const r = await tools.secrets_exec.execute("c", {
     command: ["sh", "-c", 'echo "token=$GITHUB_TOKEN"; echo "$GITHUB_TOKEN" >&2; exit 3'],
     secrets: [{ name: "github_token", env_var: "GITHUB_TOKEN" }],
@@ -99,7 +118,7 @@ test("add passes the value on stdin only; it never appears in any argv", async (
 test("hostile parameters are rejected, or reach the CLI as plain arguments", async () => {
   const dir = freshStore({ github_token: VALUE });
   const { wrapper, log } = argvLogger();
-  const tools = load({ cli_path: wrapper });
+  const tools = load({ cli_path: wrapper, exec_allow: ["printf *"] });
   const hostile = ["; rm -rf /", "$(touch pwned)", "`touch pwned`", "a\nb", "--all", "../../etc/passwd", ""];
   for (const h of hostile) {
     await assert.rejects(tools.secrets_lease.execute("c", { name: h }), { code: "usage" }, `name ${JSON.stringify(h)}`);

@@ -16,6 +16,11 @@ type Secret struct {
 	VerifyVia string     `json:"verify_via,omitempty"`
 	RotatedAt *time.Time `json:"rotated_at,omitempty"`
 	Canary    bool       `json:"canary,omitempty"`
+	// HooksChangedAt is when RotateVia or VerifyVia last changed.
+	HooksChangedAt *time.Time `json:"hooks_changed_at,omitempty"`
+	// Policy is the secret's rule (package policy), kept as JSON and covered by the
+	// entry's MAC; empty is none.
+	Policy json.RawMessage `json:"policy,omitempty"`
 }
 
 // Secrets is the decrypted content of secrets.age.
@@ -23,6 +28,8 @@ type Secrets struct {
 	Version    int                `json:"version"`
 	Generation uint64             `json:"generation"`
 	Secrets    map[string]*Secret `json:"secrets"`
+	// Policy is the default rule, covered by the header's MAC; empty is none.
+	Policy json.RawMessage `json:"policy,omitempty"`
 
 	readVersion int // the version found on disk; an older one is backed up on save
 }

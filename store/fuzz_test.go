@@ -29,6 +29,10 @@ func FuzzParseSecrets(f *testing.F) {
 	f.Add([]byte(`{"version":3}`))
 	sample := &Secrets{Generation: 4, Secrets: map[string]*Secret{"a": {Value: []byte("FAKE-a")}, "b/c": {Value: []byte("FAKE\x00b"), RotateVia: "echo \"x\"", Canary: true}}}
 	f.Add(encodeSecretsV3(sample, key))
+	sample.Policy = []byte(`{"deliver":["exec"]}`)
+	sample.Secrets["a"].Policy = []byte(`{"max_uses":1,"exec":[["npm","test"]]}`)
+	f.Add(encodeSecretsV3(sample, key))
+	f.Add([]byte("{\"version\":2,\"generation\":1,\"policy\":{\n\"approve\" : \"once\"},\"secrets\":{\"k\":{\"value\":\"RkFLRQ==\",\"policy\":{ \"max_uses\":\n1}}}}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := parseSecrets("secrets.age", data, key)
 		if err != nil {
@@ -50,10 +54,15 @@ func FuzzParseSecrets(f *testing.F) {
 			t.Fatalf("does not round-trip: %v", err)
 		}
 		for name, want := range s.Secrets {
-			got, gen, err := lookupSecretV3("secrets.age", bytes.NewReader(b), int64(len(b)), name, key)
-			if err != nil || gen != s.Generation || !bytes.Equal(got.Value, want.Value) || got.RotateVia != want.RotateVia || got.Canary != want.Canary {
+			got, h, err := lookupSecretV3("secrets.age", bytes.NewReader(b), int64(len(b)), name, key)
+			if err != nil || h.generation != s.Generation || !bytes.Equal(got.Value, want.Value) || got.RotateVia != want.RotateVia || got.Canary != want.Canary || !jsonEqual(got.Policy, want.Policy) {
 				t.Fatalf("lookup %q: %+v %v", name, got, err)
 			}
 		}
 	})
+}
+
+// jsonEqual compares two JSON values as compact text.
+func jsonEqual(a, b []byte) bool {
+	return string(appendCompact(nil, a)) == string(appendCompact(nil, b)) || len(a) == 0 && len(b) == 0
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,10 @@ func encodeSecretsV3(sec *Secrets, key []byte) []byte {
 	b = strconv.AppendUint(b, sec.Generation, 10)
 	b = append(b, `,"count":`...)
 	b = strconv.AppendInt(b, int64(len(names)), 10)
+	if len(sec.Policy) > 0 {
+		b = append(b, `,"policy":`...)
+		b = appendCompact(b, sec.Policy)
+	}
 	mac := headerMAC(key, b)
 	b = append(b, macKey...)
 	b = append(b, mac...)
@@ -96,16 +101,40 @@ func appendEntry(b []byte, name string, s *Secret) []byte {
 		b = codec.AppendTime(b, *s.RotatedAt)
 		b = append(b, '"')
 	}
+	if s.HooksChangedAt != nil {
+		b = append(b, `,"hooks_changed_at":"`...)
+		b = codec.AppendTime(b, *s.HooksChangedAt)
+		b = append(b, '"')
+	}
+	if len(s.Policy) > 0 {
+		b = append(b, `,"policy":`...)
+		b = appendCompact(b, s.Policy)
+	}
+	// Every entry says whether it is a canary, in the same number of bytes, so that the
+	// size of secrets.age does not count the canaries.
 	if s.Canary {
-		b = append(b, `,"canary":true`...)
+		b = append(b, `,"canary":true `...)
+	} else {
+		b = append(b, `,"canary":false`...)
 	}
 	return b
+}
+
+// appendCompact appends a policy's JSON without whitespace: one read from an older
+// format may have newlines, and an entry is one line.
+func appendCompact(b, raw []byte) []byte {
+	var out bytes.Buffer
+	if json.Compact(&out, raw) != nil {
+		return append(b, "null"...) // not JSON: the policy package refuses it when read
+	}
+	return append(b, out.Bytes()...)
 }
 
 // header is the first line of a version 3 file.
 type secretsHeader struct {
 	generation uint64
 	count      int
+	policy     []byte
 }
 
 // parseHeader checks the header line (without its newline) and reads it.
@@ -135,6 +164,8 @@ func parseHeader(path string, line, key []byte) (secretsHeader, error) {
 			var n uint64
 			n, err = d.Uint()
 			h.count = int(n)
+		case "policy":
+			h.policy, err = d.Raw()
 		default:
 			err = fmt.Errorf("unknown key %q", k)
 		}
@@ -176,7 +207,11 @@ func parseEntry(path string, line []byte, generation uint64, key []byte) (string
 			}
 			s.Value, err = base64.StdEncoding.DecodeString(v)
 			return err
-		case "created_at", "updated_at", "rotated_at":
+		case "policy":
+			raw, err := d.Raw()
+			s.Policy = raw
+			return err
+		case "created_at", "updated_at", "rotated_at", "hooks_changed_at":
 			v, err := d.Str()
 			if err != nil {
 				return err
@@ -190,6 +225,8 @@ func parseEntry(path string, line []byte, generation uint64, key []byte) (string
 				s.CreatedAt = t
 			case "updated_at":
 				s.UpdatedAt = t
+			case "hooks_changed_at":
+				s.HooksChangedAt = &t
 			default:
 				s.RotatedAt = &t
 			}
@@ -222,7 +259,7 @@ func decodeSecretsV3(path string, data, key []byte) (*Secrets, error) {
 		return nil, err
 	}
 	body := data[nl+1 : len(data)-len(secretsClose)]
-	sec := &Secrets{Version: SecretsVersion, Generation: h.generation, Secrets: make(map[string]*Secret, h.count), readVersion: SecretsVersion}
+	sec := &Secrets{Version: SecretsVersion, Generation: h.generation, Policy: h.policy, Secrets: make(map[string]*Secret, h.count), readVersion: SecretsVersion}
 	last := ""
 	for len(body) > 0 {
 		line := body
@@ -249,27 +286,27 @@ func decodeSecretsV3(path string, data, key []byte) (*Secrets, error) {
 
 // lookupSecretV3 finds name in the decrypted stream r of size bytes by binary search
 // over its entry lines, and checks the header and that entry. It returns the secret and
-// the file's generation, or ErrSecretNotFound.
-func lookupSecretV3(path string, r io.ReaderAt, size int64, name string, key []byte) (*Secret, uint64, error) {
+// the file's header, or ErrSecretNotFound.
+func lookupSecretV3(path string, r io.ReaderAt, size int64, name string, key []byte) (*Secret, secretsHeader, error) {
 	at := &lineReader{r: r, size: size}
 	head, err := at.line(0)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		return nil, secretsHeader{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
 	h, err := parseHeader(path, head, key)
 	if err != nil {
-		return nil, 0, err
+		return nil, secretsHeader{}, err
 	}
 	bodyStart, bodyEnd := int64(len(head)+1), size-int64(len(secretsClose))
 	if bodyEnd < bodyStart {
-		return nil, 0, fmt.Errorf("%w: %s: malformed version 3 document", ErrCorrupt, path)
+		return nil, secretsHeader{}, fmt.Errorf("%w: %s: malformed version 3 document", ErrCorrupt, path)
 	}
 	lo, hi := bodyStart, bodyEnd // the line that holds name starts in [lo, hi)
 	for hi-lo > 4096 {
 		mid := lo + (hi-lo)/2
 		start, err := at.nextStart(mid, bodyStart)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+			return nil, secretsHeader{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 		}
 		if start >= hi {
 			hi = mid
@@ -277,7 +314,7 @@ func lookupSecretV3(path string, r io.ReaderAt, size int64, name string, key []b
 		}
 		n, err := at.name(start)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+			return nil, secretsHeader{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 		}
 		switch {
 		case n == name:
@@ -297,11 +334,11 @@ func lookupSecretV3(path string, r io.ReaderAt, size int64, name string, key []b
 		entry := bytes.TrimSuffix(line, []byte(","))
 		n, nerr := at.name(start)
 		if nerr != nil {
-			return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, nerr)
+			return nil, secretsHeader{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, nerr)
 		}
 		if n == name {
 			_, s, err := parseEntry(path, entry, h.generation, key)
-			return s, h.generation, err
+			return s, h, err
 		}
 		if n > name {
 			break
@@ -309,9 +346,9 @@ func lookupSecretV3(path string, r io.ReaderAt, size int64, name string, key []b
 		start += int64(len(line)) + 1
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		return nil, secretsHeader{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
-	return nil, h.generation, fmt.Errorf("%w: %q", ErrSecretNotFound, name)
+	return nil, h, fmt.Errorf("%w: %q", ErrSecretNotFound, name)
 }
 
 // lineReader reads lines of a plaintext stream by offset.

@@ -364,23 +364,32 @@ func (s *Store) secretsKey() ([]byte, error) {
 // search over its name-ordered lines touches, and the header and that entry are checked.
 // An older file is read whole. An unknown name is ErrSecretNotFound, with the generation.
 func (s *Store) LookupSecret(name string) (*Secret, uint64, int, error) {
-	found, gen, version, err := s.LookupSecrets(name)
+	l, err := s.LookupSecrets(name)
 	if err != nil {
-		return nil, gen, version, err
+		return nil, l.Generation, l.Version, err
 	}
-	if sec := found[name]; sec != nil {
-		return sec, gen, version, nil
+	if sec := l.Found[name]; sec != nil {
+		return sec, l.Generation, l.Version, nil
 	}
-	return nil, gen, version, fmt.Errorf("%w: %q", ErrSecretNotFound, name)
+	return nil, l.Generation, l.Version, fmt.Errorf("%w: %q", ErrSecretNotFound, name)
+}
+
+// Lookup is what LookupSecrets read: the secrets found, and of the file its generation,
+// format version and default policy.
+type Lookup struct {
+	Found      map[string]*Secret
+	Generation uint64
+	Version    int
+	Policy     []byte
 }
 
 // LookupSecrets is LookupSecret for several names, with one decryption of secrets.age:
-// the names it holds map to their secrets, the others are absent from the map.
-func (s *Store) LookupSecrets(names ...string) (map[string]*Secret, uint64, int, error) {
+// the names it holds map to their secrets, the others are absent from Found.
+func (s *Store) LookupSecrets(names ...string) (Lookup, error) {
 	path := s.Path(SecretsFile)
 	r, size, closer, err := s.openDecrypted(path)
 	if err != nil {
-		return nil, 0, 0, err
+		return Lookup{}, err
 	}
 	defer closer.Close()
 	found := make(map[string]*Secret, len(names))
@@ -388,38 +397,38 @@ func (s *Store) LookupSecrets(names ...string) (map[string]*Secret, uint64, int,
 	if n, _ := r.ReadAt(head, 0); n == len(head) && string(head) == secretsHeaderPrefix {
 		key, err := s.secretsKey()
 		if err != nil {
-			return nil, 0, 0, err
+			return Lookup{}, err
 		}
 		if key == nil {
-			return nil, 0, 0, fmt.Errorf("%w: %s is in version 3 but the store has no store key (store.key.age is missing)", ErrCorrupt, path)
+			return Lookup{}, fmt.Errorf("%w: %s is in version 3 but the store has no store key (store.key.age is missing)", ErrCorrupt, path)
 		}
-		var gen uint64
+		var h secretsHeader
 		for i, name := range append([]string{""}, names...)[min(1, len(names)):] {
 			// The first lookup ("" when there are no names: the header alone) gives the
-			// generation; every lookup checks the header it reads.
-			sec, g, err := lookupSecretV3(path, r, size, name, key)
+			// header; every lookup checks the header it reads.
+			sec, got, err := lookupSecretV3(path, r, size, name, key)
 			if err != nil && !errors.Is(err, ErrSecretNotFound) {
-				return nil, 0, 0, err
+				return Lookup{}, err
 			}
 			if i == 0 {
-				gen = g
+				h = got
 			}
 			if sec != nil {
 				found[name] = sec
 			}
 		}
-		return found, gen, SecretsVersion, nil
+		return Lookup{Found: found, Generation: h.generation, Version: SecretsVersion, Policy: h.policy}, nil
 	}
 	all, err := s.LoadSecrets()
 	if err != nil {
-		return nil, 0, 0, err
+		return Lookup{}, err
 	}
 	for _, name := range names {
 		if sec, err := all.Get(name); err == nil {
 			found[name] = sec
 		}
 	}
-	return found, all.Generation, all.readVersion, nil
+	return Lookup{Found: found, Generation: all.Generation, Version: all.readVersion, Policy: all.Policy}, nil
 }
 
 // SecretsGeneration returns the generation and format version of secrets.age, reading

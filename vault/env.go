@@ -21,6 +21,7 @@ type EnvInput struct {
 	Force    bool   // replace an existing file
 	TTL      string // for mappings that set none
 	ClientID string
+	Wait     time.Duration // for a person's approval, as LeaseInput.Wait
 }
 
 // EnvResult is the file written.
@@ -55,59 +56,72 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 	}
 	var leases []lease.Lease
 	var bashOnly []string
-	err = v.update(ctx, write, client, func(tx *Tx) error {
-		denied := audit.Entry{Event: "env_denied", Detail: out}
-		if err := tx.refuseInLockdown(denied); err != nil {
-			return err
-		}
-		found, err := tx.lookupMapped(m)
-		if err != nil {
-			return err
-		}
-		if i := slices.IndexFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == out }); i >= 0 && in.Force {
-			ended, err := tx.revokeIDs(tx.state.EnvFiles[i].LeaseIDs)
+	err = v.retryApproved(ctx, in.Wait, func() error {
+		return v.update(ctx, write, client, func(tx *Tx) error {
+			denied := audit.Entry{Event: "env_denied", Detail: out}
+			if err := tx.refuseInLockdown(denied); err != nil {
+				return err
+			}
+			found, err := tx.lookupMapped(m)
 			if err != nil {
 				return err
 			}
-			tx.End(ended, "lease_revoke", "replaced by secrets env --force")
-		}
-		if err := envfile.CheckOutput(out, in.Force); err != nil {
-			return tx.Deny(denied, err)
-		}
-		var vars []envfile.Var
-		leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindEnv, Path: out}, "env "+out+", ")
-		if err != nil {
-			return tx.Deny(denied, err)
-		}
-		ids, expires := leaseIDs(leases), latest(leases)
-		content, only, err := envfile.Render(vars, ids, expires)
-		if err != nil {
-			tx.ungrant(leases)
-			return tx.Deny(denied, err)
-		}
-		defer clear(content)
-		bashOnly = only
-		rec := envfile.Record{Path: out, SHA256: envfile.Hash(content), LeaseIDs: ids, CreatedAt: tx.now.UTC()}
-		tx.state.EnvFiles = append(tx.state.EnvFiles, rec)
-		tx.Record(audit.Entry{Event: "env_write", OK: true, Detail: fmt.Sprintf("%s: %d variables", out, len(vars)), State: change{EnvFile: &rec}.raw()})
-		// The grant is durable before any value reaches the disk, and the file is written
-		// under the same hold of the lock, so no other command can end its leases (and
-		// drop its record) before it exists.
-		if err := tx.Checkpoint(); err != nil {
-			return err
-		}
-		if err := envfile.Write(out, content); err != nil {
-			ended, rerr := tx.revokeIDs(ids)
-			if rerr != nil {
-				return rerr
+			if i := slices.IndexFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == out }); i >= 0 && in.Force {
+				ended, err := tx.revokeIDs(tx.state.EnvFiles[i].LeaseIDs)
+				if err != nil {
+					return err
+				}
+				tx.End(ended, "lease_revoke", "replaced by secrets env --force")
 			}
-			tx.End(ended, "lease_revoke", "writing the .env file failed")
-			return tx.Deny(audit.Entry{Event: "env_write", Detail: out}, fmt.Errorf("%w: %s: %w", safefile.ErrWrite, out, err))
-		}
-		// The file is written as usual; a canary's killswitch then ends its leases, which
-		// removes it.
-		tx.tripCanaries(tx.canaries(leases))
-		return nil
+			if err := envfile.CheckOutput(out, in.Force); err != nil {
+				return tx.Deny(denied, err)
+			}
+			var vars []envfile.Var
+			leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindEnv, Path: out}, "env "+out+", ")
+			if err != nil {
+				return tx.Deny(denied, err)
+			}
+			ids, expires := leaseIDs(leases), latest(leases)
+			content, only, err := envfile.Render(vars, ids, expires)
+			if err != nil {
+				tx.ungrant(leases)
+				return tx.Deny(denied, err)
+			}
+			defer clear(content)
+			bashOnly = only
+			rec := envfile.Record{Path: out, SHA256: envfile.Hash(content), LeaseIDs: ids, CreatedAt: tx.now.UTC()}
+			tx.state.EnvFiles = append(tx.state.EnvFiles, rec)
+			tx.Record(audit.Entry{Event: "env_write", OK: true, Detail: fmt.Sprintf("%s: %d variables", out, len(vars)), State: change{EnvFile: &rec}.raw()})
+			// A canary's trip is durable with the grant, before the file exists; its own
+			// leases end (and the file goes) once it is written, as any lease's would.
+			own := func(l lease.Lease) bool { return slices.Contains(ids, l.ID) }
+			tripped, err := tx.tripCanaries(tx.canaries(leases), own)
+			if err != nil {
+				return err
+			}
+			// The grant is durable before any value reaches the disk, and the file is written
+			// under the same hold of the lock, so no other command can end its leases (and
+			// drop its record) before it exists.
+			if err := tx.Checkpoint(); err != nil {
+				return err
+			}
+			if err := envfile.Write(out, content); err != nil {
+				ended, rerr := tx.revokeIDs(ids)
+				if rerr != nil {
+					return rerr
+				}
+				tx.End(ended, "lease_revoke", "writing the .env file failed")
+				return tx.Deny(audit.Entry{Event: "env_write", Detail: out}, fmt.Errorf("%w: %s: %w", safefile.ErrWrite, out, err))
+			}
+			if tripped && tx.cfg.CanaryAction.RevokeAll {
+				ended, err := tx.revokeIDs(ids)
+				if err != nil {
+					return err
+				}
+				tx.End(ended, "lease_revoke", "killswitch")
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"github.com/agent-secrets/secrets/internal/safefile"
 	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/policy"
 	"github.com/agent-secrets/secrets/rotate"
 	"github.com/agent-secrets/secrets/store"
 )
@@ -38,6 +39,14 @@ var codes = []struct {
 	{store.ErrInvalidValue, "invalid_value"},
 	{lease.ErrInvalidTTL, "invalid_ttl"},
 	{lease.ErrTTLExceedsMax, "ttl_exceeds_max"},
+	{policy.ErrTTLExceedsMax, "ttl_exceeds_max"},
+	{policy.ErrInvalid, "invalid_policy"},
+	{policy.ErrDeliveryNotAllowed, "delivery_not_allowed"},
+	{policy.ErrCallerNotAllowed, "caller_not_allowed"},
+	{policy.ErrUsesExhausted, "uses_exhausted"},
+	{policy.ErrCommandNotAllowed, "command_not_allowed"},
+	{ErrApprovalRequired, "approval_required"},
+	{ErrApprovalDenied, "approval_denied"},
 	{store.ErrNotInitialized, "not_initialized"},
 	{store.ErrAlreadyInitialized, "already_initialized"},
 	{store.ErrInvalidConfig, "invalid_config"},

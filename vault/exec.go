@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/policy"
 	"github.com/agent-secrets/secrets/redact"
 	"github.com/agent-secrets/secrets/store"
 	"github.com/agent-secrets/secrets/supervisor"
@@ -20,6 +24,7 @@ type ExecInput struct {
 	Project  Project
 	TTL      string
 	ClientID string
+	Wait     time.Duration // for a person's approval, as LeaseInput.Wait
 	Argv     []string
 	// Pristine gives the command only the secrets plus PATH, HOME, USER, LANG, TERM and Keep.
 	Pristine bool
@@ -31,6 +36,19 @@ type ExecInput struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// Tool is set when an agent's tool runs the command (MCP or OpenClaw secrets_exec):
+	// then only the commands the policy allows run (ToolGate).
+	Tool *ToolGate
+}
+
+// ToolGate is what exec adds when an agent's tool asks for it (DESIGN.md section 13): the
+// command must be one the policy allows for every secret asked, or one the person gave
+// when registering the tool (advisory, like all of a plain store); never secrets itself.
+// The command gets no SECRETS_* variable and, where the kernel allows, cannot see the
+// store's directories.
+type ToolGate struct {
+	Name       string     // mcp, openclaw
+	Registered [][]string // the commands given at registration (secrets mcp --exec)
 }
 
 // ExecResult is how the command ended. A command that could not be started has
@@ -39,6 +57,9 @@ type ExecResult struct {
 	ExitCode int
 	StartErr error
 	Stopped  string // why the supervisor stopped it, or ""
+	// Unhidden says why the store's directories were visible to a tool's command (the
+	// kernel allowed no namespace), or "".
+	Unhidden string
 }
 
 // Exec grants one lease per mapping (kind exec, naming this process as the supervisor),
@@ -71,25 +92,36 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	prog := filepath.Base(in.Argv[0])
 	var leases []lease.Lease
 	var vars []envfile.Var
-	err = v.update(ctx, write, client, func(tx *Tx) error {
-		denied := audit.Entry{Event: "exec_denied", Detail: prog}
-		if err := tx.refuseInLockdown(denied); err != nil {
-			return err
-		}
-		found, err := tx.lookupMapped(m)
-		if err != nil {
-			return err
-		}
-		leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start}, "exec "+prog+", ")
-		if err != nil {
-			return tx.Deny(denied, err)
-		}
-		// The command starts as usual; the killswitch ends its leases, and the queued
-		// check stops it as soon as it runs.
-		if tx.tripCanaries(tx.canaries(leases)) {
-			tx.OnCommit(sigs.Poke)
-		}
-		return nil
+	err = v.retryApproved(ctx, in.Wait, func() error {
+		return v.update(ctx, write, client, func(tx *Tx) error {
+			denied := audit.Entry{Event: "exec_denied", Detail: prog}
+			if err := tx.refuseInLockdown(denied); err != nil {
+				return err
+			}
+			found, err := tx.lookupMapped(m)
+			if err != nil {
+				return err
+			}
+			if in.Tool != nil {
+				if err := tx.gateCommand(in.Tool, m, found, in.Argv); err != nil {
+					return tx.Deny(denied, err)
+				}
+			}
+			leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start}, "exec "+prog+", ")
+			if err != nil {
+				return tx.Deny(denied, err)
+			}
+			// The trip is durable before the command starts; the killswitch ends its leases
+			// too, and the queued check stops it as soon as it runs.
+			tripped, err := tx.tripCanaries(tx.canaries(leases), nil)
+			if err != nil {
+				return err
+			}
+			if tripped {
+				tx.OnCommit(sigs.Poke)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -99,9 +131,15 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		secrets[i] = redact.Secret{Name: x.Name, Value: x.Value}
 	}
 	ids := leaseIDs(leases)
+	env := childEnv(v.o.Environ, in.Pristine, in.Keep, vars)
+	var hide []string
+	if in.Tool != nil {
+		env = toolEnv(env)
+		hide = v.storePaths()
+	}
 	// The lock is released: a secrets call inside the command never waits on us.
 	res := sigs.Run(ctx, supervisor.Command{
-		Argv: in.Argv, Env: childEnv(v.o.Environ, in.Pristine, in.Keep, vars),
+		Argv: in.Argv, Env: env, Hide: hide,
 		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
 		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: earliest(leases),
 		Ended:   func() string { return v.execEnded(context.Background(), client, leases) },
@@ -112,7 +150,11 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	if res.Stopped != "" {
 		v.warn("%s was stopped: %s", prog, res.Stopped)
 	}
-	return &ExecResult{ExitCode: res.ExitCode, StartErr: res.StartErr, Stopped: res.Stopped}, nil
+	out := &ExecResult{ExitCode: res.ExitCode, StartErr: res.StartErr, Stopped: res.Stopped}
+	if in.Tool != nil && res.HideErr != nil {
+		out.Unhidden = res.HideErr.Error()
+	}
+	return out, nil
 }
 
 // execEnded looks in the store whether any of the leases has ended, and says how. Any
@@ -177,4 +219,83 @@ func earliest(ls []lease.Lease) time.Time {
 		}
 	}
 	return t
+}
+
+// gateCommand refuses a tool's command unless every secret asked allows it (its
+// policy's exec rules, or the tool's registration).
+func (tx *Tx) gateCommand(g *ToolGate, m mapping, found map[string]*store.Secret, argv []string) error {
+	if isSecrets(argv[0]) {
+		return fmt.Errorf("%w: %s may not run secrets itself: it would reach the store with the tool's rights", policy.ErrCommandNotAllowed, g.Name)
+	}
+	shown := EscapeCommand(argv)
+	if len(m.ms) == 0 && !policy.Allows(g.Registered, argv) {
+		return fmt.Errorf("%w: %q is not a command this %s server was registered with (secrets mcp --exec)", policy.ErrCommandNotAllowed, shown, g.Name)
+	}
+	for _, mp := range m.ms {
+		if found[mp.Name] == nil {
+			continue // grantMapped reports it
+		}
+		rule, err := tx.rule(mp.Name)
+		if err != nil {
+			return err
+		}
+		if !policy.Allows(rule.Exec, argv) && !policy.Allows(g.Registered, argv) {
+			return fmt.Errorf("%w: %s may run %q with %s only if its policy allows it (secrets policy set %s --exec '...') or the server was registered with it (secrets mcp --exec '...')",
+				policy.ErrCommandNotAllowed, g.Name, shown, mp.Name, mp.Name)
+		}
+	}
+	return nil
+}
+
+// isSecrets reports whether prog names this binary, or any program called secrets.
+func isSecrets(prog string) bool {
+	if filepath.Base(prog) == "secrets" {
+		return true
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	path, err := exec.LookPath(prog)
+	if err != nil {
+		return false
+	}
+	a, errA := os.Stat(self)
+	b, errB := os.Stat(path)
+	return errA == nil && errB == nil && os.SameFile(a, b)
+}
+
+// toolEnv drops every SECRETS_ variable from a tool's command's environment: it may not
+// find the store, its identity or the client id it could speak as.
+func toolEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "SECRETS_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// storePaths are what a tool's command must not see: the store's directories and an
+// identity file kept elsewhere.
+func (v *Vault) storePaths() []string {
+	var paths []string
+	add := func(p string) {
+		if p == "" {
+			return
+		}
+		if abs, err := filepath.Abs(p); err == nil {
+			paths = append(paths, abs)
+			if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+				paths = append(paths, real) // the same directory by its other name
+			}
+		}
+	}
+	add(v.o.Dir)
+	if v.o.StateDir != v.o.Dir {
+		add(v.o.StateDir)
+	}
+	add(v.o.IdentityFile)
+	return paths
 }

@@ -40,12 +40,14 @@ type SecretInfo struct {
 	RotateVia string     `json:"rotate_via,omitempty"`
 	VerifyVia string     `json:"verify_via,omitempty"`
 	RotatedAt *time.Time `json:"rotated_at,omitempty"`
-	Canary    *bool      `json:"canary,omitempty"`
+	// HooksChangedAt is when a hook last changed (the audit log has the old and the new).
+	HooksChangedAt *time.Time `json:"hooks_changed_at,omitempty"`
+	Canary         *bool      `json:"canary,omitempty"`
 }
 
 func secretInfo(name string, sec *store.Secret, showCanary bool) SecretInfo {
 	info := SecretInfo{Name: name, CreatedAt: sec.CreatedAt, UpdatedAt: sec.UpdatedAt, Size: len(sec.Value),
-		RotateVia: sec.RotateVia, VerifyVia: sec.VerifyVia, RotatedAt: sec.RotatedAt}
+		RotateVia: sec.RotateVia, VerifyVia: sec.VerifyVia, RotatedAt: sec.RotatedAt, HooksChangedAt: sec.HooksChangedAt}
 	if showCanary {
 		info.Canary = &sec.Canary
 	}

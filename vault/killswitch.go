@@ -81,6 +81,12 @@ func (v *Vault) fire(ctx context.Context, client, trigger, reason string, act st
 // every lease revoked (with act.RevokeAll), and the killswitch entry.
 // lockdown's intent is the killswitch.intent it applies ("" for none), at when it fired.
 func (tx *Tx) lockdown(trigger, reason string, act store.FailAction, intent string, at time.Time) (*KillswitchResult, error) {
+	return tx.lockdownKeeping(trigger, reason, act, intent, at, nil)
+}
+
+// lockdownKeeping is lockdown that, revoking all, leaves the leases keep spares (nil:
+// none) to their caller.
+func (tx *Tx) lockdownKeeping(trigger, reason string, act store.FailAction, intent string, at time.Time, keep func(lease.Lease) bool) (*KillswitchResult, error) {
 	steps := []string{"lockdown"}
 	if act.RevokeAll {
 		steps = []string{"revoke all", "lockdown"}
@@ -98,7 +104,7 @@ func (tx *Tx) lockdown(trigger, reason string, act store.FailAction, intent stri
 	var ended []lease.Lease
 	if act.RevokeAll {
 		var err error
-		if ended, err = tx.revokeWhere(func(lease.Lease) bool { return true }); err != nil {
+		if ended, err = tx.revokeWhere(func(l lease.Lease) bool { return keep == nil || !keep(l) }); err != nil {
 			return nil, err
 		}
 	}
@@ -108,6 +114,7 @@ func (tx *Tx) lockdown(trigger, reason string, act store.FailAction, intent stri
 	if act.RevokeAll {
 		tx.stopSalvaged()
 	}
+	tx.dropApprovals("the killswitch fired")
 	n := len(ended)
 	return &KillswitchResult{Lockdown: lockdownInfo(tx.state.Lockdown, tx.st.UnlockCode()), LeasesRevoked: &n, Steps: steps}, nil
 }
@@ -162,25 +169,35 @@ func (tx *Tx) canaries(leases []lease.Lease) []string {
 	return names
 }
 
-// tripCanaries arranges what handing out the canaries names causes once the grant is
-// committed: canary_tripped (with the actor) and the killswitch with canary_action,
-// always with lockdown. It reports whether there was a canary.
-func (tx *Tx) tripCanaries(names []string) bool {
+// tripCanaries trips the canaries names in the transaction that hands them out, before
+// any value leaves: canary_tripped (with the actor), the lockdown and, with
+// canary_action's revoke_all, every lease but those keep spares are ended, all in the
+// grant's own commit, so that no value leaves before the trip is durable and nothing that
+// holds the lock afterwards can stop it. Rotate all and wipe, as canary_action says, run
+// after the commit; the lockdown holds even when they fail. It reports whether there was
+// a canary.
+func (tx *Tx) tripCanaries(names []string, keep func(lease.Lease) bool) (bool, error) {
 	if len(names) == 0 {
-		return false
+		return false, nil
 	}
-	v, client, act := tx.v, tx.client, tx.st.Config().CanaryAction
-	tx.OnCommit(func() {
-		entries := make([]audit.Entry, len(names))
-		for i, n := range names {
-			entries[i] = audit.Entry{Event: "canary_tripped", Secret: n, OK: true, Detail: "a canary was handed out; firing the killswitch"}
-		}
-		reason := fmt.Sprintf("canary %s used by %s", strings.Join(names, ", "), client)
-		if _, err := v.fire(context.Background(), client, "canary", reason, act, entries...); err != nil {
-			v.warn("canary: the killswitch failed: %v", err)
-		}
-	})
-	return true
+	act := tx.cfg.CanaryAction
+	for _, n := range names {
+		tx.Record(audit.Entry{Event: "canary_tripped", Secret: n, OK: true, Detail: "a canary was handed out; firing the killswitch"})
+	}
+	reason := fmt.Sprintf("canary %s used by %s", strings.Join(names, ", "), tx.client)
+	out, err := tx.lockdownKeeping("canary", reason, act, "", tx.now, keep)
+	if err != nil {
+		return true, err
+	}
+	if act.RotateAll || act.WipeStore {
+		v, client := tx.v, tx.client
+		tx.OnCommit(func() {
+			if err := v.afterLockdown(context.Background(), client, "canary", act, out); err != nil {
+				v.warn("canary: the killswitch's follow-up failed (%v); the lockdown holds", err)
+			}
+		})
+	}
+	return true, nil
 }
 
 // UnlockInput lifts a lockdown. Confirm shows prompt to a person and returns what they

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/lease"
@@ -15,6 +16,9 @@ type LeaseInput struct {
 	Name     string
 	TTL      string // "" is default_lease_ttl
 	ClientID string
+	// Wait is how long to wait for a person's approval when the policy asks one; 0
+	// fails at once with ErrApprovalRequired.
+	Wait time.Duration
 }
 
 // Grant is a lease and the value it hands out.
@@ -25,40 +29,44 @@ type Grant struct {
 
 // Lease grants a lease on one secret and returns its value, once the grant is durable.
 // A request in lockdown, for an invalid name, an unknown secret or a bad TTL is refused
-// and recorded as lease_denied. A canary's value is handed out as any other, and its
-// killswitch fires after the commit.
+// and recorded as lease_denied. A canary's value is handed out as any other, once its
+// trip is durable in the same commit (tripCanaries).
 func (v *Vault) Lease(ctx context.Context, in LeaseInput) (*Grant, error) {
 	client, err := v.client(in.ClientID)
 	if err != nil {
 		return nil, err
 	}
 	var g Grant
-	err = v.update(ctx, write, client, func(tx *Tx) error {
-		denied := audit.Entry{Event: "lease_denied", Secret: in.Name}
-		if err := tx.refuseInLockdown(denied); err != nil {
-			return err
-		}
-		if err := store.CheckName(in.Name); err != nil {
-			denied.Secret = ""
-			return tx.Deny(denied, err)
-		}
-		// One secret, read from secrets.age as far as it takes.
-		secret, err := tx.secret(in.Name)
-		if errors.Is(err, store.ErrSecretNotFound) {
-			return tx.Deny(denied, err)
-		}
-		if err != nil {
-			return err
-		}
-		l, err := tx.Grant(lease.Request{Secret: in.Name, ClientID: client, TTL: in.TTL, Kind: lease.KindLease}, "")
-		if err != nil {
-			return tx.Deny(denied, err)
-		}
-		if secret.Canary {
-			tx.tripCanaries([]string{in.Name})
-		}
-		g = Grant{Lease: leaseInfo(l), Value: secret.Value}
-		return nil
+	err = v.retryApproved(ctx, in.Wait, func() error {
+		return v.update(ctx, write, client, func(tx *Tx) error {
+			denied := audit.Entry{Event: "lease_denied", Secret: in.Name}
+			if err := tx.refuseInLockdown(denied); err != nil {
+				return err
+			}
+			if err := store.CheckName(in.Name); err != nil {
+				denied.Secret = ""
+				return tx.Deny(denied, err)
+			}
+			// One secret, read from secrets.age as far as it takes.
+			secret, err := tx.secret(in.Name)
+			if errors.Is(err, store.ErrSecretNotFound) {
+				return tx.Deny(denied, err)
+			}
+			if err != nil {
+				return err
+			}
+			l, err := tx.Grant(lease.Request{Secret: in.Name, ClientID: client, TTL: in.TTL, Kind: lease.KindLease}, "")
+			if err != nil {
+				return tx.Deny(denied, err)
+			}
+			if secret.Canary {
+				if _, err := tx.tripCanaries([]string{in.Name}, nil); err != nil {
+					return err
+				}
+			}
+			g = Grant{Lease: leaseInfo(l), Value: secret.Value}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -179,6 +187,7 @@ func (v *Vault) RevokeAll(ctx context.Context, clientFlag string) (*RevokeAllRes
 		}
 		tx.End(ended, "lease_revoke", "revoke --all")
 		tx.stopSalvaged()
+		tx.dropApprovals("revoke --all")
 		tx.state.AppliedIntent = in.ID
 		tx.Record(audit.Entry{Event: "revoke_all", OK: true, Detail: fmt.Sprintf("%d leases revoked", len(ended)), State: change{Intent: in.ID}.raw()})
 		return nil

@@ -88,7 +88,7 @@ func (tx *Tx) grantMapped(found map[string]*store.Secret, m mapping, ttl string,
 			return nil, nil, err
 		}
 	}
-	leases := make([]lease.Lease, 0, len(m.ms))
+	reqs := make([]lease.Request, 0, len(m.ms))
 	vars := make([]envfile.Var, 0, len(m.ms))
 	for _, mp := range m.ms {
 		t := mp.TTL
@@ -97,13 +97,12 @@ func (tx *Tx) grantMapped(found map[string]*store.Secret, m mapping, ttl string,
 		}
 		r := proto
 		r.Secret, r.ClientID, r.TTL = mp.Name, tx.client, t
-		l, err := tx.Grant(r, detail)
-		if err != nil {
-			tx.ungrant(leases)
-			return nil, nil, err
-		}
-		leases = append(leases, l)
+		reqs = append(reqs, r)
 		vars = append(vars, envfile.Var{Name: mp.EnvVar, Value: found[mp.Name].Value})
+	}
+	leases, err := tx.grantAll(reqs, detail)
+	if err != nil {
+		return nil, nil, err
 	}
 	return leases, vars, nil
 }

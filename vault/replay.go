@@ -25,6 +25,10 @@ type change struct {
 	Generation uint64                `json:"generation,omitempty"` // a write of secrets.age
 	Intent     string                `json:"intent,omitempty"`     // killswitch, revoke_all applied from killswitch.intent
 	ResetFrom  *audit.Head           `json:"reset_from,omitempty"` // audit_reset: the last head of the log it replaced
+	Use        *UseCount             `json:"use,omitempty"`        // lease_use, policy_reset_uses
+	Request    *Approval             `json:"request,omitempty"`    // approval_request, approval_decided, approval_used
+	Config     *AppliedConfig        `json:"config,omitempty"`     // config_apply
+	Hook       *HookChange           `json:"hook,omitempty"`       // secret_hooks
 }
 
 // leaseChange encodes {"lease":…} by hand: a lease's entry is on every lease's path.
@@ -150,6 +154,14 @@ func (tx *Tx) applyOne(r replayed) error {
 		s.Lockdown = nil
 	case r.event == "audit_reset" && c.ResetFrom != nil:
 		s.ResetFrom = *c.ResetFrom
+	case c.Use != nil:
+		s.setUses(*c.Use)
+	case c.Request != nil:
+		s.putRequest(*c.Request)
+	case r.event == "config_apply" && c.Config != nil:
+		s.Config = c.Config
+	case c.Hook != nil:
+		s.addHookChange(*c.Hook)
 	}
 	if c.Heartbeat != nil {
 		s.Heartbeat = c.Heartbeat

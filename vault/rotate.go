@@ -82,6 +82,22 @@ func (v *Vault) rotate(ctx context.Context, client string, names []string, why s
 				old:  append([]byte(nil), s.Value...), updated: s.UpdatedAt,
 			})
 		}
+		// A hook run is an access: the hook gets the value. It is recorded, with the
+		// commands, before any hook runs, and a canary among the secrets trips now, in
+		// this commit, except in the killswitch's own rotate all, which must not trip
+		// itself again.
+		var canaries []string
+		for _, j := range jobs {
+			tx.Record(audit.Entry{Event: "hook_run", Secret: j.hook.Name, OK: true, Detail: fmt.Sprintf("%s: rotate_via %s; verify_via %s", why, hookText(j.hook.Command), hookText(j.hook.Verify))})
+			if sec.Secrets[j.hook.Name].Canary {
+				canaries = append(canaries, j.hook.Name)
+			}
+		}
+		if why == "rotate" {
+			if _, err := tx.tripCanaries(canaries, nil); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil || len(jobs) == 0 {

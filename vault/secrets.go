@@ -3,9 +3,12 @@ package vault
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/store"
 )
@@ -29,8 +32,21 @@ func (v *Vault) Add(ctx context.Context, in AddInput) (*SecretInfo, error) {
 		added, err := sec.Add(in.Name, in.Value, in.RotateVia, now)
 		if err == nil {
 			added.VerifyVia, added.Canary = in.VerifyVia, in.Canary
+			if in.RotateVia != "" || in.VerifyVia != "" {
+				at := now.UTC()
+				added.HooksChangedAt = &at
+			}
 		}
 		return added, err
+	}, func(tx *Tx, done bool) error {
+		switch {
+		case in.RotateVia == "" && in.VerifyVia == "":
+		case !done:
+			return tx.refuseHooksInLockdown(audit.Entry{Event: "secret_add", Secret: in.Name})
+		default:
+			tx.recordHookChange(HookChange{Secret: in.Name, At: tx.now.UTC(), NewRotate: in.RotateVia, NewVerify: in.VerifyVia})
+		}
+		return nil
 	})
 }
 
@@ -46,12 +62,12 @@ type SetInput struct {
 func (v *Vault) Set(ctx context.Context, in SetInput) (*SecretInfo, error) {
 	return v.writeValue(ctx, "secret_set", in.Name, in.ClientID, func(sec *store.Secrets, now time.Time) (*store.Secret, error) {
 		return sec.Set(in.Name, in.Value, now)
-	})
+	}, nil)
 }
 
 // writeValue is add and set: change the secrets under the lock and record event, or the
 // refusal.
-func (v *Vault) writeValue(ctx context.Context, event, name, clientFlag string, change func(*store.Secrets, time.Time) (*store.Secret, error)) (*SecretInfo, error) {
+func (v *Vault) writeValue(ctx context.Context, event, name, clientFlag string, change func(*store.Secrets, time.Time) (*store.Secret, error), hooks func(tx *Tx, done bool) error) (*SecretInfo, error) {
 	client, err := v.client(clientFlag)
 	if err != nil {
 		return nil, err
@@ -67,6 +83,11 @@ func (v *Vault) writeValue(ctx context.Context, event, name, clientFlag string, 
 		if err != nil {
 			return err
 		}
+		if hooks != nil {
+			if err := hooks(tx, false); err != nil {
+				return err
+			}
+		}
 		s, err := change(sec, tx.now)
 		if err != nil {
 			return tx.Deny(e, err)
@@ -74,6 +95,11 @@ func (v *Vault) writeValue(ctx context.Context, event, name, clientFlag string, 
 		tx.secretsDirty = true
 		e.OK = true
 		tx.Record(e)
+		if hooks != nil {
+			if err := hooks(tx, true); err != nil {
+				return err
+			}
+		}
 		info = secretInfo(name, s, false)
 		return nil
 	})
@@ -109,15 +135,28 @@ func (v *Vault) SetHooks(ctx context.Context, in HooksInput) (*SecretInfo, error
 		if err != nil {
 			return tx.Deny(e, err)
 		}
+		// A hook is a command that gets a value: no hook changes while the store is
+		// locked down, so that one can be replaced in lockdown only by what an admin set
+		// before it.
+		if err := tx.refuseHooksInLockdown(e); err != nil {
+			return err
+		}
+		change := HookChange{Secret: in.Name, At: tx.now.UTC(), OldRotate: sec.RotateVia, OldVerify: sec.VerifyVia, NewRotate: sec.RotateVia, NewVerify: sec.VerifyVia}
 		if in.RotateVia != nil {
-			sec.RotateVia = *in.RotateVia
+			change.NewRotate = *in.RotateVia
 		}
 		if in.VerifyVia != nil {
-			sec.VerifyVia = *in.VerifyVia
+			change.NewVerify = *in.VerifyVia
 		}
+		if change.NewRotate == change.OldRotate && change.NewVerify == change.OldVerify {
+			info = secretInfo(in.Name, sec, false)
+			return nil
+		}
+		sec.RotateVia, sec.VerifyVia = change.NewRotate, change.NewVerify
+		at := tx.now.UTC()
+		sec.HooksChangedAt = &at
 		tx.secretsDirty = true
-		e.OK, e.Detail = true, "rotation hook or check changed"
-		tx.Record(e)
+		tx.recordHookChange(change)
 		info = secretInfo(in.Name, sec, false)
 		return nil
 	})
@@ -184,10 +223,21 @@ type ListResult struct {
 }
 
 // List returns the secrets' metadata, never values. showCanaries adds whether each is a
-// canary.
+// canary: an admin act, recorded as canaries_shown (so it runs as a write).
 func (v *Vault) List(ctx context.Context, showCanaries bool) (*ListResult, error) {
 	out := &ListResult{Secrets: []ListedSecret{}}
-	err := v.update(ctx, withSecrets, "", func(tx *Tx) error {
+	m, client := withSecrets, ""
+	if showCanaries {
+		var err error
+		if client, err = v.client(""); err != nil {
+			return nil, err
+		}
+		m |= write
+	}
+	err := v.update(ctx, m, client, func(tx *Tx) error {
+		if showCanaries {
+			tx.Record(audit.Entry{Event: "canaries_shown", OK: true, Detail: "secrets list --show-canaries"})
+		}
 		sec, err := tx.Secrets()
 		if err != nil {
 			return err
@@ -210,4 +260,48 @@ func (v *Vault) List(ctx context.Context, showCanaries bool) (*ListResult, error
 		return nil, err
 	}
 	return out, nil
+}
+
+// HookChange is one change of a secret's hooks, with the commands before and after.
+type HookChange struct {
+	Secret    string    `json:"secret"`
+	At        time.Time `json:"at"`
+	OldRotate string    `json:"old_rotate_via,omitempty"`
+	NewRotate string    `json:"new_rotate_via,omitempty"`
+	OldVerify string    `json:"old_verify_via,omitempty"`
+	NewVerify string    `json:"new_verify_via,omitempty"`
+}
+
+// hookChangesKept is how many hook changes the state keeps for status.
+const hookChangesKept = 8
+
+func (s *State) addHookChange(c HookChange) {
+	s.HookChanges = append(s.HookChanges, c)
+	if n := len(s.HookChanges); n > hookChangesKept {
+		s.HookChanges = slices.Clone(s.HookChanges[n-hookChangesKept:])
+	}
+}
+
+// recordHookChange records secret_hooks with the old and the new commands, escaped.
+func (tx *Tx) recordHookChange(c HookChange) {
+	tx.state.addHookChange(c)
+	detail := fmt.Sprintf("rotate_via %s -> %s; verify_via %s -> %s", hookText(c.OldRotate), hookText(c.NewRotate), hookText(c.OldVerify), hookText(c.NewVerify))
+	tx.Record(audit.Entry{Event: "secret_hooks", Secret: c.Secret, OK: true, Detail: detail, State: change{Hook: &c}.raw()})
+}
+
+func hookText(cmd string) string {
+	if cmd == "" {
+		return "(none)"
+	}
+	return strconv.Quote(cmd)
+}
+
+// refuseHooksInLockdown denies a hook change while the store is locked down.
+func (tx *Tx) refuseHooksInLockdown(e audit.Entry) error {
+	l := tx.state.Lockdown
+	if l == nil {
+		return nil
+	}
+	return tx.Deny(e, fixed{fmt.Errorf("%w: no rotation or verify hook can change while the store is locked down (since %s); the hooks set before the lockdown keep running",
+		killswitch.ErrLockdown, rfc3339(l.Since)), "run secrets unlock first, at a terminal"})
 }

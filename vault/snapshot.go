@@ -140,6 +140,10 @@ func encodeHeader(s *State) ([]byte, error) {
 		{"witness", s.Witness, s.Witness == nil},
 		{"converted", s.Converted, s.Converted == nil},
 		{"sealed", s.Sealed, len(s.Sealed) == 0},
+		{"uses", s.Uses, len(s.Uses) == 0},
+		{"requests", s.Requests, len(s.Requests) == 0},
+		{"config", s.Config, s.Config == nil},
+		{"hook_changes", s.HookChanges, len(s.HookChanges) == 0},
 	} {
 		if f.skip {
 			continue
@@ -211,12 +215,13 @@ func decodeHeader(head []byte) (*State, error) {
 			s.SecretsGeneration, err = d.Uint()
 		case "audit_broken":
 			err = d.Text(&s.AuditBroken)
-		case "env_files", "lockdown", "heartbeat", "witness", "converted", "sealed":
+		case "env_files", "lockdown", "heartbeat", "witness", "converted", "sealed", "uses", "requests", "config", "hook_changes":
 			raw, rerr := d.Raw()
 			if rerr != nil {
 				return rerr
 			}
-			ptr := map[string]any{"env_files": &s.EnvFiles, "lockdown": &s.Lockdown, "heartbeat": &s.Heartbeat, "witness": &s.Witness, "converted": &s.Converted, "sealed": &s.Sealed}[key]
+			ptr := map[string]any{"env_files": &s.EnvFiles, "lockdown": &s.Lockdown, "heartbeat": &s.Heartbeat, "witness": &s.Witness, "converted": &s.Converted, "sealed": &s.Sealed,
+				"uses": &s.Uses, "requests": &s.Requests, "config": &s.Config, "hook_changes": &s.HookChanges}[key]
 			err = json.Unmarshal(raw, ptr)
 		case "count":
 			var n int64

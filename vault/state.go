@@ -57,6 +57,16 @@ type State struct {
 	// AppliedIntent is the id of the last killswitch.intent the state took in, so that
 	// one is applied once.
 	AppliedIntent string `json:"applied_intent,omitempty"`
+	// Uses counts the leases of each value whose policy limits them (max_uses), on this
+	// machine: the policy is shared, its counters are local (DESIGN.md section 11).
+	Uses map[string]UseCount `json:"uses,omitempty"`
+	// Requests are the approval requests not yet expired: pending, approved or denied.
+	Requests []Approval `json:"requests,omitempty"`
+	// Config is config.json as last applied: the values that hold until a change that
+	// weakens a control is applied with secrets config apply.
+	Config *AppliedConfig `json:"config,omitempty"`
+	// HookChanges are the latest changes of a rotation or verify hook, newest last.
+	HookChanges []HookChange `json:"hook_changes,omitempty"`
 	// Converted records the conversion of a store from an older release.
 	Converted *Conversion `json:"converted,omitempty"`
 	// Count and NextExpiry describe the leases below: how many, and the earliest expiry.

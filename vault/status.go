@@ -22,6 +22,12 @@ type StatusResult struct {
 	Pending *PendingIntent `json:"pending,omitempty"`
 	// Witness is what the heartbeat endpoint last said of the log's head.
 	Witness *WitnessInfo `json:"witness,omitempty"`
+	// Config says which of config.json's changes wait for secrets config apply.
+	Config ConfigInfo `json:"config"`
+	// HookChanges are the latest changes of a rotation or verify hook, newest last.
+	HookChanges []HookChange `json:"hook_changes"`
+	// PendingApprovals counts the requests waiting for a person (secrets approve).
+	PendingApprovals int `json:"pending_approvals"`
 }
 
 // WitnessInfo is the head the witness saw and whether it fits the log.
@@ -89,7 +95,7 @@ func (v *Vault) Status(ctx context.Context) (*StatusResult, error) {
 		case tx.legacy && tx.old.fresh:
 			a.Status, a.Problem = "unpinned", "the log, if any, is the earlier tool's: nothing pins it, and the first write moves it aside"
 		}
-		hb := st.Config().Heartbeat
+		hb := tx.cfg.Heartbeat
 		h := HeartbeatInfo{Enabled: hb.Enabled, URL: hb.URL, FailuresBeforeAction: hb.FailuresBeforeAction}
 		if s := tx.state.Heartbeat; s != nil {
 			h.HeartbeatLast = &HeartbeatLast{LastCheck: rfc3339(s.LastCheck), LastOK: s.LastOK, LastError: s.LastError, Failures: s.Failures, Fired: s.Fired}
@@ -102,6 +108,12 @@ func (v *Vault) Status(ctx context.Context) (*StatusResult, error) {
 			SecretsCount: len(sec.Secrets), ActiveLeases: len(active), Dir: st.Dir(),
 			Identity: IdentityInfo{Source: st.IdentitySource(), PublicKey: st.PublicKey()},
 			Audit:    a, Heartbeat: h, Lockdown: lockdownInfo(tx.state.Lockdown, st.UnlockCode()),
+			Config: tx.configInfo(), HookChanges: nonNil(tx.state.HookChanges),
+		}
+		for _, r := range tx.state.Requests {
+			if r.Status == "pending" && r.Expires.After(tx.now) {
+				out.PendingApprovals++
+			}
 		}
 		if w := tx.state.Witness; w != nil {
 			out.Witness = &WitnessInfo{Seen: w.Seen, Checked: rfc3339(w.Checked), Status: "ok", Rollback: w.Rollback}

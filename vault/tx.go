@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -75,16 +76,18 @@ func compactBound(n int) int { return min(16+n/256, 128) }
 // Tx is one transaction: one hold of the store lock. It is used only inside the
 // function given to Update or View, and only by that function's goroutine.
 type Tx struct {
-	v     *Vault
-	mode  mode
-	st    *store.Store
-	now   time.Time
-	state *State
-	table *leaseTable
-	snap  *snapshotFile
-	log   *audit.Log
-	keys  struct{ state, stamp []byte }
-	mgr   lease.Manager
+	v       *Vault
+	mode    mode
+	st      *store.Store
+	now     time.Time
+	state   *State
+	table   *leaseTable
+	snap    *snapshotFile
+	log     *audit.Log
+	keys    struct{ state, stamp []byte }
+	mgr     lease.Manager
+	cfg     store.Config // config.json as it holds (loadConfig)
+	cfgHeld []string     // its keys held back until secrets config apply
 
 	pin      audit.Head     // what pins the log's end: the stamp's head, else the snapshot's
 	stampErr error          // the stamp was missing or changed
@@ -100,10 +103,11 @@ type Tx struct {
 	// client is the request's client id: the default for every entry recorded.
 	client string
 
-	secrets     *store.Secrets
-	secretsErr  error
-	looked      map[string]*store.Secret // what lookup read, when secrets is not loaded
-	secretsPath string                   // a staged secrets.age a View reads instead (findStagedSecrets)
+	secrets      *store.Secrets
+	secretsErr   error
+	looked       map[string]*store.Secret // what lookup read, when secrets is not loaded
+	lookedPolicy []byte                   // the default policy, as lookup read it
+	secretsPath  string                   // a staged secrets.age a View reads instead (findStagedSecrets)
 
 	pending      []audit.Entry
 	secretsDirty bool  // secrets.age changed
@@ -185,11 +189,11 @@ func (v *Vault) updateWith(ctx context.Context, m mode, client string, o txOptio
 // caller releases the store (through the returned Tx when there is one).
 func (v *Vault) begin(st *store.Store, m mode, client string, o txOptions) (*Tx, error) {
 	tx := &Tx{v: v, mode: m, st: st, now: v.o.Now(), client: client, ownIntent: o.ownIntent}
-	cfg := st.Config()
-	tx.mgr = lease.Manager{Now: tx.Now, DefaultTTL: time.Duration(cfg.DefaultLeaseTTL), MaxTTL: time.Duration(cfg.MaxLeaseTTL)}
 	if err := tx.load(); err != nil {
 		return tx, err
 	}
+	tx.loadConfig()
+	tx.mgr = lease.Manager{Now: tx.Now, DefaultTTL: time.Duration(tx.cfg.DefaultLeaseTTL), MaxTTL: time.Duration(tx.cfg.MaxLeaseTTL)}
 	if !tx.legacy && tx.broken == nil {
 		if err := tx.findStagedSecrets(); err != nil {
 			return tx, err
@@ -243,6 +247,7 @@ func (v *Vault) begin(st *store.Store, m mode, client string, o txOptions) (*Tx,
 			tx.compact = true
 		}
 		tx.End(expired, "lease_expire", "expired")
+		tx.pruneRequests()
 	}
 	return tx, nil
 }
@@ -470,18 +475,19 @@ func (tx *Tx) lookup(names ...string) (map[string]*store.Secret, error) {
 		}
 		return found, nil
 	}
-	found, gen, version, err := tx.st.LookupSecrets(names...)
+	l, err := tx.st.LookupSecrets(names...)
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.checkGeneration(gen, version); err != nil {
+	if err := tx.checkGeneration(l.Generation, l.Version); err != nil {
 		return nil, err
 	}
 	if tx.looked == nil {
 		tx.looked = map[string]*store.Secret{}
 	}
-	maps.Copy(tx.looked, found)
-	return found, nil
+	maps.Copy(tx.looked, l.Found)
+	tx.lookedPolicy = l.Policy
+	return l.Found, nil
 }
 
 // known returns a secret the transaction has read (lookup, or all of them), or nil.
@@ -527,22 +533,45 @@ func (tx *Tx) Deny(e audit.Entry, err error) error {
 	return err
 }
 
-// Grant grants a lease as r asks and records lease_grant, with detail followed by the
-// TTL and, for replay, the lease. It fails with the lease package's TTL errors and then
-// changes nothing.
+// Grant grants a lease as r asks, if the secret's policy allows it (authorize), and
+// records lease_grant, with detail followed by the TTL and, for replay, the lease. It
+// fails with the policy's and the lease package's errors and then changes nothing but
+// an approval request it recorded.
 func (tx *Tx) Grant(r lease.Request, detail string) (lease.Lease, error) {
-	var ls []lease.Lease
-	l, err := tx.mgr.Grant(&ls, r)
+	ls, err := tx.grantAll([]lease.Request{r}, detail)
 	if err != nil {
 		return lease.Lease{}, err
 	}
-	c, err := leaseChange(l)
+	return ls[0], nil
+}
+
+// grantAll authorizes every request, then grants them all, or none.
+func (tx *Tx) grantAll(reqs []lease.Request, detail string) ([]lease.Lease, error) {
+	reqs, err := tx.authorize(reqs)
 	if err != nil {
-		return lease.Lease{}, err
+		return nil, err
 	}
-	tx.table.grant(l)
-	tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: detail + "ttl " + l.TTL, State: c})
-	return l, nil
+	out := make([]lease.Lease, 0, len(reqs))
+	for _, r := range reqs {
+		var ls []lease.Lease
+		l, err := tx.mgr.Grant(&ls, r)
+		if err == nil {
+			var c json.RawMessage
+			if c, err = leaseChange(l); err == nil {
+				tx.table.grant(l)
+				tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: detail + "ttl " + l.TTL, State: c})
+				out = append(out, l)
+				continue
+			}
+		}
+		tx.ungrant(out)
+		return nil, err
+	}
+	if err := tx.countUses(out); err != nil {
+		tx.ungrant(out)
+		return nil, err
+	}
+	return out, nil
 }
 
 // ungrant takes back leases this transaction granted, and their entries, when a later
@@ -550,7 +579,9 @@ func (tx *Tx) Grant(r lease.Request, detail string) (lease.Lease, error) {
 func (tx *Tx) ungrant(leases []lease.Lease) {
 	for _, l := range leases {
 		tx.table.drop(l.ID)
-		tx.pending = slices.DeleteFunc(tx.pending, func(e audit.Entry) bool { return e.Event == "lease_grant" && e.LeaseID == l.ID })
+		tx.pending = slices.DeleteFunc(tx.pending, func(e audit.Entry) bool {
+			return (e.Event == "lease_grant" || e.Event == "lease_use") && e.LeaseID == l.ID
+		})
 	}
 }
 
@@ -957,8 +988,8 @@ func (tx *Tx) verify() (audit.Report, error) {
 // create starts the first transaction of a store that store.Init just made: it makes the
 // store key, and the state is empty, at the start of an empty log.
 func (v *Vault) create(st *store.Store, client string) (*Tx, error) {
-	tx := &Tx{v: v, mode: write, st: st, now: v.o.Now(), client: client}
-	cfg := st.Config()
+	tx := &Tx{v: v, mode: write, st: st, now: v.o.Now(), client: client, cfg: st.Config()}
+	cfg := tx.cfg
 	tx.mgr = lease.Manager{Now: tx.Now, DefaultTTL: time.Duration(cfg.DefaultLeaseTTL), MaxTTL: time.Duration(cfg.MaxLeaseTTL)}
 	if err := st.CreateStoreKey(); err != nil {
 		return nil, err
@@ -970,7 +1001,7 @@ func (v *Vault) create(st *store.Store, client string) (*Tx, error) {
 	if _, err := tx.loadKeys(); err != nil {
 		return nil, err
 	}
-	tx.state = &State{StoreKey: id}
+	tx.state = &State{StoreKey: id, Config: pinConfig(cfg, tx.now)}
 	tx.table = &leaseTable{all: []lease.Lease{}, read: true}
 	if err := tx.openLog(); err != nil {
 		return nil, err

@@ -42,6 +42,9 @@ type Options struct {
 	// Agent, when set, is recorded as actor.agent instead of what Environ shows (the MCP
 	// server records "mcp").
 	Agent string
+	// Command is the request's command line as a person approving it reads it
+	// (EscapeCommand); it binds an approval to what was asked.
+	Command string
 	// Warn receives problems that do not fail the call, as they happen. Nil drops them.
 	Warn func(msg string)
 }

@@ -42,7 +42,7 @@ func (v *Vault) Watch(ctx context.Context, once bool, clientFlag string) (*Watch
 	var cfg store.Config
 	var path string
 	err = v.View(ctx, func(tx *Tx) error {
-		cfg, path = tx.st.Config(), tx.st.Path(store.ConfigFile)
+		cfg, path = tx.cfg, tx.st.Path(store.ConfigFile)
 		return nil
 	})
 	if err != nil {

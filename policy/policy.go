@@ -1,0 +1,336 @@
+// Package policy holds the rules that bound what a lease may be (DESIGN.md section 11):
+// who may ask, for how long, how many times, how the value may leave, whether a person
+// must approve, and which commands an agent's tool may run with it. It is pure logic: the
+// rules live inside the encrypted, MAC'd store, and the vault asks Check before every
+// grant.
+package policy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agent-secrets/secrets/internal/duration"
+)
+
+// The errors a refused request carries; each is a stable code (vault.Code).
+var (
+	ErrDeliveryNotAllowed = errors.New("delivery not allowed")
+	ErrCallerNotAllowed   = errors.New("caller not allowed")
+	ErrUsesExhausted      = errors.New("uses exhausted")
+	ErrTTLExceedsMax      = errors.New("ttl exceeds max")
+	ErrCommandNotAllowed  = errors.New("command not allowed")
+	ErrInvalid            = errors.New("invalid policy")
+)
+
+// Delivery is how a value leaves the store. Every path that reveals a value is one of
+// them, so a rule covers them all.
+type Delivery string
+
+// The deliveries.
+const (
+	Raw    Delivery = "raw"    // printed: lease, and every helper that prints a value
+	Env    Delivery = "env"    // written to a .env file
+	Exec   Delivery = "exec"   // placed in a child's environment
+	Inject Delivery = "inject" // put into a child's outbound requests, never held by it
+)
+
+// Deliveries are the deliveries, in the order they are shown.
+var Deliveries = []Delivery{Raw, Env, Exec, Inject}
+
+// The approvals a rule can ask for.
+const (
+	ApproveNever  = "never"  // no person is asked
+	ApproveOnce   = "once"   // an approval stands for the same request until it expires
+	ApproveAlways = "always" // each grant needs its own approval, used by that grant
+)
+
+// Rule is the policy of one secret, or the default. A field left unset (nil) takes the
+// default's; the default's unset fields allow anything.
+type Rule struct {
+	// Callers are OS users, or groups as %group; "*" is anyone.
+	Callers []string `json:"callers,omitempty"`
+	// Clients are client ids, exact or with a final * as a prefix; "*" is any. A client
+	// id is a label the caller chooses: it is no identity, and the README says so.
+	Clients []string `json:"clients,omitempty"`
+	// MaxTTL bounds a lease's TTL (Go duration syntax plus d).
+	MaxTTL *string `json:"max_ttl,omitempty"`
+	// MaxUses is how many leases a value may have on this machine; 0 is no limit, 1 a
+	// single-use credential. A new value (rotate, set) starts the count again.
+	MaxUses *int `json:"max_uses,omitempty"`
+	// Deliver are the deliveries allowed.
+	Deliver []Delivery `json:"deliver,omitempty"`
+	// Approve is never, once or always.
+	Approve *string `json:"approve,omitempty"`
+	// Exec are the commands an agent's tool (MCP and OpenClaw secrets_exec) may run with
+	// the secret: exact argv, or with a final "*" for any trailing arguments.
+	Exec [][]string `json:"exec,omitempty"`
+}
+
+// IsZero reports whether the rule sets nothing.
+func (r Rule) IsZero() bool {
+	return r.Callers == nil && r.Clients == nil && r.MaxTTL == nil && r.MaxUses == nil && r.Deliver == nil && r.Approve == nil && r.Exec == nil
+}
+
+// Over returns r with the fields it leaves unset taken from base.
+func (r Rule) Over(base Rule) Rule {
+	if r.Callers == nil {
+		r.Callers = base.Callers
+	}
+	if r.Clients == nil {
+		r.Clients = base.Clients
+	}
+	if r.MaxTTL == nil {
+		r.MaxTTL = base.MaxTTL
+	}
+	if r.MaxUses == nil {
+		r.MaxUses = base.MaxUses
+	}
+	if r.Deliver == nil {
+		r.Deliver = base.Deliver
+	}
+	if r.Approve == nil {
+		r.Approve = base.Approve
+	}
+	if r.Exec == nil {
+		r.Exec = base.Exec
+	}
+	return r
+}
+
+// Approval returns what the rule asks: never, once or always.
+func (r Rule) Approval() string {
+	if r.Approve == nil {
+		return ApproveNever
+	}
+	return *r.Approve
+}
+
+// Uses returns the rule's max_uses, 0 for no limit.
+func (r Rule) Uses() int {
+	if r.MaxUses == nil {
+		return 0
+	}
+	return *r.MaxUses
+}
+
+// TTL returns the rule's max_ttl, 0 for none.
+func (r Rule) TTL() time.Duration {
+	if r.MaxTTL == nil {
+		return 0
+	}
+	d, _ := duration.Positive(*r.MaxTTL) // checked by Validate
+	return d
+}
+
+// Validate checks every field, naming the first that is wrong.
+func (r Rule) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
+	}
+	for _, c := range r.Callers {
+		if c == "" || c == "%" || strings.ContainsAny(c, " \t\n,:") {
+			return bad("callers", "%q is not a user or %%group", c)
+		}
+	}
+	for _, c := range r.Clients {
+		if c == "" || len(c) > 128 || strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return bad("clients", "%q is not a client id", c)
+		}
+		if i := strings.IndexByte(c, '*'); i >= 0 && i != len(c)-1 {
+			return bad("clients", "%q: * may only end a client id", c)
+		}
+	}
+	if r.MaxTTL != nil {
+		if _, err := duration.Positive(*r.MaxTTL); err != nil {
+			return bad("max_ttl", "%v", err)
+		}
+	}
+	if r.MaxUses != nil && *r.MaxUses < 0 {
+		return bad("max_uses", "%d is negative (0 is no limit)", *r.MaxUses)
+	}
+	for _, d := range r.Deliver {
+		if !slices.Contains(Deliveries, d) {
+			return bad("deliver", "%q is not one of raw, env, exec, inject", d)
+		}
+	}
+	if r.Approve != nil && !slices.Contains([]string{ApproveNever, ApproveOnce, ApproveAlways}, *r.Approve) {
+		return bad("approve", "%q is not never, once or always", *r.Approve)
+	}
+	for _, argv := range r.Exec {
+		if err := CheckCommand(argv); err != nil {
+			return bad("exec", "%v", err)
+		}
+	}
+	return nil
+}
+
+// CheckCommand checks one command rule: a non-empty argv whose only "*" is its last word,
+// and not the first.
+func CheckCommand(argv []string) error {
+	if len(argv) == 0 || argv[0] == "" {
+		return errors.New("a command needs a program")
+	}
+	for i, w := range argv {
+		if w == "*" && (i != len(argv)-1 || i == 0) {
+			return fmt.Errorf("%q: * may only be the last word, after the program", strings.Join(argv, " "))
+		}
+	}
+	return nil
+}
+
+// Decode reads a rule as the store keeps it; empty is the zero rule.
+func Decode(raw []byte) (Rule, error) {
+	var r Rule
+	if len(raw) == 0 {
+		return r, nil
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return r, r.Validate()
+}
+
+// Encode writes a rule as the store keeps it; the zero rule is empty.
+func Encode(r Rule) []byte {
+	if r.IsZero() {
+		return nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("policy: encode: %v", err)) // strings, ints and slices of them
+	}
+	return b
+}
+
+// Caller is who asks: the OS user the request runs as, and its groups.
+type Caller struct {
+	User   string
+	Groups []string
+}
+
+// Request is what a grant asks, as the policy sees it.
+type Request struct {
+	Secret   string
+	Delivery Delivery
+	Caller   func() Caller // read only when a rule names callers
+	Client   string
+	TTL      time.Duration // what the lease would get
+	Uses     int           // leases the current value has had on this machine
+}
+
+// Check returns why the rule refuses req, or nil. Approval is not checked here: it needs
+// the state of pending requests (the vault's).
+func (r Rule) Check(req Request) error {
+	if r.Deliver != nil && !slices.Contains(r.Deliver, req.Delivery) {
+		return fmt.Errorf("%w: %s may be delivered as %s, not %s", ErrDeliveryNotAllowed, req.Secret, joinDeliveries(r.Deliver), req.Delivery)
+	}
+	if r.Callers != nil && !slices.Contains(r.Callers, "*") {
+		c := req.Caller()
+		ok := slices.ContainsFunc(r.Callers, func(want string) bool {
+			if g, isGroup := strings.CutPrefix(want, "%"); isGroup {
+				return slices.Contains(c.Groups, g)
+			}
+			return want == c.User
+		})
+		if !ok {
+			return fmt.Errorf("%w: %s may be leased by %s, not the user %s", ErrCallerNotAllowed, req.Secret, strings.Join(r.Callers, ", "), c.User)
+		}
+	}
+	if r.Clients != nil && !slices.ContainsFunc(r.Clients, func(want string) bool { return matchClient(want, req.Client) }) {
+		return fmt.Errorf("%w: %s may be leased by the clients %s, not %q", ErrCallerNotAllowed, req.Secret, strings.Join(r.Clients, ", "), req.Client)
+	}
+	if max := r.TTL(); max > 0 && req.TTL > max {
+		return fmt.Errorf("%w: %s is more than %s's max_ttl %s", ErrTTLExceedsMax, duration.Format(req.TTL), req.Secret, *r.MaxTTL)
+	}
+	if n := r.Uses(); n > 0 && req.Uses >= n {
+		what := fmt.Sprintf("%d uses", n)
+		if n == 1 {
+			what = "a single use"
+		}
+		return fmt.Errorf("%w: %s allows %s of a value and this one has had %d; it can be leased again once it is rotated or an admin runs secrets policy reset-uses %s", ErrUsesExhausted, req.Secret, what, req.Uses, req.Secret)
+	}
+	return nil
+}
+
+func matchClient(want, client string) bool {
+	if want == "*" {
+		return true
+	}
+	if p, ok := strings.CutSuffix(want, "*"); ok {
+		return strings.HasPrefix(client, p)
+	}
+	return want == client
+}
+
+func joinDeliveries(ds []Delivery) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = string(d)
+	}
+	if len(s) == 0 {
+		return "nothing"
+	}
+	return strings.Join(s, ", ")
+}
+
+// Allows reports whether argv matches one of the command rules: word for word, or with a
+// rule's final "*" standing for any (possibly no) trailing arguments.
+func Allows(rules [][]string, argv []string) bool {
+	return slices.ContainsFunc(rules, func(rule []string) bool { return matchCommand(rule, argv) })
+}
+
+func matchCommand(rule, argv []string) bool {
+	if n := len(rule); n > 0 && rule[n-1] == "*" {
+		return len(argv) >= n-1 && slices.Equal(rule[:n-1], argv[:n-1])
+	}
+	return slices.Equal(rule, argv)
+}
+
+// SplitCommand splits a command rule as a person writes it ('npm test', 'make "a b" *')
+// into words: spaces separate, single and double quotes group, a backslash escapes the
+// next character. No expansion of any kind.
+func SplitCommand(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord, quote := false, byte(0)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote == '\'':
+			cur.WriteByte(c)
+		case c == '\\' && quote != '\'':
+			if i+1 == len(s) {
+				return nil, fmt.Errorf("%w: %q ends with a backslash", ErrInvalid, s)
+			}
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		case quote == 0 && (c == '\'' || c == '"'):
+			quote, inWord = c, true
+		case quote == 0 && (c == ' ' || c == '\t'):
+			if inWord {
+				words, inWord = append(words, cur.String()), false
+				cur.Reset()
+			}
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("%w: %q has an unclosed quote", ErrInvalid, s)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	if err := CheckCommand(words); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return words, nil
+}

@@ -1,0 +1,198 @@
+package vault
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/internal/duration"
+	"github.com/agent-secrets/secrets/store"
+)
+
+// config.json is plain text a person edits, so it is not trusted blindly (DESIGN.md
+// section 7): the values of the keys that bound a control are pinned in the MAC'd state
+// as last applied, and a change to one of them that weakens the control takes effect
+// only after `secrets config apply`. Until then the applied value holds and status says
+// so. A change that only tightens a control takes effect at once, and is recorded.
+
+// AppliedConfig is what the state pins of config.json: the keys that bound a control.
+type AppliedConfig struct {
+	DefaultLeaseTTL   time.Duration    `json:"default_lease_ttl"`
+	MaxLeaseTTL       time.Duration    `json:"max_lease_ttl"`
+	HeartbeatEnabled  bool             `json:"heartbeat_enabled"`
+	HeartbeatURL      string           `json:"heartbeat_url"`
+	HeartbeatInterval time.Duration    `json:"heartbeat_interval"`
+	HeartbeatTimeout  time.Duration    `json:"heartbeat_timeout"`
+	FailuresBefore    int              `json:"failures_before_action"`
+	FailAction        store.FailAction `json:"fail_action"`
+	CanaryAction      store.FailAction `json:"canary_action"`
+	At                time.Time        `json:"applied_at"`
+}
+
+func pinConfig(c store.Config, at time.Time) *AppliedConfig {
+	h := c.Heartbeat
+	return &AppliedConfig{
+		DefaultLeaseTTL: time.Duration(c.DefaultLeaseTTL), MaxLeaseTTL: time.Duration(c.MaxLeaseTTL),
+		HeartbeatEnabled: h.Enabled, HeartbeatURL: h.URL, HeartbeatInterval: time.Duration(h.Interval), HeartbeatTimeout: time.Duration(h.Timeout),
+		FailuresBefore: h.FailuresBeforeAction, FailAction: h.FailAction, CanaryAction: c.CanaryAction, At: at.UTC(),
+	}
+}
+
+// same reports whether a and b pin the same values.
+func (a AppliedConfig) same(b AppliedConfig) bool {
+	a.At, b.At = time.Time{}, time.Time{}
+	return a == b
+}
+
+// weakens reports whether going from old to new loosens what an action does.
+func weakerAction(old, new store.FailAction) bool {
+	return old.RevokeAll && !new.RevokeAll || old.RotateAll && !new.RotateAll || old.WipeStore && !new.WipeStore
+}
+
+// effectiveConfig is the file's configuration with every key whose change would weaken a
+// control kept at its applied value, and the names of the keys so held back.
+func effectiveConfig(file store.Config, applied *AppliedConfig) (store.Config, []string) {
+	if applied == nil {
+		return file, nil
+	}
+	c, a := file, *applied
+	var held []string
+	hold := func(key string, weaker bool, keep func()) {
+		if weaker {
+			held = append(held, key)
+			keep()
+		}
+	}
+	h := &c.Heartbeat
+	hold("default_lease_ttl", time.Duration(c.DefaultLeaseTTL) > a.DefaultLeaseTTL, func() { c.DefaultLeaseTTL = store.Duration(a.DefaultLeaseTTL) })
+	hold("max_lease_ttl", time.Duration(c.MaxLeaseTTL) > a.MaxLeaseTTL, func() { c.MaxLeaseTTL = store.Duration(a.MaxLeaseTTL) })
+	hold("heartbeat.enabled", a.HeartbeatEnabled && !h.Enabled, func() { h.Enabled = true })
+	hold("heartbeat.url", a.HeartbeatEnabled && h.URL != a.HeartbeatURL, func() { h.URL = a.HeartbeatURL })
+	hold("heartbeat.interval", a.HeartbeatEnabled && time.Duration(h.Interval) > a.HeartbeatInterval, func() { h.Interval = store.Duration(a.HeartbeatInterval) })
+	hold("heartbeat.timeout", a.HeartbeatEnabled && time.Duration(h.Timeout) > a.HeartbeatTimeout, func() { h.Timeout = store.Duration(a.HeartbeatTimeout) })
+	hold("heartbeat.failures_before_action", a.HeartbeatEnabled && h.FailuresBeforeAction > a.FailuresBefore, func() { h.FailuresBeforeAction = a.FailuresBefore })
+	hold("heartbeat.fail_action", a.HeartbeatEnabled && weakerAction(a.FailAction, h.FailAction), func() { h.FailAction = a.FailAction })
+	hold("canary_action", weakerAction(a.CanaryAction, c.CanaryAction), func() { c.CanaryAction = a.CanaryAction })
+	if c.DefaultLeaseTTL > c.MaxLeaseTTL {
+		c.DefaultLeaseTTL = c.MaxLeaseTTL
+	}
+	return c, held
+}
+
+// loadConfig settles the configuration the transaction runs under. A write records a
+// change that weakens nothing as applied (config_apply), and pins the file the first
+// time a store runs a release that pins it.
+func (tx *Tx) loadConfig() {
+	file := tx.st.Config()
+	tx.cfg, tx.cfgHeld = effectiveConfig(file, tx.state.Config)
+	if !tx.writes() || tx.broken != nil || tx.legacy || len(tx.cfgHeld) > 0 {
+		return
+	}
+	next := pinConfig(file, tx.now)
+	switch {
+	case tx.state.Config == nil:
+		tx.applyConfig(next, "pinned: config.json as found when this release first ran")
+	case !tx.state.Config.same(*next):
+		tx.applyConfig(next, "config.json changed and weakens no control: applied; old "+configText(tx.state.Config)+" new "+configText(next))
+	}
+}
+
+func (tx *Tx) applyConfig(c *AppliedConfig, detail string) {
+	tx.state.Config = c
+	tx.Record(audit.Entry{Event: "config_apply", OK: true, Detail: detail, State: change{Config: c}.raw()})
+}
+
+func configText(c *AppliedConfig) string {
+	if c == nil {
+		return "{}"
+	}
+	shown := *c
+	shown.At = time.Time{}
+	b, _ := json.Marshal(struct {
+		DefaultLeaseTTL   string           `json:"default_lease_ttl"`
+		MaxLeaseTTL       string           `json:"max_lease_ttl"`
+		HeartbeatEnabled  bool             `json:"heartbeat_enabled"`
+		HeartbeatURL      string           `json:"heartbeat_url"`
+		HeartbeatInterval string           `json:"heartbeat_interval"`
+		HeartbeatTimeout  string           `json:"heartbeat_timeout"`
+		FailuresBefore    int              `json:"failures_before_action"`
+		FailAction        store.FailAction `json:"fail_action"`
+		CanaryAction      store.FailAction `json:"canary_action"`
+	}{duration.Format(c.DefaultLeaseTTL), duration.Format(c.MaxLeaseTTL), c.HeartbeatEnabled, c.HeartbeatURL,
+		duration.Format(c.HeartbeatInterval), duration.Format(c.HeartbeatTimeout), c.FailuresBefore, c.FailAction, c.CanaryAction})
+	return string(b)
+}
+
+// ConfigInfo is how config.json stands against what is applied.
+type ConfigInfo struct {
+	// HeldBack are the keys whose change in config.json weakens a control and waits for
+	// secrets config apply; the applied values hold meanwhile.
+	HeldBack  []string `json:"held_back"`
+	AppliedAt string   `json:"applied_at,omitempty"`
+}
+
+func (tx *Tx) configInfo() ConfigInfo {
+	info := ConfigInfo{HeldBack: nonNil(tx.cfgHeld)}
+	if c := tx.state.Config; c != nil {
+		info.AppliedAt = rfc3339(c.At)
+	}
+	return info
+}
+
+// ConfigApplyInput applies config.json as it is. Confirm shows a person what would change
+// and returns what they typed, from the controlling terminal.
+type ConfigApplyInput struct {
+	Confirm  func(prompt string) (string, error)
+	ClientID string
+}
+
+// ConfigApplyResult says what was applied.
+type ConfigApplyResult struct {
+	Applied []string `json:"applied"`
+	Old     string   `json:"old"`
+	New     string   `json:"new"`
+}
+
+// ConfigApply makes the keys held back take effect, recorded as config_apply with the old
+// and the new values. It is an admin act: in a plain store anyone at the terminal can.
+func (v *Vault) ConfigApply(ctx context.Context, in ConfigApplyInput) (*ConfigApplyResult, error) {
+	client, err := v.client(in.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	var held []string
+	var old, next *AppliedConfig
+	if err := v.View(ctx, func(tx *Tx) error {
+		held, old, next = tx.cfgHeld, tx.state.Config, pinConfig(tx.st.Config(), tx.now)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := &ConfigApplyResult{Applied: []string{}, Old: configText(old), New: configText(next)}
+	if len(held) == 0 {
+		return out, nil
+	}
+	answer, askErr := in.Confirm(fmt.Sprintf("config.json weakens %s.\n  applied: %s\n  file:    %s\nType apply to apply it: ", strings.Join(held, ", "), out.Old, out.New))
+	err = v.update(ctx, write, client, func(tx *Tx) error {
+		e := audit.Entry{Event: "config_apply"}
+		now := pinConfig(tx.st.Config(), tx.now)
+		switch {
+		case tx.state.Config == nil || !now.same(*next) || !tx.state.Config.same(*old):
+			return tx.Deny(e, Usagef("config.json or the applied configuration changed while you read it; run secrets config apply again"))
+		case askErr != nil:
+			return tx.Deny(e, fixed{Usagef("applying a weaker configuration needs a person at the controlling terminal (%v)", askErr), "run secrets config apply in a terminal"})
+		case strings.TrimSpace(answer) != "apply":
+			return tx.Deny(e, Usagef("you did not type apply; nothing applied"))
+		}
+		tx.applyConfig(now, fmt.Sprintf("applied by hand: %s; old %s new %s", strings.Join(held, ", "), out.Old, out.New))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.Applied = held
+	return out, nil
+}
