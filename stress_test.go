@@ -85,9 +85,9 @@ func abstract(dir string) string {
 	}
 	var parts []string
 	for _, n := range sec.Names() {
-		parts = append(parts, "secret "+n+"="+string(sec.Secrets[n].Value))
+		parts = append(parts, "secret "+n+"="+string(sec.Secrets[n].Value)+" policy "+string(sec.Secrets[n].Policy))
 	}
-	parts = append(parts, fileSep)
+	parts = append(parts, "default policy "+string(sec.Policy), fileSep)
 	var ls []string
 	for _, l := range leases {
 		ls = append(ls, fmt.Sprintf("lease %s/%s/%s", l.Secret, l.Kind, filepath.Base(l.Path)))
@@ -99,6 +99,9 @@ func abstract(dir string) string {
 	}
 	if state.Lockdown != nil {
 		parts = append(parts, "lockdown")
+	}
+	for _, n := range slices.Sorted(maps.Keys(state.Uses)) {
+		parts = append(parts, fmt.Sprintf("uses %s=%d", n, state.Uses[n].Count))
 	}
 	return strings.Join(parts, "\n")
 }
@@ -219,6 +222,10 @@ func TestStressCrash(t *testing.T) {
 		{name: "convert", before: true, setup: [][]string{{"", "init"}, add("k", "FAKE-1"), {"", "lease", "k"}}, args: []string{"lease", "k"}, next: [][]string{{"lease", "k"}, {"status"}}},
 		{name: "audit-rotate", setup: [][]string{{"", "init"}, add("k", "FAKE-1"), {"", "lease", "k"}}, args: []string{"audit", "--rotate"}, next: [][]string{{"lease", "k"}, {"audit", "--tail", "20"}}},
 		{name: "killswitch", setup: [][]string{{"", "init"}, add("k", "FAKE-1"), {"", "lease", "k"}}, args: []string{"killswitch"}, next: [][]string{{"killswitch"}, {"status"}}},
+		{name: "policy-set", setup: [][]string{{"", "init"}, add("k", "FAKE-1")}, args: []string{"policy", "set", "k", "--max-uses", "1", "--deliver", "raw"}, next: [][]string{{"policy", "show"}, {"status"}}},
+		// A single-use value: whatever the crash, it is either unused or used once with its
+		// lease, never handed out twice.
+		{name: "single-use", setup: [][]string{{"", "init"}, add("k", "FAKE-1"), {"", "policy", "set", "k", "--max-uses", "1"}}, args: []string{"lease", "k"}, next: [][]string{{"status"}, {"policy", "show"}}},
 	}
 	runs := stressRuns()
 	for _, sc := range scenarios {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agent-secrets/secrets/internal/codec"
 	"github.com/agent-secrets/secrets/internal/duration"
 )
 
@@ -182,14 +183,67 @@ func CheckCommand(argv []string) error {
 	return nil
 }
 
-// Decode reads a rule as the store keeps it; empty is the zero rule.
+// Decode reads a rule as the store keeps it; empty is the zero rule. It is read on the
+// lease of every secret that has one, so it walks the JSON directly rather than through
+// reflection (TestDecodeAgreesWithJSON holds it to encoding/json).
 func Decode(raw []byte) (Rule, error) {
 	var r Rule
-	if len(raw) == 0 {
+	if len(raw) == 0 || string(raw) == "null" {
 		return r, nil
 	}
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return r, fmt.Errorf("%w: %v", ErrInvalid, err)
+	d := codec.NewDecoder(raw)
+	strs := func(dst *[]string) error {
+		*dst = []string{}
+		return d.Array(func() error {
+			v, err := d.Str()
+			*dst = append(*dst, v)
+			return err
+		})
+	}
+	text := func(dst **string) error {
+		v, err := d.Str()
+		*dst = &v
+		return err
+	}
+	err := d.Object(func(k string) error {
+		switch k {
+		case "callers":
+			return strs(&r.Callers)
+		case "clients":
+			return strs(&r.Clients)
+		case "max_ttl":
+			return text(&r.MaxTTL)
+		case "approve":
+			return text(&r.Approve)
+		case "max_uses":
+			var n int
+			err := d.Integer(&n)
+			r.MaxUses = &n
+			return err
+		case "deliver":
+			var ds []string
+			err := strs(&ds)
+			r.Deliver = make([]Delivery, len(ds))
+			for i, x := range ds {
+				r.Deliver[i] = Delivery(x)
+			}
+			return err
+		case "exec":
+			r.Exec = [][]string{}
+			return d.Array(func() error {
+				var argv []string
+				err := strs(&argv)
+				r.Exec = append(r.Exec, argv)
+				return err
+			})
+		}
+		return fmt.Errorf("unknown key %q", k)
+	})
+	if err == nil {
+		err = d.End()
+	}
+	if err != nil {
+		return Rule{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return r, r.Validate()
 }

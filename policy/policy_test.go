@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -105,5 +107,23 @@ func TestValidateAndCodec(t *testing.T) {
 	}
 	if _, err := Decode([]byte(`{"max_uses":"x"}`)); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a rule that is not one: %v", err)
+	}
+}
+
+func TestDecodeAgreesWithJSON(t *testing.T) {
+	for _, raw := range []string{
+		`{}`, `{"callers":["alice","%dev"],"clients":["ci-*"]}`, `{"max_ttl":"15m","max_uses":1}`,
+		`{"deliver":["raw","exec"],"approve":"always"}`, `{"exec":[["npm","test"],["make","*"]]}`, `{"callers":[]}`,
+	} {
+		got, err := Decode([]byte(raw))
+		var want Rule
+		if jerr := json.Unmarshal([]byte(raw), &want); err != nil || jerr != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: Decode %+v %v, encoding/json %+v %v", raw, got, err, want, jerr)
+		}
+	}
+	for _, bad := range []string{`{"max_uses":"1"}`, `{"x":1}`, `[]`, `{"exec":[1]}`, `{} x`} {
+		if _, err := Decode([]byte(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", bad, err)
+		}
 	}
 }

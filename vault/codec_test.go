@@ -12,6 +12,7 @@ import (
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/envfile"
+	"github.com/agent-secrets/secrets/internal/codec"
 	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/store"
@@ -210,4 +211,24 @@ func BenchmarkStateCodec1000(b *testing.B) {
 			openBytes(b, data, testKey).leases(time.Time{})
 		}
 	})
+}
+
+// TestConfigCodec holds appendConfig to encoding/json, which replay's entries use, and
+// decodeConfig to reading both back.
+func TestConfigCodec(t *testing.T) {
+	c := &AppliedConfig{DefaultLeaseTTL: time.Hour, MaxLeaseTTL: 48 * time.Hour, HeartbeatEnabled: true, HeartbeatURL: "https://x.example/\"h\"",
+		HeartbeatInterval: time.Minute, HeartbeatTimeout: 10 * time.Second, FailuresBefore: 3,
+		FailAction: store.FailAction{RevokeAll: true, WipeStore: true}, CanaryAction: store.FailAction{RotateAll: true},
+		At: time.Date(2026, 12, 1, 12, 0, 0, 120000000, time.UTC)}
+	want, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appendConfig(nil, c); string(got) != string(want) {
+		t.Fatalf("appendConfig:\n%s\nencoding/json:\n%s", got, want)
+	}
+	var back AppliedConfig
+	if err := decodeConfig(codec.NewDecoder(want), &back); err != nil || back != *c {
+		t.Fatalf("decodeConfig: %+v %v", back, err)
+	}
 }

@@ -6,14 +6,17 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/user"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/internal/codec"
 	"github.com/agent-secrets/secrets/internal/duration"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/policy"
@@ -78,6 +81,57 @@ func (a Approval) binds(b Approval) bool {
 		a.Command == b.Command && a.Cwd == b.Cwd && a.TTL == b.TTL
 }
 
+// appendUses writes the counters as encoding/json writes the map (keys in order): a
+// single-use secret's lease reads them in the snapshot's header.
+func appendUses(b []byte, uses map[string]UseCount) []byte {
+	b = append(b, '{')
+	for i, name := range slices.Sorted(maps.Keys(uses)) {
+		u := uses[name]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = codec.AppendString(b, name)
+		b = append(b, `:{"secret":`...)
+		b = codec.AppendString(b, u.Secret)
+		b = append(b, `,"count":`...)
+		b = strconv.AppendInt(b, int64(u.Count), 10)
+		b = append(b, `,"value":"`...)
+		b = codec.AppendTime(b, u.Value)
+		b = append(b, `"}`...)
+	}
+	return append(b, '}')
+}
+
+// decodeUses reads what appendUses (or encoding/json) wrote.
+func decodeUses(d *codec.Decoder, uses *map[string]UseCount) error {
+	*uses = map[string]UseCount{}
+	return d.Object(func(name string) error {
+		var u UseCount
+		err := decodeUse(d, &u)
+		(*uses)[name] = u
+		return err
+	})
+}
+
+// decodeUse reads one UseCount object.
+func decodeUse(d *codec.Decoder, u *UseCount) error {
+	return d.Object(func(k string) error {
+		switch k {
+		case "secret":
+			return d.Text(&u.Secret)
+		case "count":
+			return d.Integer(&u.Count)
+		case "value":
+			s, err := d.Str()
+			if err == nil {
+				err = codec.ParseTime(&u.Value, s)
+			}
+			return err
+		}
+		return fmt.Errorf("unknown key use.%s", k)
+	})
+}
+
 func (s *State) setUses(u UseCount) {
 	if u.Count == 0 {
 		delete(s.Uses, u.Secret)
@@ -100,6 +154,21 @@ func (s *State) putRequest(a Approval) {
 // rule returns the policy of the secret name (its own rule over the default). The secret
 // must have been read (lookup or Secrets).
 func (tx *Tx) rule(name string) (policy.Rule, error) {
+	if r, ok := tx.rules[name]; ok {
+		return r, nil
+	}
+	r, err := tx.readRule(name)
+	if err == nil {
+		if tx.rules == nil {
+			tx.rules = map[string]policy.Rule{}
+		}
+		tx.rules[name] = r
+	}
+	return r, err
+}
+
+// readRule decodes the rule of the secret name over the default.
+func (tx *Tx) readRule(name string) (policy.Rule, error) {
 	def := tx.lookedPolicy
 	if tx.secrets != nil {
 		def = tx.secrets.Policy
@@ -259,7 +328,7 @@ func (tx *Tx) countUses(leases []lease.Lease) error {
 		}
 		u := UseCount{Secret: l.Secret, Count: tx.uses(l.Secret) + 1, Value: tx.known(l.Secret).UpdatedAt.UTC()}
 		tx.state.setUses(u)
-		tx.Record(audit.Entry{Event: "lease_use", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: fmt.Sprintf("use %d of %d", u.Count, n), State: change{Use: &u}.raw()})
+		tx.Record(audit.Entry{Event: "lease_use", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: fmt.Sprintf("use %d of %d", u.Count, n), State: useChange(u)})
 	}
 	return nil
 }
@@ -466,7 +535,7 @@ func (v *Vault) ResetUses(ctx context.Context, name, clientFlag string) (*UseCou
 		was = UseCount{Secret: name, Count: tx.uses(name)}
 		zero := UseCount{Secret: name}
 		tx.state.setUses(zero)
-		e.OK, e.Detail, e.State = true, fmt.Sprintf("%d uses counted before", was.Count), change{Use: &zero}.raw()
+		e.OK, e.Detail, e.State = true, fmt.Sprintf("%d uses counted before", was.Count), useChange(zero)
 		tx.Record(e)
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/envfile"
@@ -39,6 +40,18 @@ func leaseChange(l lease.Lease) (json.RawMessage, error) {
 		return nil, err
 	}
 	return append(b, '}'), nil
+}
+
+// useChange encodes {"use":…} by hand, as encoding/json would: a single-use secret's
+// lease records one, and replay reads it (decodeChange).
+func useChange(u UseCount) json.RawMessage {
+	b := append(make([]byte, 0, 128), `{"use":{"secret":`...)
+	b = codec.AppendString(b, u.Secret)
+	b = append(b, `,"count":`...)
+	b = strconv.AppendInt(b, int64(u.Count), 10)
+	b = append(b, `,"value":"`...)
+	b = codec.AppendTime(b, u.Value)
+	return append(b, `"}}`...)
 }
 
 func (c change) raw() json.RawMessage {
@@ -98,6 +111,15 @@ func decodeChange(raw []byte) (change, error) {
 	if bytes.HasPrefix(raw, []byte(`{"lease":{`)) && bytes.HasSuffix(raw, []byte("}}")) {
 		l, _, err := decodeLeaseLine(raw[len(`{"lease":`) : len(raw)-1])
 		c.Lease = &l
+		return c, err
+	}
+	if bytes.HasPrefix(raw, []byte(`{"use":{`)) && bytes.HasSuffix(raw, []byte("}}")) {
+		d := codec.NewDecoder(raw[len(`{"use":`) : len(raw)-1])
+		c.Use = &UseCount{}
+		err := decodeUse(d, c.Use)
+		if err == nil {
+			err = d.End()
+		}
 		return c, err
 	}
 	err := json.Unmarshal(raw, &c)

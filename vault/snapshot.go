@@ -118,7 +118,7 @@ func encodeHeader(s *State) ([]byte, error) {
 		b = append(b, `,"audit_broken":`...)
 		b = codec.AppendString(b, s.AuditBroken)
 	}
-	if s.ResetFrom.Seq > 0 {
+	if s.ResetFrom.Seq > 0 || s.ResetFrom.Hash != "" {
 		b = append(b, `,"reset_from":{"seq":`...)
 		b = strconv.AppendUint(b, s.ResetFrom.Seq, 10)
 		b = append(b, `,"hash":`...)
@@ -140,9 +140,7 @@ func encodeHeader(s *State) ([]byte, error) {
 		{"witness", s.Witness, s.Witness == nil},
 		{"converted", s.Converted, s.Converted == nil},
 		{"sealed", s.Sealed, len(s.Sealed) == 0},
-		{"uses", s.Uses, len(s.Uses) == 0},
 		{"requests", s.Requests, len(s.Requests) == 0},
-		{"config", s.Config, s.Config == nil},
 		{"hook_changes", s.HookChanges, len(s.HookChanges) == 0},
 	} {
 		if f.skip {
@@ -156,6 +154,14 @@ func encodeHeader(s *State) ([]byte, error) {
 		b = codec.AppendString(b, f.key)
 		b = append(b, ':')
 		b = append(b, v...)
+	}
+	if len(s.Uses) > 0 {
+		b = append(b, `,"uses":`...)
+		b = appendUses(b, s.Uses)
+	}
+	if s.Config != nil {
+		b = append(b, `,"config":`...)
+		b = appendConfig(b, s.Config)
 	}
 	b = append(b, `,"count":`...)
 	b = strconv.AppendInt(b, int64(s.Count), 10)
@@ -215,14 +221,19 @@ func decodeHeader(head []byte) (*State, error) {
 			s.SecretsGeneration, err = d.Uint()
 		case "audit_broken":
 			err = d.Text(&s.AuditBroken)
-		case "env_files", "lockdown", "heartbeat", "witness", "converted", "sealed", "uses", "requests", "config", "hook_changes":
+		case "env_files", "lockdown", "heartbeat", "witness", "converted", "sealed", "requests", "hook_changes":
 			raw, rerr := d.Raw()
 			if rerr != nil {
 				return rerr
 			}
 			ptr := map[string]any{"env_files": &s.EnvFiles, "lockdown": &s.Lockdown, "heartbeat": &s.Heartbeat, "witness": &s.Witness, "converted": &s.Converted, "sealed": &s.Sealed,
-				"uses": &s.Uses, "requests": &s.Requests, "config": &s.Config, "hook_changes": &s.HookChanges}[key]
+				"requests": &s.Requests, "hook_changes": &s.HookChanges}[key]
 			err = json.Unmarshal(raw, ptr)
+		case "uses":
+			err = decodeUses(d, &s.Uses)
+		case "config":
+			s.Config = &AppliedConfig{}
+			err = decodeConfig(d, s.Config)
 		case "count":
 			var n int64
 			n, err = d.Int()

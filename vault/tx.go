@@ -17,6 +17,7 @@ import (
 	"github.com/agent-secrets/secrets/internal/safefile"
 	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/policy"
 	"github.com/agent-secrets/secrets/store"
 )
 
@@ -107,6 +108,7 @@ type Tx struct {
 	secretsErr   error
 	looked       map[string]*store.Secret // what lookup read, when secrets is not loaded
 	lookedPolicy []byte                   // the default policy, as lookup read it
+	rules        map[string]policy.Rule   // the rules read (Tx.rule)
 	secretsPath  string                   // a staged secrets.age a View reads instead (findStagedSecrets)
 
 	pending      []audit.Entry
