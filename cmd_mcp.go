@@ -24,7 +24,7 @@ func (a *app) cmdMCP() *cli.Command {
 		UsageText: "secrets mcp [--allow reveal,add,killswitch] [--exec 'ARGV' …]",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "allow", Usage: "also offer secrets_lease (reveal: returns values), secrets_add (add), secrets_killswitch (killswitch)"},
-			&cli.StringSliceFlag{Name: "exec", Usage: "a command secrets_exec may run with any secret, e.g. 'npm test' or 'make *' (besides what each secret's policy allows); repeat for more"},
+			&cli.StringSliceFlag{Name: "exec", Usage: "a command secrets_exec may run with any secret, e.g. 'npm test' (a final * lets the agent choose the rest, options included; besides what each secret's policy allows); repeat for more"},
 		},
 		Action: a.act(a.mcp),
 	}

@@ -31,7 +31,7 @@ func (a *app) cmdPolicy() *cli.Command {
 					&cli.IntFlag{Name: "max-uses", Usage: "leases a value may have on this machine; 1 is single use, 0 no limit"},
 					&cli.StringSliceFlag{Name: "deliver", Usage: "how the value may leave: raw (lease), env (.env file), exec (a child's environment), inject"},
 					&cli.StringFlag{Name: "approve", Usage: "never, once (an approval stands for the same request for 8h) or always (one approval per lease)"},
-					&cli.StringSliceFlag{Name: "exec", Usage: "a command MCP and OpenClaw secrets_exec may run with it, e.g. 'npm test' or 'make *' (repeat for more; replaces the list)"},
+					&cli.StringSliceFlag{Name: "exec", Usage: "a command MCP and OpenClaw secrets_exec may run with it, e.g. 'npm test' or 'go test *' (a final * lets the agent choose the rest, options included; repeat for more; replaces the list)"},
 				),
 				Action: a.act(a.policySet),
 			},

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"filippo.io/age"
 
@@ -251,4 +252,92 @@ func decryptFile(t *testing.T, identity, file string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// The attacks an independent review found after the first cut of issue 11, each a test.
+
+func TestAttackBrokenConfigKeepsKillswitchOff(t *testing.T) {
+	s := newAttackStore(t)
+	bin, env := s.bin, s.env
+	_, done, _ := startExec(t, bin, env, "--", "sleep", "30")
+	s.write("config.json", []byte(`{"max_lease_ttl":"x"}`))
+	os.Chmod(s.path("identity.age"), 0o644)
+	os.Chmod(s.dir, 0o755)
+	if _, out, errs := s.run("", nil, "killswitch", "--yes"); !strings.Contains(out, `"leases_revoked": 1`) {
+		t.Fatalf("a broken config.json and loose modes kept the killswitch from cutting access:\n%s%s", out, errs)
+	}
+	if code, _ := waitExit(t, done, time.Now(), 5*time.Second); code != 143 {
+		t.Fatalf("the exec command was not stopped: exit %d", code)
+	}
+	os.Chmod(s.dir, 0o700)
+	os.Chmod(s.path("identity.age"), 0o600)
+	s.write("config.json", []byte(`{}`))
+	if out := s.must("", "status"); !strings.Contains(out, `"trigger": "manual"`) {
+		t.Fatalf("the lockdown was not recorded: %s", out)
+	}
+}
+
+func TestAttackHookEnvironment(t *testing.T) {
+	s := newAttackStore(t)
+	evil, loot := t.TempDir(), filepath.Join(t.TempDir(), "loot")
+	if err := os.WriteFile(filepath.Join(evil, "cat"), []byte("#!/bin/sh\n/bin/cat > "+loot+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.must("", "set", "k", "--rotate-via", "cat >/dev/null")
+	s.must("", "killswitch", "--yes")
+	// The agent cannot change the hook in lockdown; it cannot change what the hook runs
+	// either: hooks get a fixed PATH and none of the caller's loader variables.
+	code, out, errs := s.run("", []string{"PATH=" + evil + ":" + os.Getenv("PATH"), "LD_PRELOAD=" + filepath.Join(evil, "x.so")}, "rotate", "k")
+	if code != 0 {
+		t.Fatalf("rotate: %d %s%s", code, out, errs)
+	}
+	if b, err := os.ReadFile(loot); err == nil {
+		t.Fatalf("the caller's PATH ran its own cat with the value: %q", b)
+	}
+}
+
+func TestAttackMCPExecVariablesAndClient(t *testing.T) {
+	cs, dir := mcpServerArgs(t, "--exec", "true")
+	mustCall(t, dir, "", "policy", "set", "github_token", "--clients", "test-agent")
+	for _, v := range []string{"LD_PRELOAD", "BASH_ENV", "NODE_OPTIONS", "PATH", "PYTHONSTARTUP", "GIT_SSH_COMMAND", "SECRETS_DIR"} {
+		res, out := callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"true"}, "secrets": []map[string]any{{"name": "github_token", "env_var": v}}})
+		if e, _ := out["error"].(map[string]any); !res.IsError || e["code"] != "command_not_allowed" {
+			t.Fatalf("secrets_exec put a secret in %s: %+v", v, out)
+		}
+	}
+	// A mapping file the agent wrote does not say who asks.
+	project := filepath.Join(t.TempDir(), "p.json")
+	os.WriteFile(project, []byte(`{"secrets":[{"name":"github_token","env_var":"GITHUB_TOKEN"}],"client_id":"deploy-bot"}`), 0o600)
+	mustCall(t, dir, "", "policy", "set", "github_token", "--clients", "deploy-bot")
+	res, out := callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"true"}, "project_file": project})
+	if e, _ := out["error"].(map[string]any); !res.IsError || e["code"] != "caller_not_allowed" {
+		t.Fatalf("a project file's client_id spoke for the MCP client: %+v", out)
+	}
+}
+
+func TestAttackConfigTighteningIsPinned(t *testing.T) {
+	s := newAttackStore(t)
+	s.must("", "lease", "k")
+	set := func(c string) { s.write("config.json", []byte(c)) }
+	set(`{"canary_action":{"revoke_all":false}}`) // a weakening, held back
+	s.must("", "lease", "k")
+	set(`{"canary_action":{"revoke_all":false},"max_lease_ttl":"2h"}`) // the admin tightens
+	s.must("", "lease", "k")
+	set(`{"canary_action":{"revoke_all":false},"max_lease_ttl":"24h"}`) // the agent undoes it
+	s.wantCode("ttl_exceeds_max", exitUsage, "", "lease", "k", "--ttl", "3h")
+	set(`{"rotation_timeout":"1ns"}`)
+	if out := s.must("", "status"); !strings.Contains(out, `"rotation_timeout"`) {
+		t.Fatalf("a rotation_timeout that would fail every hook is not held back: %s", out)
+	}
+}
+
+func TestAttackPolicyRenewAndRepeatedMapping(t *testing.T) {
+	s := newAttackStore(t)
+	s.must("", "policy", "set", "k", "--max-ttl", "5m", "--max-uses", "2")
+	id := leaseIDOf(t, s.must("", "lease", "k", "--json"))
+	s.wantCode("ttl_exceeds_max", exitUsage, "", "renew", id, "--ttl", "24h")
+	s.must("", "renew", id, "--ttl", "5m")
+	// Three mappings of a secret that has one use left are three uses, not one.
+	s.wantCode("uses_exhausted", exitPolicy, "", "exec", "--secret", "k=A", "--secret", "k=B", "--", "true")
+	s.must("", "exec", "--secret", "k=A", "--", "true")
 }

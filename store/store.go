@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"filippo.io/age"
@@ -60,6 +61,13 @@ type Options struct {
 	IdentityFile string
 	// Now stamps the identity's creation comment.
 	Now func() time.Time
+	// Failsafe opens the store for a command that only cuts access (revoke --all, the
+	// killswitch, the heartbeat's fail action): a config.json that does not parse or has
+	// a loose mode is replaced by the defaults (the vault holds them to the pinned
+	// values), and a loose mode on the directories or the identity is reported
+	// (Problems) rather than refused. One bad write to a file must not keep access from
+	// being cut.
+	Failsafe bool
 }
 
 func (o Options) stateDir() string {
@@ -86,6 +94,7 @@ func checkStateDir(o Options) error {
 type Store struct {
 	dir, stateDir string
 	cfg           Config
+	problems      []error // what a failsafe open tolerated
 	id            *identity
 	idSource      string
 	lock          *os.File // holds the flock; closing it releases the lock
@@ -133,17 +142,29 @@ func Open(ctx context.Context, o Options) (*Store, error) { return open(ctx, o, 
 
 // open is Open, and OpenUnlocked without the lock.
 func open(ctx context.Context, o Options, lock bool) (*Store, error) {
-	if err := checkDir(o.Dir); err != nil {
+	var problems []error
+	tolerate := func(err error) error {
+		var pe *safefile.PermError
+		if o.Failsafe && (errors.As(err, &pe) && pe.Reason == "mode" || errors.Is(err, ErrInvalidConfig)) {
+			problems = append(problems, err)
+			return nil
+		}
+		return err
+	}
+	if err := checkDir(o.Dir); tolerate(err) != nil {
 		return nil, err
 	}
 	cfg, err := readConfig(o.Dir)
 	if err != nil {
+		if tolerate(err) != nil {
+			return nil, err
+		}
+		cfg = DefaultConfig(o.Dir)
+	}
+	if err := checkStateDir(o); tolerate(err) != nil {
 		return nil, err
 	}
-	if err := checkStateDir(o); err != nil {
-		return nil, err
-	}
-	s := &Store{dir: o.Dir, stateDir: o.stateDir(), cfg: cfg, unlocked: !lock}
+	s := &Store{dir: o.Dir, stateDir: o.stateDir(), cfg: cfg, unlocked: !lock, problems: problems}
 	if lock {
 		if err := s.acquire(ctx, o.LockTimeout); err != nil {
 			return nil, err
@@ -163,6 +184,11 @@ func open(ctx context.Context, o Options, lock bool) (*Store, error) {
 // prepare loads the identity. The lock must be held.
 func (s *Store) prepare(o Options) error {
 	id, src, err := loadIdentity(o, s.Path(IdentityFile))
+	var pe *safefile.PermError
+	if o.Failsafe && errors.As(err, &pe) && pe.Reason == "mode" {
+		s.problems = append(s.problems, err)
+		id, src, err = loadLooseIdentity(pe.Path)
+	}
 	if err != nil {
 		return err
 	}
@@ -327,6 +353,33 @@ func loadIdentity(o Options, defaultPath string) (*identity, string, error) {
 	id, err := parseIdentity(path, data)
 	return id, path, err
 }
+
+// loadLooseIdentity reads an identity file whose mode is too open, for a failsafe open
+// only: never through a symlink, and only a regular file of ours.
+func loadLooseIdentity(path string) (*identity, string, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, "", &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, "", err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.Mode().IsRegular() || ok && int(st.Uid) != os.Getuid() {
+		return nil, "", &safefile.PermError{Path: path, Mode: fi.Mode(), Reason: "owner"}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := parseIdentity(path, data)
+	return id, path, err
+}
+
+// Problems are what a failsafe open tolerated (Options.Failsafe), for a warning.
+func (s *Store) Problems() []error { return s.problems }
 
 // LoadSecrets decrypts and parses all of secrets.age, in any format (version 3 checked
 // under the store key). It never returns an empty store for a file that failed:

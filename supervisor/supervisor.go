@@ -68,10 +68,15 @@ type Result struct {
 	StartErr error
 	// Stopped says why the supervisor stopped it, or "" when it exited on its own.
 	Stopped string
-	// HideErr is why the command ran with Command.Hide visible (sandbox.Available
-	// failed), or nil when the paths were hidden or none were asked.
+	// HideErr is why the command ran with Command.Hide visible (the platform or a
+	// sysctl allows no namespace: sandbox.ErrUnsupported), or why it did not run (any
+	// other failure of sandbox.Available), or nil when the paths were hidden or none
+	// were asked.
 	HideErr error
 }
+
+// sandboxAvailable is sandbox.Available; a test replaces it.
+var sandboxAvailable = sandbox.Available
 
 // ErrUnsupported reports a platform where the supervisor cannot be reached by revocation.
 var ErrUnsupported = errors.New("secrets exec cannot be supervised on this platform yet")
@@ -117,12 +122,19 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 	}
 	var hideErr error
 	if c.Hide != nil {
-		if hideErr = sandbox.Available(); hideErr == nil {
+		hideErr = sandboxAvailable()
+		switch {
+		case hideErr == nil:
 			// A path Wrap refuses is the caller's mistake, not the kernel's: the command
 			// does not run rather than run with the store in view.
 			if err := sandbox.Wrap(cmd, c.Hide); err != nil {
 				return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("sandbox %s: %w", c.Argv[0], err), Stopped: "the command could not be started"}
 			}
+		case !errors.Is(hideErr, sandbox.ErrUnsupported):
+			// The kernel has the namespaces but would not give one now (a limit someone
+			// may have filled on purpose): fail closed rather than show the store.
+			return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("the store could not be hidden from %s (%w); it was not run", c.Argv[0], hideErr),
+				Stopped: "the command could not be started", HideErr: hideErr}
 		}
 	}
 	var closers []io.Closer

@@ -219,6 +219,7 @@ func TestConfigCodec(t *testing.T) {
 	c := &AppliedConfig{DefaultLeaseTTL: time.Hour, MaxLeaseTTL: 48 * time.Hour, HeartbeatEnabled: true, HeartbeatURL: "https://x.example/\"h\"",
 		HeartbeatInterval: time.Minute, HeartbeatTimeout: 10 * time.Second, FailuresBefore: 3,
 		FailAction: store.FailAction{RevokeAll: true, WipeStore: true}, CanaryAction: store.FailAction{RotateAll: true},
+		RotationTimeout: 30 * time.Second, AuditRotateSize: 8 << 20,
 		At: time.Date(2026, 12, 1, 12, 0, 0, 120000000, time.UTC)}
 	want, err := json.Marshal(c)
 	if err != nil {

@@ -31,6 +31,8 @@ type AppliedConfig struct {
 	FailuresBefore    int              `json:"failures_before_action"`
 	FailAction        store.FailAction `json:"fail_action"`
 	CanaryAction      store.FailAction `json:"canary_action"`
+	RotationTimeout   time.Duration    `json:"rotation_timeout"`
+	AuditRotateSize   int64            `json:"audit_rotate_size"`
 	At                time.Time        `json:"applied_at"`
 }
 
@@ -39,7 +41,8 @@ func pinConfig(c store.Config, at time.Time) *AppliedConfig {
 	return &AppliedConfig{
 		DefaultLeaseTTL: time.Duration(c.DefaultLeaseTTL), MaxLeaseTTL: time.Duration(c.MaxLeaseTTL),
 		HeartbeatEnabled: h.Enabled, HeartbeatURL: h.URL, HeartbeatInterval: time.Duration(h.Interval), HeartbeatTimeout: time.Duration(h.Timeout),
-		FailuresBefore: h.FailuresBeforeAction, FailAction: h.FailAction, CanaryAction: c.CanaryAction, At: at.UTC(),
+		FailuresBefore: h.FailuresBeforeAction, FailAction: h.FailAction, CanaryAction: c.CanaryAction,
+		RotationTimeout: time.Duration(c.RotationTimeout), AuditRotateSize: int64(c.AuditRotateSize), At: at.UTC(),
 	}
 }
 
@@ -78,6 +81,10 @@ func effectiveConfig(file store.Config, applied *AppliedConfig) (store.Config, [
 	hold("heartbeat.failures_before_action", a.HeartbeatEnabled && h.FailuresBeforeAction > a.FailuresBefore, func() { h.FailuresBeforeAction = a.FailuresBefore })
 	hold("heartbeat.fail_action", a.HeartbeatEnabled && weakerAction(a.FailAction, h.FailAction), func() { h.FailAction = a.FailAction })
 	hold("canary_action", weakerAction(a.CanaryAction, c.CanaryAction), func() { c.CanaryAction = a.CanaryAction })
+	// A shorter rotation_timeout fails the hooks the killswitch's rotate all runs; a
+	// larger (or no) audit_rotate_size widens what the rolling check of the log covers.
+	hold("rotation_timeout", a.RotationTimeout > 0 && time.Duration(c.RotationTimeout) < a.RotationTimeout, func() { c.RotationTimeout = store.Duration(a.RotationTimeout) })
+	hold("audit_rotate_size", a.AuditRotateSize > 0 && (c.AuditRotateSize == 0 || int64(c.AuditRotateSize) > a.AuditRotateSize), func() { c.AuditRotateSize = store.Size(a.AuditRotateSize) })
 	if c.DefaultLeaseTTL > c.MaxLeaseTTL {
 		c.DefaultLeaseTTL = c.MaxLeaseTTL
 	}
@@ -90,15 +97,17 @@ func effectiveConfig(file store.Config, applied *AppliedConfig) (store.Config, [
 func (tx *Tx) loadConfig() {
 	file := tx.st.Config()
 	tx.cfg, tx.cfgHeld = effectiveConfig(file, tx.state.Config)
-	if !tx.writes() || tx.broken != nil || tx.legacy || len(tx.cfgHeld) > 0 {
-		return
+	if !tx.writes() || tx.broken != nil || tx.legacy || len(tx.st.Problems()) > 0 {
+		return // a config.json that did not parse pins nothing
 	}
-	next := pinConfig(file, tx.now)
+	// What holds is pinned, key by key: a change that tightens a control is pinned at
+	// once even while another key's weakening waits, so it cannot be undone unseen.
+	next := pinConfig(tx.cfg, tx.now)
 	switch {
 	case tx.state.Config == nil:
 		tx.applyConfig(next, "pinned: config.json as found when this release first ran")
 	case !tx.state.Config.same(*next):
-		tx.applyConfig(next, "config.json changed and weakens no control: applied; old "+configText(tx.state.Config)+" new "+configText(next))
+		tx.applyConfig(next, "config.json changed; what weakens no control applied: old "+configText(tx.state.Config)+" new "+configText(next))
 	}
 }
 
@@ -123,8 +132,11 @@ func configText(c *AppliedConfig) string {
 		FailuresBefore    int              `json:"failures_before_action"`
 		FailAction        store.FailAction `json:"fail_action"`
 		CanaryAction      store.FailAction `json:"canary_action"`
+		RotationTimeout   string           `json:"rotation_timeout"`
+		AuditRotateSize   int64            `json:"audit_rotate_size"`
 	}{duration.Format(c.DefaultLeaseTTL), duration.Format(c.MaxLeaseTTL), c.HeartbeatEnabled, c.HeartbeatURL,
-		duration.Format(c.HeartbeatInterval), duration.Format(c.HeartbeatTimeout), c.FailuresBefore, c.FailAction, c.CanaryAction})
+		duration.Format(c.HeartbeatInterval), duration.Format(c.HeartbeatTimeout), c.FailuresBefore, c.FailAction, c.CanaryAction,
+		duration.Format(c.RotationTimeout), c.AuditRotateSize})
 	return string(b)
 }
 
@@ -228,6 +240,10 @@ func appendConfig(b []byte, c *AppliedConfig) []byte {
 	b = strconv.AppendInt(b, int64(c.FailuresBefore), 10)
 	b = action(b, "fail_action", c.FailAction)
 	b = action(b, "canary_action", c.CanaryAction)
+	b = append(b, `,"rotation_timeout":`...)
+	b = strconv.AppendInt(b, int64(c.RotationTimeout), 10)
+	b = append(b, `,"audit_rotate_size":`...)
+	b = strconv.AppendInt(b, c.AuditRotateSize, 10)
 	b = append(b, `,"applied_at":"`...)
 	b = codec.AppendTime(b, c.At)
 	return append(b, `"}`...)
@@ -273,6 +289,12 @@ func decodeConfig(d *codec.Decoder, c *AppliedConfig) error {
 			return action(&c.FailAction)
 		case "canary_action":
 			return action(&c.CanaryAction)
+		case "rotation_timeout":
+			return dur(&c.RotationTimeout)
+		case "audit_rotate_size":
+			n, err := d.Int()
+			c.AuditRotateSize = n
+			return err
 		case "applied_at":
 			s, err := d.Str()
 			if err == nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,6 +74,14 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if in.Tool != nil {
+		// The agent may write the mapping file: it names neither who asks (the tool's
+		// client does) nor a variable that makes the command run its code.
+		m.clientID = ""
+		if err := toolVars(in.Tool, m); err != nil {
+			return nil, err
+		}
+	}
 	client, err := v.projectClient(in.ClientID, m)
 	if err != nil {
 		return nil, err
@@ -92,6 +101,7 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	prog := filepath.Base(in.Argv[0])
 	var leases []lease.Lease
 	var vars []envfile.Var
+	var envFiles []string
 	err = v.retryApproved(ctx, in.Wait, func() error {
 		return v.update(ctx, write, client, func(tx *Tx) error {
 			denied := audit.Entry{Event: "exec_denied", Detail: prog}
@@ -105,6 +115,10 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 			if in.Tool != nil {
 				if err := tx.gateCommand(in.Tool, m, found, in.Argv); err != nil {
 					return tx.Deny(denied, err)
+				}
+				// The .env files other projects hold values in are not the tool's to read.
+				for _, r := range tx.state.EnvFiles {
+					envFiles = append(envFiles, r.Path)
 				}
 			}
 			leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start}, "exec "+prog+", ")
@@ -135,7 +149,7 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	var hide []string
 	if in.Tool != nil {
 		env = toolEnv(env)
-		hide = v.storePaths()
+		hide = append(v.storePaths(), envFiles...)
 	}
 	// The lock is released: a secrets call inside the command never waits on us.
 	res := sigs.Run(ctx, supervisor.Command{
@@ -173,7 +187,8 @@ func (v *Vault) execEnded(ctx context.Context, client string, leases []lease.Lea
 		}
 	}
 	why := ""
-	err := v.update(ctx, write, client, func(tx *Tx) error {
+	// Whether to stop is read whatever someone did to config.json or a mode.
+	err := v.updateWith(ctx, write, client, txOptions{looseFiles: true}, func(tx *Tx) error {
 		for _, l := range leases {
 			_, ok, err := tx.table.find(l.ID)
 			if err != nil {
@@ -298,4 +313,31 @@ func (v *Vault) storePaths() []string {
 	}
 	add(v.o.IdentityFile)
 	return paths
+}
+
+// loaderVars are variables that make a program load or run code of the caller's choosing
+// (the loader, shells, interpreters, build and version-control tools): an agent that may
+// name the variable a secret goes in must not name one of these, or an exactly allowed
+// command runs its code with the values in hand.
+var loaderVars = []string{"PATH", "HOME", "SHELL", "ENV", "BASH_ENV", "IFS", "PS4", "PROMPT_COMMAND", "CDPATH",
+	"NODE_OPTIONS", "NODE_PATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",
+	"MAKEFLAGS", "MFLAGS", "GNUMAKEFLAGS", "GCONV_PATH", "LOCPATH", "NLSPATH", "TMPDIR", "EDITOR", "VISUAL", "PAGER",
+	"SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
+	"http_proxy", "https_proxy", "all_proxy", "no_proxy", "SSH_ASKPASS", "SUDO_ASKPASS",
+	"RUBYOPT", "RUBYLIB", "GEM_HOME", "GEM_PATH", "BUNDLE_GEMFILE", "PHPRC", "PHP_INI_SCAN_DIR",
+	"GOFLAGS", "GOROOT", "GOPATH", "GOPROXY", "GOTOOLCHAIN", "GOENV", "RUSTC", "RUSTC_WRAPPER", "CARGO_HOME", "CARGO_BUILD_RUSTC_WRAPPER"}
+
+// loaderPrefixes are the families of such variables.
+var loaderPrefixes = []string{"LD_", "DYLD_", "PYTHON", "PERL", "GIT_", "npm_config_", "NPM_CONFIG_", "LUA_", "XDG_", "SECRETS_"}
+
+// toolVars refuses a mapping, as an agent's tool asks for it, that puts a secret in a
+// variable of loaderVars or loaderPrefixes.
+func toolVars(g *ToolGate, m mapping) error {
+	for _, mp := range m.ms {
+		v := mp.EnvVar
+		if slices.Contains(loaderVars, v) || slices.ContainsFunc(loaderPrefixes, func(p string) bool { return strings.HasPrefix(v, p) }) {
+			return fmt.Errorf("%w: %s may not put a secret in %s: that variable makes programs load code or change what they run", policy.ErrCommandNotAllowed, g.Name, v)
+		}
+	}
+	return nil
 }

@@ -236,7 +236,7 @@ type PendingCut struct {
 // commit fails (nothing can be written), the consumers are stopped all the same.
 func (v *Vault) cutAccess(ctx context.Context, client string, in *Intent, fn func(*Tx) error) error {
 	written, kind := false, in.Kind
-	if st, err := store.OpenUnlocked(ctx, v.storeOptions()); err == nil {
+	if st, err := store.OpenUnlocked(ctx, v.failsafeOptions()); err == nil {
 		if data, err := st.ReadIntent(st.Path(store.IntentFile)); err == nil {
 			if pending, err := parseIntent(st, data, nil); err == nil {
 				*in = merge(*pending, *in)
@@ -272,7 +272,7 @@ func (v *Vault) cutAccess(ctx context.Context, client string, in *Intent, fn fun
 		cut.LeasesEnded, cut.SupervisorsSignalled, cut.EnvFilesRemoved, store.IntentFile)
 	timeout := v.o.LockTimeout
 	if timeout <= 0 {
-		if st, err := store.OpenUnlocked(ctx, v.storeOptions()); err == nil {
+		if st, err := store.OpenUnlocked(ctx, v.failsafeOptions()); err == nil {
 			timeout = time.Duration(st.Config().LockTimeout)
 		}
 	}
@@ -327,7 +327,7 @@ func merge(pending, next Intent) Intent {
 // written for them to find), .env files removed. Nothing is recorded: the command that
 // applies the intent records it.
 func (v *Vault) cutWithoutLock(ctx context.Context, in Intent, terminate bool) (*PendingCut, error) {
-	st, err := store.OpenUnlocked(ctx, v.storeOptions())
+	st, err := store.OpenUnlocked(ctx, v.failsafeOptions())
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +384,7 @@ func (v *Vault) cutWithoutLock(ctx context.Context, in Intent, terminate bool) (
 
 // pendingIntent returns the intent in killswitch.intent, read without the lock, or nil.
 func (v *Vault) pendingIntent(ctx context.Context) *Intent {
-	st, err := store.OpenUnlocked(ctx, v.storeOptions())
+	st, err := store.OpenUnlocked(ctx, v.failsafeOptions())
 	if err != nil {
 		return nil
 	}

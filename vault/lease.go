@@ -8,6 +8,7 @@ import (
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/lease"
+	"github.com/agent-secrets/secrets/policy"
 	"github.com/agent-secrets/secrets/store"
 )
 
@@ -119,7 +120,7 @@ func (v *Vault) Renew(ctx context.Context, in RenewInput) (*LeaseInfo, error) {
 	var info LeaseInfo
 	err = v.update(ctx, write, client, func(tx *Tx) error {
 		l, err := tx.renew(in.ID, in.TTL)
-		if errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrInvalidTTL) || errors.Is(err, lease.ErrTTLExceedsMax) {
+		if errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrInvalidTTL) || errors.Is(err, lease.ErrTTLExceedsMax) || errors.Is(err, policy.ErrTTLExceedsMax) {
 			return tx.Deny(audit.Entry{Event: "lease_renew", LeaseID: shortField(in.ID)}, err)
 		}
 		if err != nil {

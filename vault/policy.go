@@ -206,6 +206,7 @@ func delivery(k lease.Kind) policy.Delivery {
 func (tx *Tx) authorize(reqs []lease.Request) ([]lease.Request, error) {
 	out := slices.Clone(reqs)
 	var asked []string
+	batch := map[string]int{} // leases of each secret this grant asks before r
 	for i, r := range out {
 		rule, err := tx.rule(r.Secret)
 		if err != nil {
@@ -224,7 +225,8 @@ func (tx *Tx) authorize(reqs []lease.Request) ([]lease.Request, error) {
 		if err != nil {
 			return nil, err
 		}
-		req := policy.Request{Secret: r.Secret, Delivery: delivery(r.Kind), Caller: tx.v.caller, Client: r.ClientID, TTL: d, Uses: tx.uses(r.Secret)}
+		req := policy.Request{Secret: r.Secret, Delivery: delivery(r.Kind), Caller: tx.v.caller, Client: r.ClientID, TTL: d, Uses: tx.uses(r.Secret) + batch[r.Secret]}
+		batch[r.Secret]++
 		if err := rule.Check(req); err != nil {
 			return nil, err
 		}
@@ -388,23 +390,37 @@ func (v *Vault) parent() string {
 	return shortField(escapeControl(strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")))
 }
 
-// escapeControl shows control characters as \xNN, so that a command line cannot rewrite
-// what a person reads on the terminal.
+// escapeControl shows control characters, and the ones that reorder text on a terminal
+// (bidirectional overrides and isolates), as \xNN or \uNNNN, so that a command line
+// cannot rewrite what a person reads.
 func escapeControl(s string) string {
 	var b strings.Builder
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+		switch {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
 			fmt.Fprintf(&b, `\x%02x`, r)
-			continue
+		case r == 0x200e || r == 0x200f || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x061c:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
 		}
-		b.WriteRune(r)
 	}
 	return b.String()
 }
 
-// EscapeCommand is a command line as a request records it: words joined by spaces,
-// control characters escaped.
-func EscapeCommand(argv []string) string { return escapeControl(strings.Join(argv, " ")) }
+// EscapeCommand is a command line as a request records it: words joined by spaces, a
+// word that has a space, a quote or nothing in it single-quoted (so ["a b"] and
+// ["a","b"] read differently), control characters escaped.
+func EscapeCommand(argv []string) string {
+	words := make([]string, len(argv))
+	for i, w := range argv {
+		if w == "" || strings.ContainsAny(w, " \t\n'\"\\") {
+			w = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+		words[i] = w
+	}
+	return escapeControl(strings.Join(words, " "))
+}
 
 // PolicyView is the policy as shown: the default and every secret's own rule, and the
 // effective rule of each secret.

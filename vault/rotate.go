@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"fmt"
+	"os/user"
 	"strings"
 	"time"
 
@@ -78,7 +79,7 @@ func (v *Vault) rotate(ctx context.Context, client string, names []string, why s
 				return tx.Deny(audit.Entry{Event: "rotate", Secret: n}, fmt.Errorf("%w: %s has no rotation hook; add one with: secrets set %s --rotate-via CMD", rotate.ErrFailed, n, n))
 			}
 			jobs = append(jobs, job{
-				hook: rotate.Hook{Name: n, Command: s.RotateVia, Verify: s.VerifyVia, Timeout: timeout, Env: childEnv(v.o.Environ, false, nil, nil)},
+				hook: rotate.Hook{Name: n, Command: s.RotateVia, Verify: s.VerifyVia, Timeout: timeout, Env: hookEnv(v.o.Environ)},
 				old:  append([]byte(nil), s.Value...), updated: s.UpdatedAt,
 			})
 		}
@@ -171,4 +172,30 @@ func (v *Vault) rotate(ctx context.Context, client string, names []string, why s
 		return done, fmt.Errorf("%w (%d of %d): %s", rotate.ErrFailed, len(done.Failed), len(jobs), strings.Join(msgs, "; "))
 	}
 	return done, nil
+}
+
+// hookPath is the PATH a hook runs with, whatever the caller's.
+const hookPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/homebrew/bin"
+
+// hookEnv is the environment of a rotation or verify hook: a fixed PATH, the user's home
+// from the password database, and the locale, nothing else of the caller's. A hook gets a
+// value on stdin, and the caller (an agent, in lockdown too) could otherwise point PATH or
+// LD_PRELOAD at code of its own and have the unchanged hook hand it the value.
+func hookEnv(environ []string) []string {
+	env := []string{"PATH=" + hookPath}
+	home := ""
+	if u, err := user.Current(); err == nil {
+		home = u.HomeDir
+		env = append(env, "USER="+u.Username, "LOGNAME="+u.Username)
+	}
+	if home != "" {
+		env = append(env, "HOME="+home)
+	}
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "LANG" || k == "LC_ALL" || k == "LC_CTYPE" || k == "TZ" {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

@@ -163,6 +163,7 @@ func (v *Vault) update(ctx context.Context, m mode, client string, fn func(*Tx) 
 type txOptions struct {
 	lockTimeout time.Duration // 0: the store's
 	ownIntent   string        // the killswitch.intent the command wrote and applies itself
+	looseFiles  bool          // open as store.Options.Failsafe (implied by failsafe)
 }
 
 func (v *Vault) updateWith(ctx context.Context, m mode, client string, o txOptions, fn func(*Tx) error) error {
@@ -170,9 +171,13 @@ func (v *Vault) updateWith(ctx context.Context, m mode, client string, o txOptio
 	if o.lockTimeout > 0 {
 		so.LockTimeout = o.lockTimeout
 	}
+	so.Failsafe = m&failsafe != 0 || o.looseFiles
 	st, err := store.Open(ctx, so)
 	if err != nil {
 		return err
+	}
+	for _, p := range st.Problems() {
+		v.warn("%v; going on, since this command only cuts access", p)
 	}
 	tx, err := v.begin(st, m, client, o)
 	if err != nil {
@@ -595,6 +600,23 @@ func (tx *Tx) renew(id, ttl string) (lease.Lease, error) {
 	}
 	if !ok {
 		return lease.Lease{}, fmt.Errorf("%w: %s", lease.ErrNotFound, id)
+	}
+	// A renewal is held to the secret's policy as a grant is: no longer than its max_ttl.
+	if _, err := tx.lookup(l.Secret); err != nil {
+		return lease.Lease{}, err
+	}
+	rule, err := tx.rule(l.Secret)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	if max := rule.TTL(); max > 0 {
+		want := l.TTL
+		if ttl != "" {
+			want = ttl
+		}
+		if d, err := lease.ParseTTL(want); err == nil && d > max {
+			return lease.Lease{}, fmt.Errorf("%w: %s is more than %s's max_ttl %s", policy.ErrTTLExceedsMax, want, l.Secret, *rule.MaxTTL)
+		}
 	}
 	ls := []lease.Lease{l}
 	if l, err = tx.mgr.Renew(ls, id, ttl); err != nil {

@@ -79,6 +79,14 @@ func (v *Vault) storeOptions() store.Options {
 	return store.Options{Dir: v.o.Dir, StateDir: v.o.StateDir, LockTimeout: v.o.LockTimeout, IdentityKey: v.o.IdentityKey, IdentityFile: v.o.IdentityFile, Now: v.o.Now}
 }
 
+// failsafeOptions are storeOptions for a command that only cuts access
+// (store.Options.Failsafe).
+func (v *Vault) failsafeOptions() store.Options {
+	o := v.storeOptions()
+	o.Failsafe = true
+	return o
+}
+
 // client resolves who is asking: flag (a request's --client-id), else Options.ClientID,
 // else <parent process name>-<ppid>. A client id is a label in the audit log, so it is
 // bounded and may hold no control character.

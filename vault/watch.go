@@ -41,14 +41,20 @@ func (v *Vault) Watch(ctx context.Context, once bool, clientFlag string) (*Watch
 	}
 	var cfg store.Config
 	var path string
-	err = v.View(ctx, func(tx *Tx) error {
-		cfg, path = tx.cfg, tx.st.Path(store.ConfigFile)
+	var broken []error
+	// The heartbeat cuts access when it fires: a config.json someone broke must not
+	// stop it (the pinned values hold; see loadConfig).
+	err = v.updateWith(ctx, 0, "", txOptions{looseFiles: true}, func(tx *Tx) error {
+		cfg, path, broken = tx.cfg, tx.st.Path(store.ConfigFile), tx.st.Problems()
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	hb := cfg.Heartbeat
+	if !hb.Enabled && len(broken) > 0 {
+		return nil, broken[0] // nothing pinned to watch: the file's own mistake is the news
+	}
 	if !hb.Enabled {
 		return nil, &store.ConfigError{Path: path, Key: "heartbeat.enabled", Err: errors.New("is false; set it, and heartbeat.url, to watch")}
 	}
@@ -88,7 +94,7 @@ func (v *Vault) Watch(ctx context.Context, once bool, clientFlag string) (*Watch
 func (v *Vault) beat(ctx context.Context, client string, ok bool, detail string, hb store.Heartbeat, reply string, key []byte) (beaten, error) {
 	var b beaten
 	var out *KillswitchResult
-	err := v.update(ctx, write, client, func(tx *Tx) error {
+	err := v.updateWith(ctx, write, client, txOptions{looseFiles: true}, func(tx *Tx) error {
 		if tx.state.Heartbeat == nil {
 			tx.state.Heartbeat = &killswitch.Heartbeat{}
 		}

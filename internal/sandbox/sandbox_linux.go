@@ -29,9 +29,27 @@ const envPrefix = "SECRETS_SANDBOX_ENV_"
 // not (namespaces disabled by a sysctl, refused by a seccomp filter or an LSM, a /proc
 // that cannot be mounted again). It runs the helper once, doing all it does for a command
 // but the command, and keeps the answer. Safe for concurrent use.
-func Available() error { return available() }
+func Available() error {
+	availMu.Lock()
+	defer availMu.Unlock()
+	if availDone {
+		return availErr
+	}
+	err := probe()
+	if err == nil || errors.Is(err, ErrUnsupported) {
+		// A lasting answer is kept; a passing failure is asked again next time.
+		availDone, availErr = true, err
+	}
+	return err
+}
 
-var available = sync.OnceValue(func() error {
+var (
+	availMu   sync.Mutex
+	availDone bool
+	availErr  error
+)
+
+func probe() error {
 	var stderr strings.Builder
 	// A file and a directory that exist everywhere; covering them in the probe's own
 	// mount namespace touches nothing outside it.
@@ -51,11 +69,11 @@ var available = sync.OnceValue(func() error {
 	}
 	for _, s := range sysctls {
 		if b, rerr := os.ReadFile(s.path); rerr == nil && strings.TrimSpace(string(b)) == s.off {
-			return fmt.Errorf("%s: %s is %s (%w)", s.why, s.path, s.off, err)
+			return unsupported{fmt.Sprintf("%s: %s is %s (%v)", s.why, s.path, s.off, err)}
 		}
 	}
 	return fmt.Errorf("cannot create user, mount and PID namespaces: %w", err)
-})
+}
 
 // sysctls are the switches that forbid the namespaces, to name the one that did.
 var sysctls = []struct{ path, off, why string }{

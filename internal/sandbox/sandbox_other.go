@@ -3,13 +3,12 @@
 package sandbox
 
 import (
-	"errors"
 	"os/exec"
 	"runtime"
 )
 
 // errUnsupported is why nothing can be hidden here.
-var errUnsupported = errors.New(runtime.GOOS + " has no user, mount and PID namespaces to hide paths in")
+var errUnsupported error = unsupported{runtime.GOOS + " has no user, mount and PID namespaces to hide paths in"}
 
 // Available reports why this platform cannot run commands in the sandbox: it always fails.
 func Available() error { return errUnsupported }
