@@ -63,8 +63,9 @@ func TestExitCodes(t *testing.T) {
 		{"secret_exists", 5, initialized, "FAKE-again", []string{"add", "k"}},
 		{"file_exists", 5, func(t *testing.T, dir string) {
 			initialized(t, dir)
-			write(t, filepath.Join(dir, "taken.env"), "MINE=1\n")
-		}, "", []string{"env", "--secret", "k", "--output", "STORE/taken.env"}},
+			write(t, filepath.Join(filepath.Dir(dir), "taken.env"), "MINE=1\n")
+		}, "", []string{"env", "--secret", "k", "--output", "STORE/../taken.env"}},
+		{"path_in_store", 2, initialized, "", []string{"env", "--secret", "k", "--output", "STORE/identity.age", "--force"}},
 		{"invalid_project_file", 2, initialized, "", []string{"env", "--secret", "k=not-a-var"}},
 		{"lockdown", 9, func(t *testing.T, dir string) {
 			initialized(t, dir)

@@ -296,6 +296,7 @@ var problems = []problem{
 	{"lease_not_found", exitNotFound, "list active leases: secrets leases (expired and revoked leases are gone)"},
 	{"secret_exists", exitConflict, "replace its value with: secrets set NAME"},
 	{"file_exists", exitConflict, "pass --force to replace it, or --output another path"},
+	{"path_in_store", exitUsage, "write project files in the project, never in the store's directory: --output .env"},
 	{"invalid_project_file", exitUsage, "fix .secrets.json; see the README for its format"},
 	{"store_locked", exitLocked, "retry, or wait longer with --lock-timeout 30s"},
 	{"decrypt_failed", exitStore, "check that the identity (identity.age, $SECRETS_IDENTITY or $SECRETS_IDENTITY_FILE) is the store's, and restore the damaged file from a backup; nothing was changed"},

@@ -5,11 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/agent-secrets/secrets/internal/safefile"
@@ -133,11 +135,23 @@ func Remove(r Record) (Outcome, error) {
 // Gitignore adds the file at path to the .gitignore beside it when it is in a git work
 // tree and not ignored yet, and says what it did. Git missing or failing is not an error:
 // the file is written anyway, and the answer says why nothing was added.
+//
+// The work tree is the project's, and the project may be hostile: git runs with a clean
+// environment (no store identity, nothing of the caller's but PATH, HOME and the locale)
+// and with the repository's fsmonitor turned off, so reading the tree runs none of its
+// commands; .gitignore is opened without following a symlink (one pointing at ~/.bashrc
+// is left alone) and must be a regular file.
 func Gitignore(path string) string {
 	dir, base := filepath.Split(path)
+	env := []string{"GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0"}
+	for _, k := range []string{"PATH", "HOME", "LANG", "LC_ALL"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
 	git := func(args ...string) error {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
+		cmd := exec.Command("git", append([]string{"-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false"}, args...)...)
+		cmd.Dir, cmd.Env = dir, env
 		return cmd.Run()
 	}
 	if git("rev-parse", "--is-inside-work-tree") != nil {
@@ -147,15 +161,22 @@ func Gitignore(path string) string {
 		return "already ignored by git"
 	}
 	gi := filepath.Join(dir, ".gitignore")
-	old, err := os.ReadFile(gi)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return "could not read .gitignore: " + err.Error()
+	f, err := os.OpenFile(gi, os.O_RDWR|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
+	if errors.Is(err, syscall.ELOOP) {
+		return "not added: " + gi + " is a symlink, and secrets never writes through one"
 	}
-	f, err := os.OpenFile(gi, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return "could not update .gitignore: " + err.Error()
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		return "not added: " + gi + " is not a regular file"
+	}
+	old, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return "could not read .gitignore: " + err.Error()
+	}
 	line := base + "\n"
 	if len(old) > 0 && old[len(old)-1] != '\n' {
 		line = "\n" + line

@@ -7,8 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	names "github.com/agent-secrets/secrets/internal/name"
+	"io"
+	"os"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // ErrInvalid matches every problem with a .secrets.json file or a --secret flag.
@@ -120,6 +124,11 @@ func ParseProject(file string, data []byte) (*Project, error) {
 		}
 		p.Secrets = append(p.Secrets, m)
 	}
+	for i, m := range p.Secrets {
+		if !names.Valid(m.Name) {
+			return nil, &ProblemError{File: file, Path: fmt.Sprintf("secrets[%d].name", i), Msg: "not a secret name (" + names.Shown(m.Name) + ")"}
+		}
+	}
 	if err := checkVars(file, p.Secrets); err != nil {
 		return nil, err
 	}
@@ -136,7 +145,12 @@ func ParseFlags(specs []string) ([]Mapping, error) {
 			env = EnvName(name)
 		}
 		if name == "" || env == "" {
-			return nil, &ProblemError{File: "--secret", Path: s, Msg: "want NAME or NAME=ENV_VAR"}
+			return nil, &ProblemError{File: "--secret", Path: names.Word(name) + "=…", Msg: "want NAME or NAME=ENV_VAR"}
+		}
+		if !names.Valid(name) {
+			// Perhaps a value pasted in the wrong place: neither it nor the variable made
+			// of it is echoed.
+			return nil, &ProblemError{File: "--secret", Path: names.Word(name), Msg: "not a secret name (1-128 characters of A-Z a-z 0-9 _ . - /, starting with a letter or digit)"}
 		}
 		ms = append(ms, Mapping{Name: name, EnvVar: env})
 	}
@@ -152,7 +166,7 @@ func checkVars(file string, ms []Mapping) error {
 	for i, m := range ms {
 		at := fmt.Sprintf("secrets[%d].env_var", i)
 		if file == "--secret" {
-			at = m.Name + "=" + m.EnvVar
+			at = names.Word(m.Name) + "=" + m.EnvVar
 		}
 		if !ValidVar(m.EnvVar) {
 			return &ProblemError{File: file, Path: at, Msg: fmt.Sprintf("%q is not an environment variable name (letters, digits and _, not starting with a digit)", m.EnvVar)}
@@ -171,10 +185,10 @@ func Check(file string, ms []Mapping, exists func(string) bool, checkTTL func(st
 	for i, m := range ms {
 		at := fmt.Sprintf("secrets[%d]", i)
 		if file == "--secret" {
-			at = m.Name
+			at = names.Word(m.Name)
 		}
 		if !exists(m.Name) {
-			return &ProblemError{File: file, Path: at + ".name", Msg: fmt.Sprintf("no secret named %q in the store (see secrets list)", m.Name)}
+			return &ProblemError{File: file, Path: at + ".name", Msg: fmt.Sprintf("no secret named %s in the store (see secrets list)", names.Shown(m.Name))}
 		}
 		if m.TTL != "" {
 			if err := checkTTL(m.TTL); err != nil {
@@ -224,4 +238,33 @@ func sortedKeys(m map[string]json.RawMessage) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// MaxProjectFile bounds a mapping file: a real one is a few hundred bytes.
+const MaxProjectFile = 1 << 20
+
+// ReadProject reads a mapping file whose path a project or an agent's tool chose: only a
+// regular file, and at most MaxProjectFile bytes of it, so that /dev/zero cannot exhaust
+// memory and a FIFO cannot hang the caller (it is opened without blocking and refused).
+func ReadProject(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &ProblemError{File: path, Msg: "not a regular file"}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxProjectFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxProjectFile {
+		return nil, &ProblemError{File: path, Msg: "larger than 1 MiB; a mapping file is a short list of names"}
+	}
+	return data, nil
 }

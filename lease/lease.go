@@ -5,6 +5,7 @@ package lease
 import (
 	"errors"
 	"fmt"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"slices"
 	"time"
 
@@ -117,7 +118,7 @@ func (m Manager) Grant(leases *[]Lease, r Request) (Lease, error) {
 func (m Manager) Renew(leases []Lease, id, ttl string) (Lease, error) {
 	i := find(leases, id)
 	if i < 0 {
-		return Lease{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return Lease{}, fmt.Errorf("%w: %s", ErrNotFound, names.LeaseID(id))
 	}
 	if ttl == "" {
 		ttl = leases[i].TTL
@@ -141,7 +142,7 @@ func (m Manager) Expire(leases *[]Lease) []Lease {
 func Revoke(leases *[]Lease, id string) (Lease, error) {
 	ended := take(leases, func(l Lease) bool { return l.ID == id })
 	if len(ended) == 0 {
-		return Lease{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return Lease{}, fmt.Errorf("%w: %s", ErrNotFound, names.LeaseID(id))
 	}
 	return ended[0], nil
 }

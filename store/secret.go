@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"sort"
 	"time"
 )
@@ -42,27 +43,13 @@ func CheckValue(v []byte) error {
 	return nil
 }
 
-func validName(name string) bool {
-	if len(name) == 0 || len(name) > 128 || !alnum(name[0]) {
-		return false
-	}
-	for i := 1; i < len(name); i++ {
-		if c := name[i]; !alnum(c) && c != '_' && c != '.' && c != '-' && c != '/' {
-			return false
-		}
-	}
-	return true
-}
-
-func alnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}
+func validName(s string) bool { return names.Valid(s) }
 
 // Get returns the named secret or ErrSecretNotFound.
 func (s *Secrets) Get(name string) (*Secret, error) {
 	sec, ok := s.Secrets[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrSecretNotFound, name)
+		return nil, fmt.Errorf("%w: %s", ErrSecretNotFound, names.Shown(name))
 	}
 	return sec, nil
 }

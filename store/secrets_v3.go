@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"io"
 	"strconv"
 	"time"
@@ -348,7 +349,7 @@ func lookupSecretV3(path string, r io.ReaderAt, size int64, name string, key []b
 	if err != nil {
 		return nil, secretsHeader{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
-	return nil, h, fmt.Errorf("%w: %q", ErrSecretNotFound, name)
+	return nil, h, fmt.Errorf("%w: %s", ErrSecretNotFound, names.Shown(name))
 }
 
 // lineReader reads lines of a plaintext stream by offset.

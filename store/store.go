@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"io"
 	"io/fs"
 	"os"
@@ -424,7 +425,7 @@ func (s *Store) LookupSecret(name string) (*Secret, uint64, int, error) {
 	if sec := l.Found[name]; sec != nil {
 		return sec, l.Generation, l.Version, nil
 	}
-	return nil, l.Generation, l.Version, fmt.Errorf("%w: %q", ErrSecretNotFound, name)
+	return nil, l.Generation, l.Version, fmt.Errorf("%w: %s", ErrSecretNotFound, names.Shown(name))
 }
 
 // Lookup is what LookupSecrets read: the secrets found, and of the file its generation,

@@ -2,9 +2,11 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
@@ -48,6 +50,9 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 	}
 	out, err := filepath.Abs(in.Output)
 	if err != nil {
+		return nil, err
+	}
+	if err := v.outsideStore(out); err != nil {
 		return nil, err
 	}
 	client, err := v.projectClient(in.ClientID, m)
@@ -242,4 +247,40 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 // dropEnvFile forgets the record of a managed file that is gone.
 func (tx *Tx) dropEnvFile(path string) {
 	tx.state.EnvFiles = slices.DeleteFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == path })
+}
+
+// ErrPathInStore reports a file we would write for a project that lies in the store's
+// own directories: a .env written over identity.age would lose every secret.
+var ErrPathInStore = errors.New("path inside the store")
+
+// outsideStore refuses path when it, or the directory it would be written in once
+// symlinks are resolved, is inside one of the store's directories.
+func (v *Vault) outsideStore(path string) error {
+	dirs := []string{v.o.Dir, v.o.StateDir}
+	within := func(p string) bool {
+		for _, d := range dirs {
+			if d == "" {
+				continue
+			}
+			cands := []string{filepath.Clean(d)}
+			if real, err := filepath.EvalSymlinks(d); err == nil {
+				cands = append(cands, real)
+			}
+			for _, c := range cands {
+				if p == c || strings.HasPrefix(p, c+string(filepath.Separator)) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	clean := filepath.Clean(path)
+	parent := filepath.Dir(clean)
+	if real, err := filepath.EvalSymlinks(parent); err == nil {
+		parent = real
+	}
+	if within(clean) || within(parent) || within(filepath.Join(parent, filepath.Base(clean))) {
+		return fixed{fmt.Errorf("%w: %s is in the store's directory; secrets never writes a project file there", ErrPathInStore, path), "write the .env file in the project: --output .env"}
+	}
+	return nil
 }

@@ -54,6 +54,7 @@ var codes = []struct {
 	{lease.ErrNotFound, "lease_not_found"},
 	{store.ErrSecretExists, "secret_exists"},
 	{envfile.ErrExists, "file_exists"},
+	{ErrPathInStore, "path_in_store"},
 	{envfile.ErrInvalid, "invalid_project_file"},
 	{envfile.ErrNotEnvSafe, "invalid_value"},
 	{store.ErrLocked, "store_locked"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
@@ -121,7 +122,7 @@ func (v *Vault) Renew(ctx context.Context, in RenewInput) (*LeaseInfo, error) {
 	err = v.update(ctx, write, client, func(tx *Tx) error {
 		l, err := tx.renew(in.ID, in.TTL)
 		if errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrInvalidTTL) || errors.Is(err, lease.ErrTTLExceedsMax) || errors.Is(err, policy.ErrTTLExceedsMax) {
-			return tx.Deny(audit.Entry{Event: "lease_renew", LeaseID: shortField(in.ID)}, err)
+			return tx.Deny(audit.Entry{Event: "lease_renew", LeaseID: names.LeaseID(in.ID)}, err)
 		}
 		if err != nil {
 			return err
@@ -154,7 +155,7 @@ func (v *Vault) Revoke(ctx context.Context, id, clientFlag string) (*Revoked, er
 			return err
 		}
 		if !ok {
-			return tx.Deny(audit.Entry{Event: "lease_revoke", LeaseID: shortField(id)}, fmt.Errorf("%w: %s", lease.ErrNotFound, id))
+			return tx.Deny(audit.Entry{Event: "lease_revoke", LeaseID: names.LeaseID(id)}, fmt.Errorf("%w: %s", lease.ErrNotFound, names.LeaseID(id)))
 		}
 		tx.End([]lease.Lease{l}, "lease_revoke", "revoked")
 		out = Revoked{leaseInfo(l), true}

@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"maps"
 	"os"
 	"os/user"
@@ -541,7 +542,7 @@ func (v *Vault) ResetUses(ctx context.Context, name, clientFlag string) (*UseCou
 	}
 	var was UseCount
 	err = v.update(ctx, write, client, func(tx *Tx) error {
-		e := audit.Entry{Event: "policy_reset_uses", Secret: shortField(name)}
+		e := audit.Entry{Event: "policy_reset_uses", Secret: names.Word(name)}
 		if _, err := tx.secret(name); err != nil {
 			if errors.Is(err, store.ErrSecretNotFound) {
 				return tx.Deny(e, err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strings"
 
@@ -35,7 +34,7 @@ func (p Project) read() (mapping, error) {
 		ms, err := envfile.ParseFlags(p.Secrets)
 		return mapping{ms: ms, source: "--secret"}, err
 	}
-	data, err := os.ReadFile(p.File)
+	data, err := envfile.ReadProject(p.File)
 	if errors.Is(err, fs.ErrNotExist) {
 		return mapping{source: p.File}, &envfile.ProblemError{File: p.File, Msg: "not found; create it, or name secrets with --secret NAME[=ENV_VAR]"}
 	}

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"fmt"
+	nm "github.com/agent-secrets/secrets/internal/name"
 	"os/user"
 	"strings"
 	"time"
@@ -73,7 +74,7 @@ func (v *Vault) rotate(ctx context.Context, client string, names []string, why s
 		for _, n := range names {
 			s, err := sec.Get(n)
 			if err != nil {
-				return tx.Deny(audit.Entry{Event: "rotate", Secret: shortField(n)}, err)
+				return tx.Deny(audit.Entry{Event: "rotate", Secret: nm.Word(n)}, err)
 			}
 			if s.RotateVia == "" {
 				return tx.Deny(audit.Entry{Event: "rotate", Secret: n}, fmt.Errorf("%w: %s has no rotation hook; add one with: secrets set %s --rotate-via CMD", rotate.ErrFailed, n, n))

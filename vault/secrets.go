@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"fmt"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"slices"
 	"strconv"
 	"time"
@@ -126,7 +127,7 @@ func (v *Vault) SetHooks(ctx context.Context, in HooksInput) (*SecretInfo, error
 	}
 	var info SecretInfo
 	err = v.update(ctx, write|withSecrets, client, func(tx *Tx) error {
-		e := audit.Entry{Event: "secret_hooks", Secret: shortField(in.Name)}
+		e := audit.Entry{Event: "secret_hooks", Secret: names.Word(in.Name)}
 		secrets, err := tx.Secrets()
 		if err != nil {
 			return err

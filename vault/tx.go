@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"io"
 	"io/fs"
 	"maps"
@@ -463,7 +464,7 @@ func (tx *Tx) secret(name string) (*store.Secret, error) {
 	if s := found[name]; s != nil {
 		return s, nil
 	}
-	return nil, fmt.Errorf("%w: %q", store.ErrSecretNotFound, name)
+	return nil, fmt.Errorf("%w: %s", store.ErrSecretNotFound, names.Shown(name))
 }
 
 // lookup returns the secrets of names that secrets.age holds, reading of it only what
@@ -599,7 +600,7 @@ func (tx *Tx) renew(id, ttl string) (lease.Lease, error) {
 		return lease.Lease{}, err
 	}
 	if !ok {
-		return lease.Lease{}, fmt.Errorf("%w: %s", lease.ErrNotFound, id)
+		return lease.Lease{}, fmt.Errorf("%w: %s", lease.ErrNotFound, names.LeaseID(id))
 	}
 	// A renewal is held to the secret's policy as a grant is: no longer than its max_ttl.
 	if _, err := tx.lookup(l.Secret); err != nil {

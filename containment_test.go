@@ -1,0 +1,113 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Containment of what was handed out (issue 12), each class an attack against the built
+// binary that worked on the release before.
+
+func TestContainEnvNeverWritesIntoTheStore(t *testing.T) {
+	s := newAttackStore(t)
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(s.dir, link)
+	before := s.read("identity.age")
+	for _, out := range []string{s.path("identity.age"), filepath.Join(link, "identity.age"), s.path("sub/x.env"), s.dir} {
+		s.wantCode("path_in_store", exitUsage, "", "env", "--secret", "k", "--output", out, "--force")
+	}
+	if !bytes.Equal(s.read("identity.age"), before) {
+		t.Fatal("env replaced the identity")
+	}
+	s.must("", "lease", "k") // the store still opens
+}
+
+func TestContainGitignoreAndGit(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("no git")
+	}
+	s := newAttackStore(t)
+	repo, outside := t.TempDir(), filepath.Join(t.TempDir(), "bashrc")
+	os.WriteFile(outside, []byte("# mine\n"), 0o600)
+	mark := filepath.Join(t.TempDir(), "fsmonitor-ran")
+	for _, args := range [][]string{{"init", "-q"}, {"config", "core.fsmonitor", "touch " + mark + "; env > " + mark + ".env; false"}} {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	os.Symlink(outside, filepath.Join(repo, ".gitignore"))
+	code, out, errs := s.run("", []string{"SECRETS_IDENTITY=AGE-SECRET-KEY-FAKE"}, "env", "--secret", "k", "--output", filepath.Join(repo, ".env"))
+	if code == 0 {
+		t.Fatalf("env with a bogus SECRETS_IDENTITY should fail to open the store:\n%s%s", out, errs)
+	}
+	s.must("", "env", "--secret", "k", "--output", filepath.Join(repo, ".env"))
+	if b, _ := os.ReadFile(outside); string(b) != "# mine\n" {
+		t.Fatalf("the .gitignore symlink was followed: %q", b)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		env, _ := os.ReadFile(mark + ".env")
+		t.Fatalf("git ran the repository's core.fsmonitor (env: %d bytes, SECRETS_ seen: %v)", len(env), bytes.Contains(env, []byte("SECRETS_")))
+	}
+}
+
+func TestContainProjectFileBounded(t *testing.T) {
+	s := newAttackStore(t)
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(t.TempDir(), "big.json")
+	os.WriteFile(big, bytes.Repeat([]byte(" "), 2<<20), 0o600)
+	for _, f := range []string{"/dev/zero", fifo, big} {
+		start := time.Now()
+		s.wantCode("invalid_project_file", exitUsage, "", "env", "--file", f, "--output", filepath.Join(t.TempDir(), ".env"))
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("%s took %v", f, d)
+		}
+	}
+	cs, _ := mcpServerArgs(t, "--exec", "true")
+	for _, f := range []string{"/dev/zero", fifo} {
+		res, out := callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"true"}, "project_file": f})
+		if e, _ := out["error"].(map[string]any); !res.IsError || e["code"] != "invalid_project_file" {
+			t.Fatalf("MCP project_file %s: %+v", f, out)
+		}
+	}
+	if _, out := callTool(t, cs, "secrets_list", nil); out["count"] != 1.0 {
+		t.Fatalf("the MCP server did not survive: %+v", out)
+	}
+}
+
+func TestContainPastedValueAsName(t *testing.T) {
+	s := newAttackStore(t)
+	const pasted = "ghp_FAKEpastedTOKEN0123456789abcdefABCD!x" // not a valid name: the ! and length are a value's
+	lease := leaseIDOf(t, s.must("", "lease", "k", "--json"))
+	for _, args := range [][]string{
+		{"set", pasted, "--rotate-via", "true"},
+		{"rotate", pasted},
+		{"exec", "--secret", pasted, "--", "true"},
+		{"env", "--secret", pasted, "--output", filepath.Join(t.TempDir(), ".env")},
+		{"revoke", pasted},
+		{"renew", pasted},
+		{"lease", pasted},
+		{"policy", "reset-uses", pasted},
+	} {
+		_, out, errs := s.run("", nil, args...)
+		if strings.Contains(out+errs, "FAKEpasted") || strings.Contains(strings.ToLower(out+errs), strings.ToLower("FAKEpasted")) {
+			t.Errorf("secrets %v echoed the pasted value:\n%s%s", args[:1], out, errs)
+		}
+	}
+	if b := s.read("audit.jsonl"); bytes.Contains(bytes.ToLower(b), []byte("fakepasted")) {
+		t.Fatal("the audit log holds the pasted value")
+	}
+	s.must("", "revoke", lease)
+}
