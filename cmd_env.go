@@ -59,7 +59,7 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 	}
 	return &reply{result: out, next: []action{
 		{"set -a; source " + shellWord(out.Path) + "; set +a", "Load the variables into the current shell"},
-		{"secrets cleanup", "Remove the file now (it is also removed when its leases end)"},
+		{"secrets cleanup --all", "Remove the file now and end its leases (it is also removed when they end)"},
 		{"secrets exec --file " + shellWord(out.Source) + " -- CMD", "Run a command with the secrets and no file at all"},
 	}}, nil
 }

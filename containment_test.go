@@ -111,3 +111,26 @@ func TestContainPastedValueAsName(t *testing.T) {
 	}
 	s.must("", "revoke", lease)
 }
+
+func TestContainCleanupTellsTheTruth(t *testing.T) {
+	s := newAttackStore(t)
+	env := filepath.Join(t.TempDir(), ".env")
+	out := s.must("", "env", "--secret", "k", "--ttl", "2s", "--output", env)
+	if !strings.Contains(out, `"command": "secrets cleanup --all"`) {
+		t.Fatalf("env's hint to remove the file now must be a command that does: %s", out)
+	}
+	if out := s.must("", "cleanup", "--dry-run"); !strings.Contains(out, "its leases are active") {
+		t.Fatalf("dry run before expiry: %s", out)
+	}
+	time.Sleep(2200 * time.Millisecond)
+	if out := s.must("", "cleanup", "--dry-run"); !strings.Contains(out, `"reason": "would be removed"`) {
+		t.Fatalf("dry run after expiry: %s", out)
+	}
+	if _, err := os.Stat(env); err != nil {
+		t.Fatal("a dry run removed the file")
+	}
+	out = s.must("", "cleanup")
+	if _, err := os.Stat(env); err == nil || !strings.Contains(out, env) || !strings.Contains(out, `"reason": "removed"`) {
+		t.Fatalf("cleanup removed the file without saying so (or did not remove it): %s", out)
+	}
+}

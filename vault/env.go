@@ -193,6 +193,13 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 		m = 0
 	}
 	err = v.update(ctx, m, client, func(tx *Tx) error {
+		// Files whose leases expired were removed as the transaction began (pruning):
+		// they are what this cleanup removed too.
+		for _, e := range tx.pruned {
+			if e.Path != "" {
+				note(e)
+			}
+		}
 		live, err := tx.active()
 		if err != nil {
 			return err

@@ -121,6 +121,7 @@ type Tx struct {
 	restamp      bool  // the stamp must be written again (the log was checked, or the cursor moved)
 	torn         int   // bytes of a torn last line: a write cuts them, a View leaves them
 	onCommit     []func()
+	pruned       []killswitch.Effect // what ending the expired leases did at begin
 
 	// killswitch.intent (intent.go)
 	ownIntent   string            // the intent this transaction's command wrote: it applies it itself
@@ -254,7 +255,7 @@ func (v *Vault) begin(st *store.Store, m mode, client string, o txOptions) (*Tx,
 			// would read its front again until the next compaction.
 			tx.compact = true
 		}
-		tx.End(expired, "lease_expire", "expired")
+		tx.pruned = tx.End(expired, "lease_expire", "expired")
 		tx.pruneRequests()
 	}
 	return tx, nil
