@@ -134,3 +134,30 @@ func TestContainCleanupTellsTheTruth(t *testing.T) {
 		t.Fatalf("cleanup removed the file without saying so (or did not remove it): %s", out)
 	}
 }
+
+// Item 2: a renew of an exec lease is followed by its supervisor, both ways.
+func TestContainExecFollowsRenew(t *testing.T) {
+	bin := secretsBinary(t)
+	env := execEnv(t, bin)
+	leaseID := func() string {
+		out := secretsOut(t, bin, env, "leases")
+		i := strings.Index(out, `"lease_id": "`)
+		if i < 0 {
+			t.Fatalf("no lease: %s", out)
+		}
+		return out[i+len(`"lease_id": "`) : i+len(`"lease_id": "`)+32]
+	}
+	// Extended: the command runs past its first expiry.
+	_, done, _ := startExec(t, bin, env, "--ttl", "2s", "--", "sleep", "4")
+	secretsOut(t, bin, env, "renew", leaseID(), "--ttl", "30s")
+	if code, d := waitExit(t, done, time.Now(), 10*time.Second); code != 0 {
+		t.Fatalf("a renewed exec lease was stopped at its old expiry: exit %d after %v", code, d)
+	}
+	// Shortened: it is stopped at the new expiry, not the old one.
+	_, done, _ = startExec(t, bin, env, "--ttl", "1h", "--", "sleep", "30")
+	start := time.Now()
+	secretsOut(t, bin, env, "renew", leaseID(), "--ttl", "2s")
+	if code, d := waitExit(t, done, start, 10*time.Second); code != 143 || d > 5*time.Second {
+		t.Fatalf("a shortened exec lease: exit %d after %v, want 143 within about 2s", code, d)
+	}
+}

@@ -33,7 +33,7 @@ func TestHideFailsClosed(t *testing.T) {
 	} {
 		sandboxAvailable = func() error { return tc.why }
 		mark := filepath.Join(t.TempDir(), "ran")
-		res := l.Run(context.Background(), Command{Argv: []string{"touch", mark}, Hide: []string{t.TempDir()}, Expiry: time.Now().Add(time.Minute), Ended: func() string { return "" }})
+		res := l.Run(context.Background(), Command{Argv: []string{"touch", mark}, Hide: []string{t.TempDir()}, Expiry: time.Now().Add(time.Minute), Ended: func() (string, time.Time) { return "", time.Time{} }})
 		_, statErr := os.Stat(mark)
 		if ran := statErr == nil; ran != tc.ran || res.HideErr == nil {
 			t.Fatalf("%v: ran %v (want %v), result %+v", tc.why, ran, tc.ran, res)

@@ -43,9 +43,11 @@ type Command struct {
 	Grace time.Duration
 	// Expiry is when the command's first lease expires: it is stopped then.
 	Expiry time.Time
-	// Ended is asked on every revocation signal, which any process can send: it returns
-	// why one of the command's leases ended, or "" if none did.
-	Ended func() string
+	// Ended is asked on every revocation signal, which any process can send, and when
+	// Expiry comes: it returns why one of the command's leases ended, or "" if none did,
+	// and the leases' earliest expiry as the store now has it (a renew moves it either
+	// way); zero keeps the one the supervisor has.
+	Ended func() (why string, expiry time.Time)
 	// Pending is asked every PollEvery, and when it is true, Ended is asked as on a
 	// revocation signal: for a revocation whose signal could not be sent (a killswitch
 	// that could not read the state to find this supervisor). Nil polls nothing.
@@ -156,8 +158,23 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 	go func() { done <- cmd.Wait() }()
 
 	pgid := cmd.Process.Pid
-	expiry := time.NewTimer(time.Until(c.Expiry))
+	until := c.Expiry
+	expiry := time.NewTimer(time.Until(until))
 	defer expiry.Stop()
+	// follow moves the expiry timer to what the store says now (a renew).
+	follow := func(at time.Time) {
+		if at.IsZero() || at.Equal(until) {
+			return
+		}
+		until = at
+		if !expiry.Stop() {
+			select {
+			case <-expiry.C:
+			default:
+			}
+		}
+		expiry.Reset(time.Until(until))
+	}
 	var kill <-chan time.Time
 	stopped := ""
 	stop := func(why string) {
@@ -178,10 +195,12 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 		select {
 		case <-poll:
 			if c.Pending() {
-				if why := c.Ended(); why != "" {
+				why, at := c.Ended()
+				if why != "" {
 					stop(why)
 					poll = nil
 				}
+				follow(at)
 			}
 		case err := <-done:
 			for _, cl := range closers {
@@ -193,11 +212,22 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 				syscall.Kill(-pgid, sig.(syscall.Signal))
 				continue
 			}
-			if why := c.Ended(); why != "" {
+			why, at := c.Ended()
+			if why != "" {
 				stop(why)
 			}
+			follow(at)
 		case <-expiry.C:
-			stop("lease expired")
+			// A renew whose signal was lost still counts: ask the store before stopping.
+			why, at := c.Ended()
+			switch {
+			case why != "":
+				stop(why)
+			case !at.IsZero() && at.After(until):
+				follow(at)
+			default:
+				stop("lease expired")
+			}
 		case <-ctx.Done():
 			stop("timed out")
 			ctx = context.Background() // stop once; then wait for the command

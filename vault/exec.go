@@ -156,7 +156,7 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		Argv: in.Argv, Env: env, Hide: hide,
 		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
 		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: earliest(leases),
-		Ended:   func() string { return v.execEnded(context.Background(), client, leases) },
+		Ended:   func() (string, time.Time) { return v.execEnded(context.Background(), client, leases) },
 		Pending: func() bool { return store.IntentWaiting(v.storeOptions()) }, PollEvery: time.Second,
 		Warn: v.o.Warn,
 	})
@@ -171,40 +171,50 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	return out, nil
 }
 
-// execEnded looks in the store whether any of the leases has ended, and says how. Any
-// process can send the revocation signal; only the store decides.
-func (v *Vault) execEnded(ctx context.Context, client string, leases []lease.Lease) string {
+// execEnded looks in the store whether any of the leases has ended, and says how, and
+// when the first of them expires now (a renew moves it). Any process can send the
+// revocation signal; only the store decides.
+func (v *Vault) execEnded(ctx context.Context, client string, leases []lease.Lease) (string, time.Time) {
 	// A killswitch recorded while another process holds the lock is honoured first,
 	// without waiting for the lock that process may never release.
 	if in := v.pendingIntent(ctx); in != nil {
 		for _, l := range leases {
 			if in.Kind == intentKillswitch || !l.CreatedAt.After(in.At) {
 				if in.Kind == intentKillswitch {
-					return "the killswitch fired"
+					return "the killswitch fired", time.Time{}
 				}
-				return "revoke --all: lease " + l.ID + " ended"
+				return "revoke --all: lease " + l.ID + " ended", time.Time{}
 			}
 		}
 	}
 	why := ""
+	var now []lease.Lease
 	// Whether to stop is read whatever someone did to config.json or a mode.
 	err := v.updateWith(ctx, write, client, txOptions{looseFiles: true}, func(tx *Tx) error {
 		for _, l := range leases {
-			_, ok, err := tx.table.find(l.ID)
+			cur, ok, err := tx.table.find(l.ID)
 			if err != nil {
 				return err
 			}
 			if !ok {
 				why = "lease " + l.ID + " ended"
+				if slices.ContainsFunc(tx.expired, func(e lease.Lease) bool { return e.ID == l.ID }) {
+					why = "lease expired"
+				}
 				return nil
 			}
+			now = append(now, cur)
 		}
 		return nil
 	})
 	if err != nil {
 		v.warn("could not check the leases after a revocation signal: %v", err)
+		return "", time.Time{}
 	}
-	return why
+	if why != "" || len(now) == 0 {
+		return why, time.Time{}
+	}
+	return "", earliest(now)
 }
 
 // execEnd records how the command ended and revokes its remaining leases.

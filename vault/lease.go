@@ -11,6 +11,7 @@ import (
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/policy"
 	"github.com/agent-secrets/secrets/store"
+	"github.com/agent-secrets/secrets/supervisor"
 )
 
 // LeaseInput asks for one secret's value under a new lease.
@@ -128,6 +129,11 @@ func (v *Vault) Renew(ctx context.Context, in RenewInput) (*LeaseInfo, error) {
 			return err
 		}
 		info = leaseInfo(l)
+		if l.Kind == lease.KindExec && l.PID > 0 {
+			// The supervisor follows the lease's expiry: tell it, once the renewal is
+			// durable, to read the new one (a lost signal is caught at the old expiry).
+			tx.OnCommit(func() { supervisor.Notify(l.PID, l.PIDStart) })
+		}
 		return nil
 	})
 	if err != nil {

@@ -122,6 +122,7 @@ type Tx struct {
 	torn         int   // bytes of a torn last line: a write cuts them, a View leaves them
 	onCommit     []func()
 	pruned       []killswitch.Effect // what ending the expired leases did at begin
+	expired      []lease.Lease       // the leases that ended by expiry at begin
 
 	// killswitch.intent (intent.go)
 	ownIntent   string            // the intent this transaction's command wrote: it applies it itself
@@ -255,6 +256,7 @@ func (v *Vault) begin(st *store.Store, m mode, client string, o txOptions) (*Tx,
 			// would read its front again until the next compaction.
 			tx.compact = true
 		}
+		tx.expired = expired
 		tx.pruned = tx.End(expired, "lease_expire", "expired")
 		tx.pruneRequests()
 	}

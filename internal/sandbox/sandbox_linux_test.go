@@ -508,7 +508,7 @@ func TestSupervisorHides(t *testing.T) {
 	c := supervisor.Command{
 		Argv: []string{"cat", f.key}, Env: []string{"PATH=" + os.Getenv("PATH")}, Hide: f.hide,
 		Stdout: &out, Stderr: &out, NoRedact: true, Grace: 200 * time.Millisecond,
-		Expiry: time.Now().Add(time.Hour), Ended: func() string { return "" }, Warn: func(string) {},
+		Expiry: time.Now().Add(time.Hour), Ended: func() (string, time.Time) { return "", time.Time{} }, Warn: func(string) {},
 	}
 	res := l.Run(context.Background(), c)
 	if res.HideErr != nil || res.ExitCode == 0 || strings.Contains(out.String(), fake) {
