@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,4 +161,60 @@ func TestContainExecFollowsRenew(t *testing.T) {
 	if code, d := waitExit(t, done, start, 10*time.Second); code != 143 || d > 5*time.Second {
 		t.Fatalf("a shortened exec lease: exit %d after %v, want 143 within about 2s", code, d)
 	}
+}
+
+// Item 1: what the command leaves behind, in the background or in a session of its own,
+// is stopped when it exits and when its lease ends; the grace has a cap.
+func TestContainExecDescendants(t *testing.T) {
+	bin := secretsBinary(t)
+	env := execEnv(t, bin)
+	dir := t.TempDir()
+	left := func(marker string) bool {
+		out, _ := exec.Command("pgrep", "-f", marker).Output()
+		return len(bytes.TrimSpace(out)) > 0
+	}
+	// On exit: a background job and a setsid'd one would write the value 2s later.
+	script := fmt.Sprintf(`(sleep 2.01; printenv K > %[1]s/bg) & setsid sh -c 'sleep 2.02; printenv K > %[1]s/sid' & exit 0`, dir)
+	cmd := exec.Command(bin, "exec", "--secret", "k=K", "--", "sh", "-c", script)
+	cmd.Env = env
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("exec: %v %s", err, out)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("exec waited %v for what the command left running", d)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	for _, f := range []string{"bg", "sid"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Fatalf("a process the command left (%s) kept the value after exec_exit", f)
+		}
+	}
+	if a := secretsOut(t, bin, env, "audit", "--event", "exec_exit", "--tail", "1"); !strings.Contains(a, "left running were stopped") {
+		t.Fatalf("exec_exit does not say what it stopped: %s", a)
+	}
+	// On revocation: a setsid'd descendant leaves the process group, and is stopped too.
+	_, done, _ := startExec(t, bin, env, "--", "sh", "-c", "setsid sleep 31.37 & sleep 31.38")
+	secretsOut(t, bin, env, "revoke", "--all")
+	waitExit(t, done, time.Now(), 5*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if left("sleep 31.37") || left("sleep 31.38") {
+		t.Fatal("a descendant survived the revocation")
+	}
+	if code, _, errs := runCode(bin, env, "exec", "--secret", "k", "--grace", "1h", "--", "true"); code != exitUsage || !strings.Contains(errs, "more than 30s") {
+		t.Fatalf("--grace 1h: exit %d %s", code, errs)
+	}
+}
+
+// runCode runs the binary and returns its exit code and output.
+func runCode(bin string, env []string, args ...string) (int, string, string) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errb.String()
+	}
+	return 0, out.String(), errb.String()
 }

@@ -55,3 +55,74 @@ func sameProgram(pid int) bool {
 	base := func(p string) string { return filepath.Base(strings.TrimSuffix(p, " (deleted)")) }
 	return base(self) == base(other)
 }
+
+// becomeSubreaper makes this process the one that orphaned descendants of the command are
+// reparented to (PR_SET_CHILD_SUBREAPER): a background job, or one that left the process
+// group with setsid, stays findable by descendants.
+func becomeSubreaper() {
+	syscall.RawSyscall6(syscall.SYS_PRCTL, 36 /* PR_SET_CHILD_SUBREAPER */, 1, 0, 0, 0, 0)
+}
+
+// processTree reads /proc once: each process's children.
+func processTree() map[int][]int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		fields := bytes.Fields(b[i+1:])
+		if len(fields) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(string(fields[1])); err == nil {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	return children
+}
+
+// ownChildren are this process's children now.
+func ownChildren() []int { return processTree()[os.Getpid()] }
+
+// below returns roots and every process below them.
+func below(roots []int) []int {
+	children := processTree()
+	var out []int
+	queue := append([]int(nil), roots...)
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		out = append(out, pid)
+		queue = append(queue, children[pid]...)
+	}
+	return out
+}
+
+// live is pids without the zombies among them (a zombie holds nothing).
+func live(pids []int) []int {
+	var out []int
+	for _, p := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+		if err != nil {
+			continue
+		}
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}

@@ -25,3 +25,15 @@ func signalRevoke(pid int) error { return errNoProc }
 // sameProgram cannot be told here; exec refuses to run where StartTime cannot be read, so
 // there is no supervisor to tell.
 func sameProgram(pid int) bool { return false }
+
+// becomeSubreaper has no equivalent here.
+func becomeSubreaper() {}
+
+// ownChildren cannot be listed here.
+func ownChildren() []int { return nil }
+
+// below cannot be listed here.
+func below(roots []int) []int { return roots }
+
+// live cannot tell here.
+func live(pids []int) []int { return pids }

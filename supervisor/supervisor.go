@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -70,6 +71,9 @@ type Result struct {
 	StartErr error
 	// Stopped says why the supervisor stopped it, or "" when it exited on its own.
 	Stopped string
+	// Orphans is how many processes the command left running when it exited, which the
+	// supervisor stopped.
+	Orphans int
 	// HideErr is why the command ran with Command.Hide visible (the platform or a
 	// sysctl allows no namespace: sandbox.ErrUnsupported), or why it did not run (any
 	// other failure of sandbox.Available), or nil when the paths were hidden or none
@@ -115,6 +119,9 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
 	cmd.Env = c.Env
 	cmd.Stdin = c.Stdin
+	// A background process the command left may hold its output pipes open: Wait must
+	// not wait for it (it is stopped as an orphan once the command is gone).
+	cmd.WaitDelay = orphanWait
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if tty, ok := c.Stdin.(*os.File); ok && foreground(tty) {
 		// The command's group becomes the terminal's foreground, so it reads the terminal
@@ -151,6 +158,10 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 		cmd.Stdout, cmd.Stderr = out, errw
 		closers = []io.Closer{out, errw}
 	}
+	// Everything the command starts stays ours to stop: orphans are reparented to this
+	// process (a subreaper), so a background job or one that called setsid is found too.
+	becomeSubreaper()
+	before := ownChildren()
 	if err := cmd.Start(); err != nil {
 		return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("exec %s: %w", c.Argv[0], err), Stopped: "the command could not be started", HideErr: hideErr}
 	}
@@ -158,6 +169,24 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 	go func() { done <- cmd.Wait() }()
 
 	pgid := cmd.Process.Pid
+	// tree is what the command started: the processes below it, and those reparented to
+	// us since it started.
+	orphans := func() []int {
+		var roots []int
+		for _, p := range ownChildren() {
+			if p != pgid && !slices.Contains(before, p) {
+				roots = append(roots, p)
+			}
+		}
+		return below(roots)
+	}
+	tree := func() []int { return append(below([]int{pgid}), orphans()...) }
+	signalAll := func(sig syscall.Signal) {
+		syscall.Kill(-pgid, sig)
+		for _, p := range tree() {
+			syscall.Kill(p, sig)
+		}
+	}
 	until := c.Expiry
 	expiry := time.NewTimer(time.Until(until))
 	defer expiry.Stop()
@@ -182,7 +211,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			return
 		}
 		stopped = why
-		syscall.Kill(-pgid, syscall.SIGTERM)
+		signalAll(syscall.SIGTERM)
 		kill = time.After(c.Grace)
 	}
 	var poll <-chan time.Time
@@ -203,10 +232,14 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 				follow(at)
 			}
 		case err := <-done:
+			// The command is gone; what it left running in the background still holds
+			// the values: stopped now, SIGTERM and then SIGKILL after the grace.
+			// Its pid is reaped and may be reused: only what was reparented to us counts.
+			left := stopOrphans(orphans, c.Grace)
 			for _, cl := range closers {
 				cl.Close()
 			}
-			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped, HideErr: hideErr}
+			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped, HideErr: hideErr, Orphans: left}
 		case sig := <-l.sigs:
 			if sig != revoke {
 				syscall.Kill(-pgid, sig.(syscall.Signal))
@@ -232,17 +265,47 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			stop("timed out")
 			ctx = context.Background() // stop once; then wait for the command
 		case <-kill:
-			syscall.Kill(-pgid, syscall.SIGKILL)
+			signalAll(syscall.SIGKILL)
 			stopped += fmt.Sprintf("; SIGKILL after %s", c.Grace)
 			kill = nil
 		}
 	}
 }
 
+// orphanWait is how long the command's output may go on after it exited, from processes
+// it left behind, before the pipes are closed and those processes stopped.
+const orphanWait = 200 * time.Millisecond
+
+// stopOrphans stops what tree lists once the command has exited: SIGTERM, up to grace
+// for them to go, then SIGKILL; each is reaped (they are our children by now, or
+// below one that is). It returns how many there were.
+func stopOrphans(tree func() []int, grace time.Duration) int {
+	left := tree()
+	if len(left) == 0 {
+		return 0
+	}
+	n := len(left)
+	for _, p := range left {
+		syscall.Kill(p, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(grace)
+	for len(live(tree())) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, p := range tree() {
+		syscall.Kill(p, syscall.SIGKILL)
+	}
+	for _, p := range tree() {
+		var ws syscall.WaitStatus
+		syscall.Wait4(p, &ws, syscall.WNOHANG, nil)
+	}
+	return n
+}
+
 // exitCode is the command's exit status, or 128+N for signal N.
 func exitCode(cmd *exec.Cmd, err error) int {
 	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
+	if err != nil && !errors.As(err, &ee) && !(errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil) {
 		return ExitNotStarted
 	}
 	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)

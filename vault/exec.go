@@ -52,6 +52,10 @@ type ToolGate struct {
 	Registered [][]string // the commands given at registration (secrets mcp --exec)
 }
 
+// MaxGrace bounds how long a command has between SIGTERM and SIGKILL once its lease ends:
+// a grace without a cap would let a revoked command keep its values as long as it asked.
+const MaxGrace = 30 * time.Second
+
 // ExecResult is how the command ended. A command that could not be started has
 // ExitCode supervisor.ExitNotStarted and StartErr set.
 type ExecResult struct {
@@ -70,6 +74,9 @@ type ExecResult struct {
 // codes of a grant; after, the result carries the command's status. ctx done is a
 // timeout: the command is stopped as a revocation would stop it.
 func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
+	if in.Grace > MaxGrace {
+		return nil, Usagef("--grace: %s is more than %s; a command gets at most that long to stop after its lease ends", in.Grace, MaxGrace)
+	}
 	m, err := in.Project.read()
 	if err != nil {
 		return nil, err
@@ -228,7 +235,11 @@ func (v *Vault) execEnd(ctx context.Context, client string, ids []string, prog s
 			tx.Record(audit.Entry{Event: "exec_terminated", OK: true, Detail: fmt.Sprintf("%s: %s; exit %d", prog, res.Stopped, res.ExitCode)})
 		}
 		tx.End(ended, "lease_revoke", "exec_exit")
-		tx.Record(audit.Entry{Event: "exec_exit", OK: res.ExitCode == 0, Detail: fmt.Sprintf("%s exited %d", prog, res.ExitCode)})
+		detail := fmt.Sprintf("%s exited %d", prog, res.ExitCode)
+		if res.Orphans > 0 {
+			detail += fmt.Sprintf("; %d processes it left running were stopped", res.Orphans)
+		}
+		tx.Record(audit.Entry{Event: "exec_exit", OK: res.ExitCode == 0, Detail: detail})
 		return nil
 	})
 	if err != nil {
