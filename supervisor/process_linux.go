@@ -63,50 +63,41 @@ func becomeSubreaper() {
 	syscall.RawSyscall6(syscall.SYS_PRCTL, 36 /* PR_SET_CHILD_SUBREAPER */, 1, 0, 0, 0, 0)
 }
 
-// processTree reads /proc once: each process's children.
-func processTree() map[int][]int {
-	entries, err := os.ReadDir("/proc")
+// childrenOf lists pid's children from /proc/PID/task/*/children, which the kernel keeps
+// per thread: a few small reads, not a walk of every process on the machine (this runs
+// as every exec command exits).
+func childrenOf(pid int) []int {
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
 	if err != nil {
 		return nil
 	}
-	children := map[int][]int{}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
+	var out []int
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/children")
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		fields := bytes.Fields(b[i+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		if ppid, err := strconv.Atoi(string(fields[1])); err == nil {
-			children[ppid] = append(children[ppid], pid)
+		for _, f := range bytes.Fields(b) {
+			if c, err := strconv.Atoi(string(f)); err == nil {
+				out = append(out, c)
+			}
 		}
 	}
-	return children
+	return out
 }
 
 // ownChildren are this process's children now.
-func ownChildren() []int { return processTree()[os.Getpid()] }
+func ownChildren() []int { return childrenOf(os.Getpid()) }
 
 // below returns roots and every process below them.
 func below(roots []int) []int {
-	children := processTree()
 	var out []int
 	queue := append([]int(nil), roots...)
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
 		out = append(out, pid)
-		queue = append(queue, children[pid]...)
+		queue = append(queue, childrenOf(pid)...)
 	}
 	return out
 }
