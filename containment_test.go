@@ -218,3 +218,29 @@ func runCode(bin string, env []string, args ...string) (int, string, string) {
 	}
 	return 0, out.String(), errb.String()
 }
+
+// Item 12: a second rotation of a secret whose hook runs is refused, not run over it; a
+// rotation whose process died blocks nothing.
+func TestContainOverlappingRotations(t *testing.T) {
+	s := newAttackStore(t)
+	s.must("", "set", "k", "--rotate-via", "sleep 1.5; echo FAKE-attack-rotated-$$")
+	first := exec.Command(s.bin, "rotate", "k")
+	first.Env = s.env
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	s.wantCode("rotation_in_progress", exitRotation, "", "rotate", "k")
+	if err := first.Wait(); err != nil {
+		t.Fatalf("the first rotation: %v", err)
+	}
+	s.must("", "rotate", "k") // once it is done, another may run
+	// A rotation killed in the middle does not block the next one.
+	crashed := exec.Command(s.bin, "rotate", "k")
+	crashed.Env = s.env
+	crashed.Start()
+	time.Sleep(500 * time.Millisecond)
+	crashed.Process.Kill()
+	crashed.Wait()
+	s.must("", "rotate", "k")
+}

@@ -308,6 +308,7 @@ var problems = []problem{
 	{"audit_failed", exitAudit, "free disk space or fix the permissions of audit.jsonl; nothing was released"},
 	{"lockdown", exitLockdown, "a person lifts the lockdown with secrets unlock on a terminal, typing the fingerprint that secrets status shows"},
 	{"rotation_failed", exitRotation, "fix the hook (it gets the value on stdin and SECRET_NAME; it prints the new value, or nothing if it refreshed the credential elsewhere); nothing was changed"},
+	{"rotation_in_progress", exitRotation, "another command is rotating that secret; wait for it (secrets audit --event rotate), then rotate again if needed"},
 	{"write_failed", exitWriteFail, "free disk space or fix the store directory; the previous file is intact"},
 }
 

@@ -7,12 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	names "github.com/agent-secrets/secrets/internal/name"
 	"io"
 	"os"
 	"sort"
 	"strings"
 	"syscall"
+
+	names "github.com/agent-secrets/secrets/internal/name"
 )
 
 // ErrInvalid matches every problem with a .secrets.json file or a --secret flag.

@@ -5,11 +5,11 @@ package lease
 import (
 	"errors"
 	"fmt"
-	names "github.com/agent-secrets/secrets/internal/name"
 	"slices"
 	"time"
 
 	"github.com/agent-secrets/secrets/internal/duration"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"github.com/oklog/ulid/v2"
 )
 

@@ -3,9 +3,10 @@ package store
 import (
 	"errors"
 	"fmt"
-	names "github.com/agent-secrets/secrets/internal/name"
 	"sort"
 	"time"
+
+	names "github.com/agent-secrets/secrets/internal/name"
 )
 
 // Errors of the secrets document.

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	names "github.com/agent-secrets/secrets/internal/name"
 	"io"
 	"strconv"
 	"time"
 
 	"github.com/agent-secrets/secrets/internal/codec"
+	names "github.com/agent-secrets/secrets/internal/name"
 )
 
 // secrets.age version 3 is JSON that age -d shows as it is, laid out so that one secret

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	names "github.com/agent-secrets/secrets/internal/name"
 	"io"
 	"io/fs"
 	"os"
@@ -22,6 +21,7 @@ import (
 
 	"filippo.io/age"
 	"github.com/agent-secrets/secrets/internal/crash"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"github.com/agent-secrets/secrets/internal/safefile"
 )
 

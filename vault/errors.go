@@ -66,6 +66,7 @@ var codes = []struct {
 	{audit.ErrTampered, "audit_tampered"},
 	{audit.ErrFailed, "audit_failed"},
 	{killswitch.ErrLockdown, "lockdown"},
+	{ErrRotationInProgress, "rotation_in_progress"},
 	{rotate.ErrFailed, "rotation_failed"},
 	{safefile.ErrWrite, "write_failed"},
 }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	names "github.com/agent-secrets/secrets/internal/name"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/policy"
 	"github.com/agent-secrets/secrets/store"

@@ -30,6 +30,7 @@ type change struct {
 	Request    *Approval             `json:"request,omitempty"`    // approval_request, approval_decided, approval_used
 	Config     *AppliedConfig        `json:"config,omitempty"`     // config_apply
 	Hook       *HookChange           `json:"hook,omitempty"`       // secret_hooks
+	Rotation   *Rotation             `json:"rotation,omitempty"`   // hook_run, rotation_end
 }
 
 // leaseChange encodes {"lease":…} by hand: a lease's entry is on every lease's path.
@@ -184,6 +185,8 @@ func (tx *Tx) applyOne(r replayed) error {
 		s.Config = c.Config
 	case c.Hook != nil:
 		s.addHookChange(*c.Hook)
+	case c.Rotation != nil:
+		s.putRotation(*c.Rotation)
 	}
 	if c.Heartbeat != nil {
 		s.Heartbeat = c.Heartbeat

@@ -2,13 +2,17 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	nm "github.com/agent-secrets/secrets/internal/name"
+	"os"
 	"os/user"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	nm "github.com/agent-secrets/secrets/internal/name"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/rotate"
 	"github.com/agent-secrets/secrets/store"
@@ -70,11 +74,15 @@ func (v *Vault) rotate(ctx context.Context, client string, names []string, why s
 				}
 			}
 		}
-		timeout := time.Duration(tx.st.Config().RotationTimeout)
+		timeout := time.Duration(tx.cfg.RotationTimeout)
 		for _, n := range names {
 			s, err := sec.Get(n)
 			if err != nil {
 				return tx.Deny(audit.Entry{Event: "rotate", Secret: nm.Word(n)}, err)
+			}
+			if r := tx.rotating(n); r != nil {
+				return tx.Deny(audit.Entry{Event: "rotate", Secret: n}, fmt.Errorf("%w: %s is being rotated since %s by process %d; a second hook run would retire the value the first one brings (it gives up at %s)",
+					ErrRotationInProgress, n, rfc3339(r.Since), r.PID, rfc3339(r.Until)))
 			}
 			if s.RotateVia == "" {
 				return tx.Deny(audit.Entry{Event: "rotate", Secret: n}, fmt.Errorf("%w: %s has no rotation hook; add one with: secrets set %s --rotate-via CMD", rotate.ErrFailed, n, n))
@@ -90,7 +98,12 @@ func (v *Vault) rotate(ctx context.Context, client string, names []string, why s
 		// itself again.
 		var canaries []string
 		for _, j := range jobs {
-			tx.Record(audit.Entry{Event: "hook_run", Secret: j.hook.Name, OK: true, Detail: fmt.Sprintf("%s: rotate_via %s; verify_via %s", why, hookText(j.hook.Command), hookText(j.hook.Verify))})
+			// The rotation is recorded as in progress until its outcome is stored, so a
+			// second one for the secret is refused rather than run over it.
+			r := Rotation{Secret: j.hook.Name, Since: tx.now.UTC(), Until: tx.now.Add(2*timeout + time.Minute).UTC(), PID: os.Getpid()}
+			tx.state.putRotation(r)
+			tx.Record(audit.Entry{Event: "hook_run", Secret: j.hook.Name, OK: true, Detail: fmt.Sprintf("%s: rotate_via %s; verify_via %s", why, hookText(j.hook.Command), hookText(j.hook.Verify)),
+				State: change{Rotation: &r}.raw()})
 			if sec.Secrets[j.hook.Name].Canary {
 				canaries = append(canaries, j.hook.Name)
 			}
@@ -124,6 +137,11 @@ func (v *Vault) rotate(ctx context.Context, client string, names []string, why s
 			return err
 		}
 		now := tx.now.UTC()
+		for _, j := range jobs {
+			done := Rotation{Secret: j.hook.Name, Done: true}
+			tx.state.putRotation(done)
+			tx.Record(audit.Entry{Event: "rotation_end", Secret: j.hook.Name, OK: true, State: change{Rotation: &done}.raw()})
+		}
 		for i, j := range jobs {
 			o, name := outcomes[i], j.hook.Name
 			e := audit.Entry{Event: "rotate", Secret: name, Detail: fmt.Sprintf("%s; %s, exit %d", why, o.res.Duration.Round(time.Millisecond), o.res.ExitStatus)}
@@ -173,6 +191,37 @@ func (v *Vault) rotate(ctx context.Context, client string, names []string, why s
 		return done, fmt.Errorf("%w (%d of %d): %s", rotate.ErrFailed, len(done.Failed), len(jobs), strings.Join(msgs, "; "))
 	}
 	return done, nil
+}
+
+// ErrRotationInProgress refuses a rotation of a secret whose hook is running in another
+// command.
+var ErrRotationInProgress = errors.New("rotation in progress")
+
+// Rotation is a secret whose rotation hook runs now, until its outcome is stored.
+type Rotation struct {
+	Secret string    `json:"secret"`
+	Since  time.Time `json:"since"`
+	Until  time.Time `json:"until"` // past this, a crashed rotation no longer blocks
+	PID    int       `json:"pid"`
+	Done   bool      `json:"done,omitempty"` // replay: the rotation ended
+}
+
+func (s *State) putRotation(r Rotation) {
+	s.Rotations = slices.DeleteFunc(s.Rotations, func(x Rotation) bool { return x.Secret == r.Secret })
+	if !r.Done {
+		s.Rotations = append(s.Rotations, r)
+	}
+}
+
+// rotating returns the rotation of name in progress, or nil: one past its Until, or
+// whose process is gone, crashed and blocks nothing.
+func (tx *Tx) rotating(name string) *Rotation {
+	for _, r := range tx.state.Rotations {
+		if r.Secret == name && r.Until.After(tx.now) && syscall.Kill(r.PID, 0) == nil {
+			return &r
+		}
+	}
+	return nil
 }
 
 // hookPath is the PATH a hook runs with, whatever the caller's.

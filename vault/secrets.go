@@ -3,12 +3,12 @@ package vault
 import (
 	"context"
 	"fmt"
-	names "github.com/agent-secrets/secrets/internal/name"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/store"

@@ -65,6 +65,8 @@ type State struct {
 	// Config is config.json as last applied: the values that hold until a change that
 	// weakens a control is applied with secrets config apply.
 	Config *AppliedConfig `json:"config,omitempty"`
+	// Rotations are the rotations whose hooks run now.
+	Rotations []Rotation `json:"rotations,omitempty"`
 	// HookChanges are the latest changes of a rotation or verify hook, newest last.
 	HookChanges []HookChange `json:"hook_changes,omitempty"`
 	// Converted records the conversion of a store from an older release.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	names "github.com/agent-secrets/secrets/internal/name"
 	"io"
 	"io/fs"
 	"maps"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"github.com/agent-secrets/secrets/internal/safefile"
 	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
