@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gofrs/flock"
 )
 
 // Containment of what was handed out (issue 12), each class an attack against the built
@@ -243,4 +245,48 @@ func TestContainOverlappingRotations(t *testing.T) {
 	crashed.Process.Kill()
 	crashed.Wait()
 	s.must("", "rotate", "k")
+}
+
+// Item 7: watch removes ended .env files within its interval, also without a heartbeat,
+// and a held store lock makes it wait, not exit.
+func TestContainWatchPrunes(t *testing.T) {
+	s := newAttackStore(t)
+	envFile := filepath.Join(t.TempDir(), ".env")
+	if _, _, errs := s.run("", nil, "env", "--secret", "k", "--ttl", "1s", "--output", envFile); !strings.Contains(errs, "nothing is pruning this store") {
+		t.Fatalf("env does not warn that nothing prunes: %s", errs)
+	}
+	lk := flock.New(s.path(".lock"))
+	if ok, err := lk.TryLock(); !ok || err != nil {
+		t.Fatalf("lock: %v %v", ok, err)
+	}
+	watch := exec.Command(s.bin, "--lock-timeout", "200ms", "watch", "--prune-every", "300ms")
+	watch.Env = s.env
+	var out, errb bytes.Buffer
+	watch.Stdout, watch.Stderr = &out, &errb
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if watch.ProcessState != nil {
+		t.Fatal("watch exited on a held lock")
+	}
+	lk.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(envFile); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watch did not remove the ended .env file; stderr: %s", errb.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	watch.Process.Signal(syscall.SIGTERM)
+	watch.Wait()
+	if !strings.Contains(errb.String(), "trying again") || !strings.Contains(out.String(), `"removed": 1`) {
+		t.Fatalf("watch: %s\n%s", out.String(), errb.String())
+	}
+	if _, _, errs := s.run("", nil, "env", "--secret", "k", "--ttl", "1h", "--output", envFile); strings.Contains(errs, "nothing is pruning") {
+		t.Fatalf("env warns although watch pruned a moment ago: %s", errs)
+	}
 }

@@ -118,6 +118,9 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 				tx.End(ended, "lease_revoke", "writing the .env file failed")
 				return tx.Deny(audit.Entry{Event: "env_write", Detail: out}, fmt.Errorf("%w: %s: %w", safefile.ErrWrite, out, err))
 			}
+			if p := tx.state.Pruner; p == nil || tx.now.Sub(p.At) > 2*p.Every+time.Minute {
+				v.warn("nothing is pruning this store: %s stays on disk after its leases end until the next secrets command that writes; run secrets watch --prune-every 1m (or from cron: secrets watch --once --prune-every 1m)", out)
+			}
 			if tripped && tx.cfg.CanaryAction.RevokeAll {
 				ended, err := tx.revokeIDs(ids)
 				if err != nil {

@@ -143,6 +143,7 @@ func encodeHeader(s *State) ([]byte, error) {
 		{"requests", s.Requests, len(s.Requests) == 0},
 		{"hook_changes", s.HookChanges, len(s.HookChanges) == 0},
 		{"rotations", s.Rotations, len(s.Rotations) == 0},
+		{"pruner", s.Pruner, s.Pruner == nil},
 	} {
 		if f.skip {
 			continue
@@ -222,13 +223,13 @@ func decodeHeader(head []byte) (*State, error) {
 			s.SecretsGeneration, err = d.Uint()
 		case "audit_broken":
 			err = d.Text(&s.AuditBroken)
-		case "env_files", "lockdown", "heartbeat", "witness", "converted", "sealed", "requests", "hook_changes", "rotations":
+		case "env_files", "lockdown", "heartbeat", "witness", "converted", "sealed", "requests", "hook_changes", "rotations", "pruner":
 			raw, rerr := d.Raw()
 			if rerr != nil {
 				return rerr
 			}
 			ptr := map[string]any{"env_files": &s.EnvFiles, "lockdown": &s.Lockdown, "heartbeat": &s.Heartbeat, "witness": &s.Witness, "converted": &s.Converted, "sealed": &s.Sealed,
-				"requests": &s.Requests, "hook_changes": &s.HookChanges, "rotations": &s.Rotations}[key]
+				"requests": &s.Requests, "hook_changes": &s.HookChanges, "rotations": &s.Rotations, "pruner": &s.Pruner}[key]
 			err = json.Unmarshal(raw, ptr)
 		case "uses":
 			err = decodeUses(d, &s.Uses)

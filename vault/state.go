@@ -65,6 +65,8 @@ type State struct {
 	// Config is config.json as last applied: the values that hold until a change that
 	// weakens a control is applied with secrets config apply.
 	Config *AppliedConfig `json:"config,omitempty"`
+	// Pruner is when a watch last pruned, and how often it does.
+	Pruner *Pruner `json:"pruner,omitempty"`
 	// Rotations are the rotations whose hooks run now.
 	Rotations []Rotation `json:"rotations,omitempty"`
 	// HookChanges are the latest changes of a rotation or verify hook, newest last.
