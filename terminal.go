@@ -8,6 +8,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/agent-secrets/secrets/vault"
 
 	"golang.org/x/sys/unix"
 )
@@ -82,14 +85,28 @@ func readHidden(f *os.File, w io.Writer, prompt string) ([]byte, error) {
 		restore()
 		fmt.Fprintln(w)
 	}()
-	line, err := bufio.NewReaderSize(f, 4096).ReadSlice('\n')
+	r := bufio.NewReaderSize(f, 4096)
+	line, err := r.ReadSlice('\n')
 	if err != nil && err != io.EOF {
 		return nil, err
 	}
 	v := bytes.Clone(bytes.TrimSuffix(line, []byte("\n")))
 	clear(line)
+	// A paste of several lines arrives as several lines: reading the first would leave the
+	// rest to the shell, which runs them as commands (and keeps them in its history). The
+	// rest of a paste follows within milliseconds; if any is there, all of it is thrown
+	// away and nothing is stored.
+	time.Sleep(pasteSettle)
+	if r.Buffered() > 0 || pendingInput(fd) > 0 {
+		flushInput(fd)
+		clear(v)
+		return nil, vault.Usagef("more than one line was pasted at the prompt: nothing was stored, and the rest was discarded so that no shell runs it; give a multi-line value on stdin: secrets add NAME < FILE")
+	}
 	return v, nil
 }
+
+// pasteSettle is how long the prompt waits after a line for the rest of a paste.
+const pasteSettle = 50 * time.Millisecond
 
 // askTTY shows prompt on the controlling terminal and reads one line from it; never
 // stdin, which an agent may be writing.

@@ -260,3 +260,39 @@ func TestUnlockOnTerminal(t *testing.T) {
 		t.Fatalf("%d successful unlock entries, want 2 (one per lockdown)", n)
 	}
 }
+
+// Issue 12, item 11: a multi-line paste at the add prompt stores nothing and leaves no
+// line behind for the shell to run.
+func TestAddRefusesMultiLinePaste(t *testing.T) {
+	bin := secretsBinary(t)
+	dir := filepath.Join(t.TempDir(), "store")
+	env := []string{"SECRETS_DIR=" + dir, "HOME=" + t.TempDir(), "GORACE=atexit_sleep_ms=0"}
+	if out, err := (&exec.Cmd{Path: bin, Args: []string{"secrets", "init"}, Env: env}).CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	ptmx, tty := openPTY(t)
+	var stdout bytes.Buffer
+	cmd := exec.Command(bin, "add", "pasted_key")
+	cmd.Env, cmd.Stdin, cmd.Stderr, cmd.Stdout = env, tty, tty, &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, ptmx, "(input hidden): ")
+	ptmx.Write([]byte("FAKE-line-one\ntouch pwned-by-paste\necho FAKE-line-three\n"))
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitUsage {
+		t.Fatalf("add of a multi-line paste: %v\n%s", err, stdout.String())
+	}
+	// What a shell reading the terminal next would get: nothing of the paste.
+	ptmx.Write([]byte("after\n"))
+	b := make([]byte, 256)
+	tty.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, _ := tty.Read(b)
+	if got := string(b[:n]); got != "after\n" {
+		t.Fatalf("the rest of the paste was left for the shell: %q", got)
+	}
+	tty.Close()
+	if out, err := (&exec.Cmd{Path: bin, Args: []string{"secrets", "list"}, Env: env}).Output(); err != nil || !strings.Contains(string(out), `"count": 0`) {
+		t.Fatalf("something was stored: %s %v", out, err)
+	}
+}
