@@ -296,3 +296,53 @@ func TestAddRefusesMultiLinePaste(t *testing.T) {
 		t.Fatalf("something was stored: %s %v", out, err)
 	}
 }
+
+// Issue 12, item 3: ^Z stops the command and our job with it, so a shell gets its prompt
+// back; continuing the job continues the command, holding the terminal again, and ^C
+// then reaches it.
+func TestExecJobControl(t *testing.T) {
+	bin := secretsBinary(t)
+	env := execEnv(t, bin)
+	ptmx, tty := openPTY(t)
+	cmd := exec.Command(bin, "exec", "--no-redact", "--secret", "k", "--", "sh", "-c", "echo ready; while :; do sleep 0.05; done")
+	cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	readUntil(t, ptmx, "ready")
+	ptmx.Write([]byte("\x1a")) // ^Z
+	stopped := make(chan syscall.WaitStatus, 1)
+	go func() {
+		var ws syscall.WaitStatus
+		syscall.Wait4(cmd.Process.Pid, &ws, syscall.WUNTRACED, nil)
+		stopped <- ws
+	}()
+	select {
+	case ws := <-stopped:
+		if !ws.Stopped() {
+			t.Fatalf("secrets exec did not stop with its command: %v", ws)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("^Z left secrets exec running: a shell would never get its prompt back")
+	}
+	// What a shell's fg does: continue the job (our group holds the terminal again).
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+	time.Sleep(300 * time.Millisecond)
+	ptmx.Write([]byte("\x03")) // ^C must reach the command now
+	done := make(chan int, 1)
+	go func() {
+		var ws syscall.WaitStatus
+		syscall.Wait4(cmd.Process.Pid, &ws, 0, nil)
+		done <- ws.ExitStatus()
+	}()
+	select {
+	case code := <-done:
+		if code != 130 {
+			t.Fatalf("after fg, ^C: exit %d, want 130", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("after fg, ^C did not reach the command")
+	}
+}

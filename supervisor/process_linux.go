@@ -117,3 +117,19 @@ func live(pids []int) []int {
 	}
 	return out
 }
+
+// stoppedGroup reports whether a process of the command (pid and what runs below it) is
+// stopped by job control: ^Z stops the whole foreground group, and a shell running the
+// command may show it only in the grandchild it waits for.
+func stoppedGroup(pid int) bool {
+	for _, p := range below([]int{pid}) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+		if err != nil {
+			continue
+		}
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return true
+		}
+	}
+	return false
+}

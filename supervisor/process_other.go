@@ -37,3 +37,6 @@ func below(roots []int) []int { return roots }
 
 // live cannot tell here.
 func live(pids []int) []int { return pids }
+
+// stoppedGroup cannot be told here yet (macOS comes with the platforms work).
+func stoppedGroup(pid int) bool { return false }

@@ -123,11 +123,24 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 	// not wait for it (it is stopped as an orphan once the command is gone).
 	cmd.WaitDelay = orphanWait
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var term *os.File // the terminal the command's group holds, if it does
 	if tty, ok := c.Stdin.(*os.File); ok && foreground(tty) {
 		// The command's group becomes the terminal's foreground, so it reads the terminal
 		// and gets ^C itself; the terminal is handed back when it exits.
 		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, int(tty.Fd())
+		term = tty
 		defer takeTerminal(tty)
+	}
+	// Job control: when the command stops (^Z), the shell must get the terminal back,
+	// which it does only when our job stops too (jobControl).
+	children := make(chan os.Signal, 4)
+	var jobs <-chan time.Time
+	if term != nil {
+		signal.Notify(children, syscall.SIGCHLD)
+		defer signal.Stop(children)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		jobs = t.C
 	}
 	var hideErr error
 	if c.Hide != nil {
@@ -222,6 +235,12 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 	}
 	for {
 		select {
+		case <-jobs:
+			// A stop that sent us no SIGCHLD (a grandchild's: the shell running the
+			// command waits for it) is found by looking.
+			if stoppedGroup(pgid) {
+				jobControl(term, pgid)
+			}
 		case <-poll:
 			if c.Pending() {
 				why, at := c.Ended()
@@ -240,6 +259,10 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 				cl.Close()
 			}
 			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped, HideErr: hideErr, Orphans: left}
+		case <-children:
+			if stoppedGroup(pgid) {
+				jobControl(term, pgid)
+			}
 		case sig := <-l.sigs:
 			if sig != revoke {
 				syscall.Kill(-pgid, sig.(syscall.Signal))
@@ -300,6 +323,21 @@ func stopOrphans(tree func() []int, grace time.Duration) int {
 		syscall.Wait4(p, &ws, syscall.WNOHANG, nil)
 	}
 	return n
+}
+
+// jobControl is what a shell's job control needs of a supervisor whose command stopped
+// (^Z sends SIGTSTP to the command's group, which holds the terminal): take the terminal
+// back and stop our own process group, the shell's job, so the shell sees the job
+// stopped and gets its prompt. When the shell continues the job, the command is
+// continued too, holding the terminal again if the job is in the foreground (fg) and
+// not if it is not (bg).
+func jobControl(tty *os.File, pgid int) {
+	takeTerminal(tty)
+	syscall.Kill(0, syscall.SIGSTOP) // returns once the shell sends SIGCONT
+	if foreground(tty) {
+		unix.IoctlSetPointerInt(int(tty.Fd()), unix.TIOCSPGRP, pgid)
+	}
+	syscall.Kill(-pgid, syscall.SIGCONT)
 }
 
 // exitCode is the command's exit status, or 128+N for signal N.
