@@ -71,7 +71,7 @@ func TestAttackMCPExecPolicyCommands(t *testing.T) {
 	mustCall(t, dir, "", "policy", "set", "github_token", "--exec", "sh -c *", "--exec", "cat *")
 	// What the person allowed runs; its child gets no SECRETS_ variable.
 	res, out := callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"sh", "-c", `env | grep -c ^SECRETS_; echo "$GITHUB_TOKEN"`}, "secrets": []map[string]any{{"name": "github_token"}}})
-	if res.IsError && out["exit_code"] != 1.0 || !strings.HasPrefix(out["stdout"].(string), "0\n[REDACTED:GITHUB_TOKEN]") || leaked(res) {
+	if res.IsError || out["stdout"] != "0\n[REDACTED:GITHUB_TOKEN]\n" || leaked(res) {
 		t.Fatalf("an allowed command: %+v", out)
 	}
 	// Even an allowed cat does not reach the key where the kernel lets us hide the store.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -106,30 +107,29 @@ func below(roots []int) []int {
 func live(pids []int) []int {
 	var out []int
 	for _, p := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
-		if err != nil {
-			continue
+		if st := procState(p); st != 0 && st != 'Z' {
+			out = append(out, p)
 		}
-		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
-			continue
-		}
-		out = append(out, p)
 	}
 	return out
+}
+
+// procState is the state letter of process pid (/proc/PID/stat field 3: R, S, T, Z, …),
+// or 0 when it is gone.
+func procState(pid int) byte {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2]
+	}
+	return 0
 }
 
 // stoppedGroup reports whether a process of the command (pid and what runs below it) is
 // stopped by job control: ^Z stops the whole foreground group, and a shell running the
 // command may show it only in the grandchild it waits for.
 func stoppedGroup(pid int) bool {
-	for _, p := range below([]int{pid}) {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
-		if err != nil {
-			continue
-		}
-		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(below([]int{pid}), func(p int) bool { return procState(p) == 'T' })
 }
