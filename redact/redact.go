@@ -3,6 +3,12 @@
 // [REDACTED:NAME], correctly when a value is split across writes, and holds back no more
 // than a tail that could still be the start of one, so output (an interactive prompt
 // without a newline included) appears as soon as it is written.
+//
+// The encodings are those the usual tools print without being asked to hide anything:
+// base64 (coreutils, openssl, any line width, at each of the three offsets a value can
+// have inside a longer encoded stream), hex (xxd -p, any line width), percent-encoding
+// and JSON string escapes as the common libraries write them. A deliberate transform
+// (rot13, reversal, a hash, encryption, one character per line) is not recognised.
 package redact
 
 import (
@@ -13,8 +19,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // MinLen is the shortest value that is redacted. Shorter values would match ordinary
@@ -27,19 +34,29 @@ type Secret struct {
 	Value []byte
 }
 
+// Form is one byte string that reveals a value. A Wrapped form is matched also when a
+// line break ("\n" or "\r\n") stands between any two of its bytes, as base64 and hex
+// dumps wrap their lines at a width that has nothing to do with where the value begins.
+type Form struct {
+	Text    []byte
+	Wrapped bool
+}
+
 type pattern struct {
 	text []byte
 	repl []byte
+	wrap bool
 }
 
 // Writer redacts what is written to it and passes the rest to the underlying writer.
 // It is not safe for concurrent use; give each stream its own Writer.
 type Writer struct {
 	w        io.Writer
-	patterns []pattern
-	pairs    [1 << 10]uint64    // bitset of every pattern's first two bytes: the cheap first test
-	byKey    map[uint64][]int32 // first MinLen bytes -> patterns, longest first
-	prefixes map[string]bool    // every proper prefix shorter than MinLen of a pattern
+	patterns []pattern          // longest first
+	wrapped  bool               // some pattern is Wrapped
+	pairs    [1 << 10]uint64    // bitset of the first two bytes a pattern can begin with: the cheap first test
+	byKey    map[uint64][]int32 // first MinLen bytes (line breaks left out) -> patterns, longest first
+	prefixes map[uint64]bool    // every proper prefix shorter than MinLen of a pattern (prefix)
 	pending  []byte             // a tail that may still become a match
 	out      []byte
 }
@@ -47,8 +64,8 @@ type Writer struct {
 // New returns a Writer to w that hides every secret of at least MinLen bytes, and the
 // names of those too short to hide.
 func New(w io.Writer, secrets []Secret) (*Writer, []string) {
-	r := &Writer{w: w, byKey: map[uint64][]int32{}, prefixes: map[string]bool{}}
-	seen := map[string]bool{}
+	r := &Writer{w: w, byKey: map[uint64][]int32{}, prefixes: map[uint64]bool{}}
+	seen := map[string]int{}
 	var short []string
 	for _, s := range secrets {
 		if len(s.Value) < MinLen {
@@ -57,62 +74,236 @@ func New(w io.Writer, secrets []Secret) (*Writer, []string) {
 		}
 		repl := []byte("[REDACTED:" + s.Name + "]")
 		for _, f := range Forms(s.Value) {
-			if len(f) >= MinLen && !seen[string(f)] {
-				seen[string(f)] = true
-				r.patterns = append(r.patterns, pattern{text: f, repl: repl})
+			if len(f.Text) < MinLen {
+				continue
 			}
+			if i, ok := seen[string(f.Text)]; ok {
+				r.patterns[i].wrap = r.patterns[i].wrap || f.Wrapped
+				continue
+			}
+			seen[string(f.Text)] = len(r.patterns)
+			r.patterns = append(r.patterns, pattern{text: f.Text, repl: repl, wrap: f.Wrapped})
 		}
 	}
 	// Longest first, so that at one position the longest match wins.
-	sort.SliceStable(r.patterns, func(i, j int) bool { return len(r.patterns[i].text) > len(r.patterns[j].text) })
+	slices.SortStableFunc(r.patterns, func(a, b pattern) int { return len(b.text) - len(a.text) })
 	for i, p := range r.patterns {
-		pair := uint16(p.text[0]) | uint16(p.text[1])<<8
-		r.pairs[pair/64] |= 1 << (pair % 64)
+		r.pair(p.text[0], p.text[1])
+		if p.wrap {
+			r.wrapped = true
+			r.pair(p.text[0], '\n')
+			r.pair(p.text[0], '\r')
+		}
 		k := key(p.text)
 		r.byKey[k] = append(r.byKey[k], int32(i))
 		for n := 1; n < MinLen; n++ {
-			r.prefixes[string(p.text[:n])] = true
+			r.prefixes[prefix(p.text[:n])] = true
 		}
 	}
 	return r, short
 }
 
-// Forms returns the byte strings that reveal value: itself, its base64 (standard and
-// URL alphabets, with and without padding), hex (both cases), URL-encoded and JSON-escaped
-// forms, and each line of a multi-line value. The caller drops those shorter than MinLen.
-func Forms(value []byte) [][]byte {
+func (r *Writer) pair(a, b byte) {
+	pair := uint16(a) | uint16(b)<<8
+	r.pairs[pair/64] |= 1 << (pair % 64)
+}
+
+// Forms returns the byte strings that reveal value, each once:
+//   - the value itself, and each line of a multi-line value;
+//   - base64, standard and URL-safe alphabets: the whole encoding with and without
+//     padding, and for each of the three offsets at which the value can begin inside a
+//     longer encoded stream, the characters the value alone decides (Wrapped);
+//   - hex, lower and upper case (Wrapped);
+//   - percent-encoding as url.QueryEscape, url.PathEscape, JavaScript's
+//     encodeURIComponent and Python's quote (with and without "/" kept) write it, and
+//     with only the bytes that must be escaped escaped, each with upper and lower case hex;
+//   - JSON string escapes as Go writes them (with and without HTML escaping) and as
+//     Python's json.dumps and most other encoders do (\uXXXX for every non-ASCII
+//     character, lower and upper case hex, and not).
+//
+// The caller drops those shorter than MinLen.
+func Forms(value []byte) []Form {
 	v := string(value)
-	forms := []string{
-		v,
-		base64.StdEncoding.EncodeToString(value), base64.RawStdEncoding.EncodeToString(value),
-		base64.URLEncoding.EncodeToString(value), base64.RawURLEncoding.EncodeToString(value),
-		hex.EncodeToString(value), strings.ToUpper(hex.EncodeToString(value)),
-		url.QueryEscape(v), url.PathEscape(v),
+	var forms []Form
+	plain := func(ss ...string) {
+		for _, s := range ss {
+			forms = append(forms, Form{Text: []byte(s)})
+		}
+	}
+	wrapped := func(ss ...string) {
+		for _, s := range ss {
+			forms = append(forms, Form{Text: []byte(s), Wrapped: true})
+		}
+	}
+	plain(v)
+	if strings.Contains(v, "\n") {
+		for _, line := range strings.Split(v, "\n") {
+			plain(strings.TrimSuffix(line, "\r"))
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		wrapped(enc.EncodeToString(value), enc.WithPadding(base64.NoPadding).EncodeToString(value))
+		wrapped(within(enc.WithPadding(base64.NoPadding), value)...)
+	}
+	h := hex.EncodeToString(value)
+	wrapped(h, strings.ToUpper(h))
+	if !strings.ContainsFunc(v, func(r rune) bool { return !unreserved(r) }) {
+		return forms // no escaper changes it: each escaped form is v
+	}
+	for _, esc := range []func(string) string{
+		url.QueryEscape, url.PathEscape,
+		func(s string) string { return percent(s, "-_.!~*'()") },              // encodeURIComponent
+		func(s string) string { return percent(s, "-_.~") },                   // Python quote(s, safe="")
+		func(s string) string { return percent(s, "-_.~/") },                  // Python quote(s)
+		func(s string) string { return percent(s, "!#$&'()*+,/:;=?@[]-_.~") }, // only what no URL may hold
+	} {
+		e := esc(v)
+		plain(e, lowerEscapes(e, '%'))
 	}
 	for _, html := range []bool{true, false} {
 		var b bytes.Buffer
 		enc := json.NewEncoder(&b)
 		enc.SetEscapeHTML(html)
 		if enc.Encode(v) == nil {
-			forms = append(forms, strings.TrimSuffix(strings.TrimSuffix(b.String(), "\n"), `"`)[1:])
+			plain(strings.TrimSuffix(strings.TrimSuffix(b.String(), "\n"), `"`)[1:])
 		}
 	}
-	if strings.Contains(v, "\n") {
-		for _, line := range strings.Split(v, "\n") {
-			forms = append(forms, strings.TrimSuffix(line, "\r"))
-		}
+	if utf8.ValidString(v) {
+		ascii := jsonASCII(v, true)
+		plain(ascii, upperEscapes(ascii), jsonASCII(v, false))
 	}
-	out := make([][]byte, 0, len(forms))
-	for _, f := range forms {
-		out = append(out, []byte(f))
+	return forms
+}
+
+// unreserved reports a character that no percent or JSON escaper changes.
+func unreserved(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.' || r == '~'
+}
+
+// within returns, for each offset (0, 1, 2) at which value can begin within a 3-byte
+// group of a longer stream, the base64 characters whose bits all come from value:
+// whatever comes before and after it, they are in the encoding of the whole.
+func within(enc *base64.Encoding, value []byte) []string {
+	var out []string
+	for off := range 3 {
+		s := enc.EncodeToString(append(make([]byte, off), value...))
+		first := (8*off + 5) / 6           // the first character with no bit before value
+		last := 8 * (off + len(value)) / 6 // the characters wholly inside value end here
+		if last > first {
+			out = append(out, s[first:last])
+		}
 	}
 	return out
+}
+
+// percent escapes every byte of s but ASCII letters, digits and those in keep, as
+// %XX with upper case hex.
+func percent(s, keep string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c < 0x80 && strings.IndexByte(keep, c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteString(strings.ToUpper(hex.EncodeToString([]byte{c})))
+	}
+	return b.String()
+}
+
+// lowerEscapes lower-cases the two hex digits after each esc byte of s.
+func lowerEscapes(s string, esc byte) string {
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == esc {
+			b[i+1], b[i+2] = lower(b[i+1]), lower(b[i+2])
+			i += 2
+		}
+	}
+	return string(b)
+}
+
+// upperEscapes upper-cases the four hex digits of each \uXXXX in s, a JSON string body.
+func upperEscapes(s string) string {
+	b := []byte(s)
+	for i := 0; i+5 < len(b); i++ {
+		if b[i] == '\\' {
+			if b[i+1] == 'u' {
+				for j := i + 2; j < i+6; j++ {
+					if 'a' <= b[j] && b[j] <= 'f' {
+						b[j] -= 'a' - 'A'
+					}
+				}
+				i += 5
+			} else {
+				i++ // \\ or \" : the next byte is not an escape's start
+			}
+		}
+	}
+	return string(b)
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// jsonASCII is the body of s as a JSON string the way Python's json.dumps writes it:
+// the short escapes, \u00XX for other control characters and, when ascii is set (the
+// default, ensure_ascii), \uXXXX (a surrogate pair above U+FFFF) for every non-ASCII
+// character.
+func jsonASCII(s string, ascii bool) string {
+	var b strings.Builder
+	u := func(r rune) {
+		b.WriteString(`\u`)
+		b.WriteString(hex.EncodeToString([]byte{byte(r >> 8), byte(r)}))
+	}
+	for _, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\b':
+			b.WriteString(`\b`)
+		case r == '\f':
+			b.WriteString(`\f`)
+		case r < 0x20:
+			u(r)
+		case r < 0x80 || !ascii:
+			b.WriteRune(r)
+		case r > 0xFFFF:
+			r -= 0x10000
+			u(0xD800 + r>>10)
+			u(0xDC00 + r&0x3FF)
+		default:
+			u(r)
+		}
+	}
+	return b.String()
 }
 
 // key is the first MinLen bytes of b as a number.
 func key(b []byte) uint64 {
 	var k [8]byte
 	copy(k[:], b[:MinLen])
+	return binary.LittleEndian.Uint64(k[:])
+}
+
+// prefix is b, shorter than MinLen, and its length as a number.
+func prefix(b []byte) uint64 {
+	var k [8]byte
+	copy(k[:], b)
+	k[7] = byte(len(b))
 	return binary.LittleEndian.Uint64(k[:])
 }
 
@@ -163,46 +354,17 @@ func (r *Writer) scan(buf []byte, eof bool) ([]byte, error) {
 		if i >= n {
 			break
 		}
-		if i+MinLen > n {
-			// Too few bytes left for a key: hold them if they begin some pattern.
-			if !eof && r.prefixes[string(buf[i:])] {
-				out = append(out, buf[start:i]...)
-				r.out = out
-				_, err := r.w.Write(out)
-				return buf[i:], err
-			}
-			i++
-			continue
-		}
-		cands := r.byKey[key(buf[i:])]
-		if len(cands) == 0 {
-			i++
-			continue
-		}
-		matched, partial := -1, false
-		for _, idx := range cands {
-			t := r.patterns[idx].text
-			if len(t) <= n-i {
-				if bytes.Equal(buf[i:i+len(t)], t) {
-					matched = int(idx)
-					break // longest first
-				}
-			} else if !eof && bytes.Equal(buf[i:], t[:n-i]) {
-				partial = true // a longer pattern may still complete here
-			}
-		}
-		if partial { // wait: a longer pattern may still complete at i
+		m, end, wait := r.at(buf, i)
+		if wait && !eof { // a pattern may still complete at i: hold from here
 			out = append(out, buf[start:i]...)
 			r.out = out
 			_, err := r.w.Write(out)
 			return buf[i:], err
 		}
-		if matched >= 0 {
-			p := r.patterns[matched]
+		if m >= 0 {
 			out = append(out, buf[start:i]...)
-			out = append(out, p.repl...)
-			i += len(p.text)
-			start = i
+			out = append(out, r.patterns[m].repl...)
+			i, start = end, end
 			continue
 		}
 		i++
@@ -214,4 +376,104 @@ func (r *Writer) scan(buf []byte, eof bool) ([]byte, error) {
 	}
 	_, err := r.w.Write(out)
 	return nil, err
+}
+
+// at finds the longest pattern that matches buf at i: its index and where the match
+// ends, or -1; and whether a pattern at least as long might still match once more data
+// comes (buf ended inside it).
+func (r *Writer) at(buf []byte, i int) (match, end int, wait bool) {
+	match, partial := -1, len(r.patterns)
+	try := func(cands []int32, wrapOnly bool) {
+		for _, idx := range cands {
+			p := &r.patterns[idx]
+			if wrapOnly && !p.wrap || int(idx) >= partial || match >= 0 && int(idx) >= match {
+				continue
+			}
+			e, more := p.over(buf, i)
+			switch {
+			case more:
+				partial = int(idx)
+			case e >= 0:
+				match, end = int(idx), e
+			}
+		}
+	}
+	n := len(buf)
+	if i+MinLen <= n {
+		try(r.byKey[key(buf[i:])], false)
+	} else if r.prefixes[prefix(buf[i:])] {
+		wait = true
+	}
+	// A wrapped encoding with a line break among its first MinLen bytes.
+	if r.wrapped && bytes.ContainsAny(buf[i+1:min(i+MinLen, n)], "\r\n") {
+		var k [MinLen]byte
+		got, j := 0, i
+		for got < MinLen && j < n {
+			if got > 0 {
+				if j = lineBreak(buf, j); j < 0 || j == n {
+					break
+				}
+			}
+			k[got] = buf[j]
+			got, j = got+1, j+1
+		}
+		switch {
+		case got == MinLen:
+			try(r.byKey[key(k[:])], true)
+		case j < 0 || j == n:
+			wait = wait || r.prefixes[prefix(k[:got])]
+		}
+	}
+	if partial < len(r.patterns) && (match < 0 || partial < match) {
+		wait = true
+	}
+	return match, end, wait
+}
+
+// over compares p with buf at i. It returns where the match ends, or -1; more is true
+// when buf ends before it can tell.
+func (p *pattern) over(buf []byte, i int) (end int, more bool) {
+	t, n := p.text, len(buf)
+	if !p.wrap {
+		if len(t) > n-i {
+			return -1, bytes.Equal(buf[i:], t[:n-i])
+		}
+		if bytes.Equal(buf[i:i+len(t)], t) {
+			return i + len(t), false
+		}
+		return -1, false
+	}
+	k := i
+	for j := range t {
+		if j > 0 && k < n {
+			if k = lineBreak(buf, k); k < 0 {
+				return -1, true
+			}
+		}
+		if k == n {
+			return -1, true
+		}
+		if buf[k] != t[j] {
+			return -1, false
+		}
+		k++
+	}
+	return k, false
+}
+
+// lineBreak returns the index after the one line break ("\n" or "\r\n") at buf[k], k when
+// there is none there, and -1 when buf ends inside one.
+func lineBreak(buf []byte, k int) int {
+	switch buf[k] {
+	case '\n':
+		return k + 1
+	case '\r':
+		if k+1 == len(buf) {
+			return -1
+		}
+		if buf[k+1] == '\n' {
+			return k + 2
+		}
+	}
+	return k
 }

@@ -36,8 +36,8 @@ func leaks(s string) []string {
 	var found []string
 	for _, sec := range secrets {
 		for _, f := range redact.Forms(sec.Value) {
-			if len(f) >= redact.MinLen && strings.Contains(s, string(f)) {
-				found = append(found, fmt.Sprintf("%s:%q", sec.Name, f))
+			if len(f.Text) >= redact.MinLen && strings.Contains(s, string(f.Text)) {
+				found = append(found, fmt.Sprintf("%s:%q", sec.Name, f.Text))
 			}
 		}
 	}
@@ -124,10 +124,29 @@ func TestFlushesPromptly(t *testing.T) {
 func FuzzRedact(f *testing.F) {
 	f.Add([]byte("x FAKE-ghp-0123456789abcdef y"), uint16(5), uint16(9))
 	f.Add(sample(), uint16(100), uint16(7))
+	f.Add([]byte("config: a=1\nb=2\n"), uint16(3), uint16(0x4c01))
 	f.Fuzz(func(t *testing.T, data []byte, cut, seed uint16) {
 		// Embed a value at a position the fuzzer chooses, then write in random pieces.
 		pos := int(cut) % (len(data) + 1)
 		in := append(append(append([]byte{}, data[:pos]...), secrets[0].Value...), data[pos:]...)
+		// Half the inputs are that stream as a base64 or hex dump, wrapped at a width
+		// and with a line ending the fuzzer chooses.
+		dump, width := seed&1 == 1, 1+int(seed>>1)%100
+		if dump {
+			enc := base64.StdEncoding.EncodeToString(in)
+			if seed&2 != 0 {
+				enc = hex.EncodeToString(in)
+			}
+			nl := "\n"
+			if seed&4 != 0 {
+				nl = "\r\n"
+			}
+			var b strings.Builder
+			for ; len(enc) > width; enc = enc[width:] {
+				b.WriteString(enc[:width] + nl)
+			}
+			in = []byte(b.String() + enc + nl)
+		}
 		want := run(t, [][]byte{in})
 		rng := rand.New(rand.NewPCG(uint64(seed), 1))
 		var pieces [][]byte
@@ -138,34 +157,65 @@ func FuzzRedact(f *testing.F) {
 		if got := run(t, pieces); got != want {
 			t.Fatalf("pieces differ from one write")
 		}
-		if strings.Contains(want, string(secrets[0].Value)) {
+		if !dump && strings.Contains(want, string(secrets[0].Value)) {
 			t.Fatalf("value leaked: %q", want)
+		}
+		if dump && !strings.Contains(want, "[REDACTED:") {
+			t.Fatalf("a dump with the value inside was not redacted: %q", want)
 		}
 	})
 }
 
-// BenchmarkRedact measures throughput on log-like text with 1 and 20 secrets.
+// BenchmarkRedact measures throughput with 1 and 20 secrets of an API token's length, on
+// log-like text and on a base64 dump (every byte in the alphabet the encoded forms use,
+// wrapped at 76: the redactor's worst ordinary input).
 func BenchmarkRedact(b *testing.B) {
 	var text bytes.Buffer
 	for text.Len() < 1<<20 {
 		fmt.Fprintf(&text, "2026-11-28T12:00:%02d INFO request id=%d path=/api/v1/items status=200 bytes=%d\n", text.Len()%60, text.Len(), text.Len()*7)
 	}
-	data := text.Bytes()
-	for _, n := range []int{1, 20} {
-		var ss []redact.Secret
-		for i := 0; i < n; i++ {
-			ss = append(ss, redact.Secret{Name: fmt.Sprint("S", i), Value: []byte(fmt.Sprintf("FAKE-%02d-%x", i, i*7919+104729))})
-		}
-		b.Run(fmt.Sprintf("%dsecrets", n), func(b *testing.B) {
-			w, _ := redact.New(discard{}, ss)
-			b.SetBytes(int64(len(data)))
-			for i := 0; i < b.N; i++ {
-				for off := 0; off < len(data); off += 32 << 10 {
-					w.Write(data[off:min(off+32<<10, len(data))])
-				}
-			}
-		})
+	raw := make([]byte, 3<<18)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range raw {
+		raw[i] = byte(rng.Uint32())
 	}
+	var dump bytes.Buffer
+	for enc := base64.StdEncoding.EncodeToString(raw); len(enc) > 0; enc = enc[min(76, len(enc)):] {
+		dump.WriteString(enc[:min(76, len(enc))] + "\n")
+	}
+	for _, in := range []struct {
+		name string
+		data []byte
+	}{{"log", text.Bytes()}, {"base64", dump.Bytes()}} {
+		for _, n := range []int{1, 20} {
+			ss := benchSecrets(n)
+			b.Run(fmt.Sprintf("%s/%dsecrets", in.name, n), func(b *testing.B) {
+				w, _ := redact.New(discard{}, ss)
+				b.SetBytes(int64(len(in.data)))
+				for i := 0; i < b.N; i++ {
+					for off := 0; off < len(in.data); off += 32 << 10 {
+						w.Write(in.data[off:min(off+32<<10, len(in.data))])
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkRedactNew is what building the redactor adds to every secrets exec.
+func BenchmarkRedactNew(b *testing.B) {
+	ss := benchSecrets(20)
+	for i := 0; i < b.N; i++ {
+		redact.New(discard{}, ss)
+	}
+}
+
+func benchSecrets(n int) []redact.Secret {
+	var ss []redact.Secret
+	for i := 0; i < n; i++ {
+		ss = append(ss, redact.Secret{Name: fmt.Sprint("S", i), Value: []byte(fmt.Sprintf("FAKE-%02d-%034x", i, uint64(i)*7919+104729))})
+	}
+	return ss
 }
 
 type discard struct{}
