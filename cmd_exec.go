@@ -62,6 +62,16 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 			gate.Registered = append(gate.Registered, argv)
 		}
 	}
+	// For a tool, the command's two streams are one, on stdout, as they are for MCP's
+	// secrets_exec: both go to the model, so a value split between them must meet one
+	// redactor. Our own messages stay on stderr.
+	stderr := a.stderr
+	if gate != nil {
+		if c.Bool("no-redact") {
+			return nil, vault.Usagef("--no-redact is not for a tool: what the command prints goes to a model")
+		}
+		stderr = a.stdout
+	}
 	v, err := a.vault(c)
 	if err != nil {
 		return nil, err
@@ -69,7 +79,7 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 	res, err := v.Exec(ctx, vault.ExecInput{Wait: wait, Tool: gate,
 		Project: project(c), TTL: c.String("ttl"), ClientID: c.String("client-id"), Argv: argv,
 		Pristine: c.Bool("pristine"), Keep: c.StringSlice("keep"), NoRedact: c.Bool("no-redact"), Grace: grace,
-		Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr,
+		Stdin: a.stdin, Stdout: a.stdout, Stderr: stderr,
 	})
 	if err != nil {
 		return nil, err

@@ -147,6 +147,8 @@ type execArgs struct {
 }
 
 // execOutput is what secrets_exec returns: the exit code and the redacted, capped output.
+// The command's stdout and stderr are one pipe (as 2>&1): both reach the model, and a
+// value split between them must meet one redactor. Stderr is what secrets itself said.
 type execOutput struct {
 	ExitCode        int    `json:"exit_code"`
 	TimedOut        bool   `json:"timed_out"`
@@ -193,7 +195,7 @@ func runExec(ctx context.Context, base vault.Options, gate *vault.ToolGate, clie
 	v := toolVault(base, client, "secrets_exec "+vault.EscapeCommand(args.Command))
 	res, err := v.Exec(ctx, vault.ExecInput{
 		Project: p, TTL: args.TTL, Argv: args.Command, Grace: 2 * time.Second,
-		Stdin: strings.NewReader(""), Stdout: out, Stderr: errb, Tool: gate,
+		Stdin: strings.NewReader(""), Stdout: out, Stderr: out, Tool: gate,
 	})
 	if err != nil {
 		return failed(err)
@@ -252,7 +254,8 @@ func mcpTools(base vault.Options, allow []string, gate *vault.ToolGate) []mcp.To
 			}
 			return answer(v.Revoke(ctx, args.LeaseID, ""))
 		}),
-		{Name: "secrets_exec", Description: "Run a command with secrets in its environment and return its exit code and redacted, capped output. " +
+		{Name: "secrets_exec", Description: "Run a command with secrets in its environment and return its exit code and redacted, capped output " +
+			"(stdout: the command's stdout and stderr in order, as 2>&1; stderr: what secrets itself reports). " +
 			"Only the exact commands a person allowed for those secrets run (their policy's exec rules, or the commands this server was registered with); " +
 			"never secrets itself. The command gets no SECRETS_* variables and, where the kernel allows, cannot see the store (store_hidden says whether it could). " +
 			"Output is redacted, but an allowed command you can change (a test script, say) can still print or send what it holds: " +

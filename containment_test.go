@@ -290,3 +290,40 @@ func TestContainWatchPrunes(t *testing.T) {
 		t.Fatalf("env warns although watch pruned a moment ago: %s", errs)
 	}
 }
+
+// TestContainValueSplitBetweenStreams: a command prints half of a value on stdout and the
+// rest on stderr. Where both streams reach one place (2>&1, a tool's output to a model)
+// they were two redactors, each seeing half, and the value arrived whole.
+func TestContainValueSplitBetweenStreams(t *testing.T) {
+	s := newAttackStore(t)
+	split := `printf %s FAKE-att; sleep 0.2; printf %s ack-v1 >&2; sleep 0.2; echo " done"`
+	out, err := os.Create(filepath.Join(t.TempDir(), "both"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(s.bin, "exec", "--secret", "k", "--", "sh", "-c", split)
+	cmd.Env, cmd.Stdout, cmd.Stderr = s.env, out, out // 2>&1
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out.Name()); string(b) != "[REDACTED:K] done\n" {
+		t.Fatalf("2>&1: %q", b)
+	}
+	// Two places: each keeps its own stream, as without us.
+	code, stdout, stderr := s.run("", nil, "exec", "--secret", "k", "--", "sh", "-c", split)
+	if code != 0 || stdout != "FAKE-att done\n" || !strings.HasSuffix(stderr, "ack-v1") {
+		t.Fatalf("apart: %d %q %q", code, stdout, stderr)
+	}
+	// A tool's output (OpenClaw's secrets_exec runs exec --tool): one stream, on stdout.
+	code, stdout, stderr = s.run("", nil, "exec", "--tool", "t", "--tool-exec", "sh -c *", "--secret", "k", "--", "sh", "-c", split)
+	if code != 0 || stdout != "[REDACTED:K] done\n" || strings.Contains(stderr, "ack-v1") {
+		t.Fatalf("--tool: %d %q %q", code, stdout, stderr)
+	}
+	s.wantCode("usage", exitUsage, "", "exec", "--tool", "t", "--no-redact", "--secret", "k", "--", "true")
+	// MCP's secrets_exec, from the built binary.
+	cs := mcpBinary(t, s, "--exec", "sh -c *")
+	res, got := callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"sh", "-c", split}, "secrets": []map[string]any{{"name": "k"}}})
+	if res.IsError || got["stdout"] != "[REDACTED:K] done\n" || strings.Contains(fmt.Sprint(got), "FAKE-att") {
+		t.Fatalf("MCP: %+v", got)
+	}
+}

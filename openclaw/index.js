@@ -161,7 +161,8 @@ export default function register(api) {
     {
       name: "secrets_exec",
       description:
-        "Run a command with secrets in its environment and return its exit code and output, with every secret value redacted. " +
+        "Run a command with secrets in its environment and return its exit code and output, with every secret value redacted " +
+        "(stdout: the command's stdout and stderr in order, as 2>&1; stderr: what secrets itself reports). " +
         "Only the exact commands a person allowed run (each secret's policy exec rules, or this plugin's exec_allow); never secrets itself. " +
         "The command gets no SECRETS_* variables and, where the kernel allows, cannot see the store. " +
         "An allowed command you can change (a test script, say) can still print or send what it holds: injection is the way to use a credential without holding it.",

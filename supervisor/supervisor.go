@@ -164,12 +164,19 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 		cmd.Stdout, cmd.Stderr = c.Stdout, c.Stderr
 	} else {
 		out, short := redact.New(c.Stdout, c.Redact)
-		errw, _ := redact.New(c.Stderr, c.Redact)
 		for _, name := range short {
 			c.Warn(fmt.Sprintf("%s is shorter than %d bytes and is not redacted from the output", name, redact.MinLen))
 		}
-		cmd.Stdout, cmd.Stderr = out, errw
-		closers = []io.Closer{out, errw}
+		cmd.Stdout, cmd.Stderr = out, out
+		closers = []io.Closer{out}
+		// Two streams to one place (a terminal, 2>&1) are one pipe, as they would be
+		// without us: their order is kept, and a value the command splits between them
+		// is redacted, which two redactors, each seeing half, could not do.
+		if !sameDestination(c.Stdout, c.Stderr) {
+			errw, _ := redact.New(c.Stderr, c.Redact)
+			cmd.Stderr = errw
+			closers = append(closers, errw)
+		}
 	}
 	// Everything the command starts stays ours to stop: orphans are reparented to this
 	// process (a subreaper), so a background job or one that called setsid is found too.
@@ -293,6 +300,20 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			kill = nil
 		}
 	}
+}
+
+// sameDestination reports whether a and b write to the same place: one writer, or two
+// files that are one (the same terminal, pipe or file, as after 2>&1).
+func sameDestination(a, b io.Writer) bool {
+	fa, okA := a.(*os.File)
+	fb, okB := b.(*os.File)
+	if okA && okB {
+		sa, errA := fa.Stat()
+		sb, errB := fb.Stat()
+		return errA == nil && errB == nil && os.SameFile(sa, sb)
+	}
+	defer func() { recover() }() // a writer of a type == cannot compare is not the same
+	return a == b
 }
 
 // orphanWait is how long the command's output may go on after it exited, from processes
