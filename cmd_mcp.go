@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/signal"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/agent-secrets/secrets/internal/duration"
@@ -58,6 +60,11 @@ func (a *app) mcp(ctx context.Context, c *cli.Command) (*reply, error) {
 			"inspect status, leases and the audit log, revoke leases. Values are never returned unless the server was started with --allow reveal.",
 		Tools: mcpTools(base, allow, gate),
 	}
+	// SIGTERM (how a client ends a stdio server that does not leave on EOF), SIGINT and
+	// SIGHUP stop the calls still running, and what they started, and end the server
+	// with status 0.
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer stop()
 	if err := srv.Serve(ctx, a.stdin, a.stdout); err != nil {
 		return nil, err
 	}
@@ -195,7 +202,7 @@ func runExec(ctx context.Context, base vault.Options, gate *vault.ToolGate, clie
 	v := toolVault(base, client, "secrets_exec "+vault.EscapeCommand(args.Command))
 	res, err := v.Exec(ctx, vault.ExecInput{
 		Project: p, TTL: args.TTL, Argv: args.Command, Grace: 2 * time.Second,
-		Stdin: strings.NewReader(""), Stdout: out, Stderr: out, Tool: gate,
+		Stdin: strings.NewReader(""), Stdout: out, Stderr: out, Tool: gate, InServer: true,
 	})
 	if err != nil {
 		return failed(err)

@@ -201,15 +201,16 @@ func (a *app) print(e envelope) {
 }
 
 // fail reports err: an envelope on stdout (except for a raw lease, whose stdout is the
-// value and must stay empty, and exec, whose stdout is the command's), the error line and
-// its fix as a hint on stderr, and the exit code from the table.
+// value and must stay empty, exec, whose stdout is the command's, and mcp, whose stdout
+// carries nothing but protocol messages), the error line and its fix as a hint on
+// stderr, and the exit code from the table.
 func (a *app) fail(c *cli.Command, err error) {
 	p := classify(err)
 	a.exit = p.exit
 	msg := err.Error()
 	fmt.Fprintf(a.stderr, "secrets: error: %s\nsecrets: hint: %s\n", msg, p.fix)
 	// A plugin that runs exec as its tool (--tool) reads why it was refused.
-	if c.Name == "lease" && !c.Bool("json") && !a.hasArg("--json") || c.Name == "exec" && !c.IsSet("tool") {
+	if c.Name == "lease" && !c.Bool("json") && !a.hasArg("--json") || c.Name == "exec" && !c.IsSet("tool") || c.Name == "mcp" {
 		return
 	}
 	a.print(envelope{Command: commandName(c), Error: &envError{Message: msg, Code: p.code}, Fix: p.fix})

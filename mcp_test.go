@@ -241,15 +241,30 @@ func TestMCPProtocolErrors(t *testing.T) {
 	if len(got) != 6 {
 		t.Fatalf("%d answers (notifications get none):\n%s", len(got), out.String())
 	}
-	if v := got[0]["result"].(map[string]any)["protocolVersion"]; v != "2025-11-25" {
-		t.Errorf("an unknown version should get our newest, got %v", v)
-	}
-	for i, code := range map[int]float64{1: -32700, 2: -32600, 3: -32601, 4: -32602} {
-		if c := got[i]["error"].(map[string]any)["code"]; c != code {
-			t.Errorf("answer %d: code %v, want %v", i, c, code)
+	// A tool call is answered from a goroutine of its own: the order of answers with an
+	// id is not the order of the requests. Those without one (unparsable) come in order.
+	byID, anon := map[float64]map[string]any{}, []map[string]any{}
+	for _, m := range got {
+		if id, ok := m["id"].(float64); ok {
+			byID[id] = m
+		} else {
+			anon = append(anon, m)
 		}
 	}
-	if got[5]["id"] != 5.0 || got[5]["result"] == nil {
-		t.Errorf("ping: %v", got[5])
+	if v := byID[1]["result"].(map[string]any)["protocolVersion"]; v != "2025-11-25" {
+		t.Errorf("an unknown version should get our newest, got %v", v)
+	}
+	code := func(m map[string]any) any {
+		e, _ := m["error"].(map[string]any)
+		return e["code"]
+	}
+	if len(anon) != 2 || code(anon[0]) != -32700.0 || code(anon[1]) != -32600.0 {
+		t.Errorf("parse error and batch: %v", anon)
+	}
+	if code(byID[3]) != -32601.0 || code(byID[4]) != -32602.0 {
+		t.Errorf("unknown method %v, unknown tool %v", byID[3], byID[4])
+	}
+	if byID[5]["result"] == nil {
+		t.Errorf("ping: %v", byID[5])
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agent-secrets/secrets/internal/children"
 	"github.com/agent-secrets/secrets/internal/safefile"
 )
 
@@ -152,7 +153,7 @@ func Gitignore(path string) string {
 	git := func(args ...string) error {
 		cmd := exec.Command("git", append([]string{"-c", "core.fsmonitor=false", "-c", "core.untrackedCache=false"}, args...)...)
 		cmd.Dir, cmd.Env = dir, env
-		return cmd.Run()
+		return children.Run(cmd)
 	}
 	if git("rev-parse", "--is-inside-work-tree") != nil {
 		return "not in a git work tree"

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 )
 
 // Versions are the protocol versions this server speaks, newest first.
@@ -65,67 +66,237 @@ type rpcError struct {
 	Message string `json:"message"`
 }
 
-// MaxMessage bounds one incoming message.
+// MaxMessage bounds one incoming message. A longer one is answered with an error and
+// skipped; the server goes on.
 const MaxMessage = 4 << 20
 
+// MaxCalls bounds the tool calls served at once; one more is refused with ServerBusy.
+// Everything else (ping, tools/list) is answered at once, whatever is running.
+const MaxCalls = 8
+
+// ServerBusy is the JSON-RPC error of a tool call beyond MaxCalls (an implementation-
+// defined server error).
+const ServerBusy = -32000
+
 // Serve reads requests from r and writes responses to w until r ends or ctx is done.
-// Requests are answered one at a time, in order.
+// Tool calls are served side by side, at most MaxCalls at a time, each with a context
+// that notifications/cancelled for its id cancels (it is then not answered). When r
+// ends, the calls still running are answered before Serve returns (the way a client
+// shuts a stdio server down: close its input, wait, then SIGTERM). When ctx is done
+// (SIGTERM), they are cancelled, which stops what they started, and waited for; Serve
+// then returns nil, a clean end.
 func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
-	in := bufio.NewScanner(r)
-	in.Buffer(make([]byte, 64<<10), MaxMessage)
-	out := json.NewEncoder(w)
-	out.SetEscapeHTML(false)
-	for in.Scan() {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	out := &writer{enc: json.NewEncoder(w)}
+	out.enc.SetEscapeHTML(false)
+	msgs, stop := make(chan message), make(chan struct{})
+	defer close(stop)
+	go read(r, msgs, stop)
+	calls := &inFlight{cancel: map[string]context.CancelFunc{}}
+	defer calls.wg.Wait()
+	for {
+		var m message
+		select {
+		case <-ctx.Done():
+			return nil // the deferred Wait: each call sees ctx done and stops
+		case m = <-msgs:
 		}
-		line := bytes.TrimSpace(in.Bytes())
+		switch {
+		case m.err != nil:
+			if errors.Is(m.err, io.EOF) {
+				return nil
+			}
+			return m.err
+		case m.tooLong:
+			out.send(fail(json.RawMessage("null"), InvalidRequest, fmt.Sprintf("message longer than %d bytes; it was skipped", MaxMessage)))
+			continue
+		}
+		line := bytes.TrimSpace(m.line)
 		if len(line) == 0 {
 			continue
 		}
-		if resp := s.handle(ctx, line); resp != nil {
-			if err := out.Encode(resp); err != nil {
-				return err
-			}
+		if err := s.handle(ctx, line, out, calls); err != nil {
+			return err
 		}
 	}
-	if err := in.Err(); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
 }
 
-// handle answers one message; notifications get no answer.
-func (s *Server) handle(ctx context.Context, line []byte) *response {
+// message is one line read, or why reading stopped.
+type message struct {
+	line    []byte
+	tooLong bool
+	err     error
+}
+
+// read sends each line of r to msgs, and then the error that ended it, until stop is
+// closed. A line longer than MaxMessage is read to its end, kept no longer than that,
+// and sent as tooLong.
+func read(r io.Reader, msgs chan<- message, stop <-chan struct{}) {
+	in := bufio.NewReaderSize(r, 64<<10)
+	send := func(m message) bool {
+		select {
+		case msgs <- m:
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	for {
+		var line []byte
+		tooLong := false
+		for {
+			part, err := in.ReadSlice('\n')
+			if !tooLong {
+				if len(line)+len(part) > MaxMessage {
+					tooLong, line = true, nil
+				} else {
+					line = append(line, part...)
+				}
+			}
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if err != nil {
+				if (len(line) > 0 || tooLong) && !send(message{line: line, tooLong: tooLong}) {
+					return
+				}
+				send(message{err: err})
+				return
+			}
+			break
+		}
+		if !send(message{line: line, tooLong: tooLong}) {
+			return
+		}
+	}
+}
+
+// writer writes one message at a time.
+type writer struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+	err error
+}
+
+func (w *writer) send(resp *response) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = w.enc.Encode(resp)
+	}
+}
+
+// inFlight are the tool calls running, by id.
+type inFlight struct {
+	mu     sync.Mutex
+	cancel map[string]context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// errCancelled is the cause of a call the client cancelled.
+var errCancelled = errors.New("the client cancelled the request")
+
+// handle answers one message: at once, or, for a tool call, from a goroutine of its own.
+// Notifications get no answer; notifications/cancelled cancels the call it names. The
+// error is the output's, which ends the server.
+func (s *Server) handle(ctx context.Context, line []byte, out *writer, calls *inFlight) error {
 	var req request
 	if err := json.Unmarshal(line, &req); err != nil {
 		if len(line) > 0 && line[0] == '[' {
-			return fail(json.RawMessage("null"), InvalidRequest, "batches are not supported")
+			out.send(fail(json.RawMessage("null"), InvalidRequest, "batches are not supported"))
+		} else {
+			out.send(fail(json.RawMessage("null"), ParseError, "parse error: "+err.Error()))
 		}
-		return fail(json.RawMessage("null"), ParseError, "parse error: "+err.Error())
+		return out.failed()
 	}
 	notification := len(req.ID) == 0
 	if req.JSONRPC != "2.0" || req.Method == "" {
-		if notification {
-			return nil
+		if !notification {
+			out.send(fail(req.ID, InvalidRequest, `want {"jsonrpc":"2.0","method":…}`))
 		}
-		return fail(req.ID, InvalidRequest, `want {"jsonrpc":"2.0","method":…}`)
+		return out.failed()
 	}
 	if notification {
-		return nil // notifications/initialized, notifications/cancelled: nothing to answer
+		if req.Method == "notifications/cancelled" {
+			var p struct {
+				RequestID json.RawMessage `json:"requestId"`
+			}
+			if json.Unmarshal(req.Params, &p) == nil && len(p.RequestID) > 0 {
+				calls.mu.Lock()
+				if cancel, ok := calls.cancel[idKey(p.RequestID)]; ok {
+					cancel()
+				}
+				calls.mu.Unlock()
+			}
+		}
+		return nil // notifications/initialized and the rest: nothing to answer
 	}
-	result, code, msg := s.dispatch(ctx, req)
-	if code != 0 {
-		return fail(req.ID, code, msg)
+	if req.Method != "tools/call" {
+		result, code, msg := s.dispatch(req)
+		if code != 0 {
+			out.send(fail(req.ID, code, msg))
+		} else {
+			out.send(&response{JSONRPC: "2.0", ID: req.ID, Result: result})
+		}
+		return out.failed()
 	}
-	return &response{JSONRPC: "2.0", ID: req.ID, Result: result}
+	key := idKey(req.ID)
+	calls.mu.Lock()
+	if _, dup := calls.cancel[key]; dup {
+		calls.mu.Unlock()
+		out.send(fail(req.ID, InvalidRequest, "a request with this id is still running"))
+		return out.failed()
+	}
+	if len(calls.cancel) >= MaxCalls {
+		calls.mu.Unlock()
+		out.send(fail(req.ID, ServerBusy, fmt.Sprintf("%d tool calls are running, the most this server serves at once; retry when one returns", MaxCalls)))
+		return out.failed()
+	}
+	callCtx, cancel := context.WithCancelCause(ctx)
+	calls.cancel[key] = func() { cancel(errCancelled) }
+	calls.wg.Add(1)
+	calls.mu.Unlock()
+	client := s.client
+	go func() {
+		defer calls.wg.Done()
+		result, code, msg := s.call(callCtx, client, req)
+		calls.mu.Lock()
+		delete(calls.cancel, key)
+		calls.mu.Unlock()
+		if errors.Is(context.Cause(callCtx), errCancelled) {
+			return // a cancelled request is not answered
+		}
+		cancel(nil)
+		if code != 0 {
+			out.send(fail(req.ID, code, msg))
+		} else {
+			out.send(&response{JSONRPC: "2.0", ID: req.ID, Result: result})
+		}
+	}()
+	return nil
+}
+
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// idKey is a request id as a map key: its JSON text, numbers normalised.
+func idKey(id json.RawMessage) string {
+	var v any
+	if json.Unmarshal(id, &v) != nil {
+		return string(id)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 func fail(id json.RawMessage, code int, msg string) *response {
 	return &response{JSONRPC: "2.0", ID: id, Error: &rpcError{Code: code, Message: msg}}
 }
 
-func (s *Server) dispatch(ctx context.Context, req request) (any, int, string) {
+// dispatch answers a request other than a tool call.
+func (s *Server) dispatch(req request) (any, int, string) {
 	switch req.Method {
 	case "initialize":
 		var p struct {
@@ -152,34 +323,37 @@ func (s *Server) dispatch(ctx context.Context, req request) (any, int, string) {
 		return map[string]any{}, 0, ""
 	case "tools/list":
 		return map[string]any{"tools": s.Tools}, 0, ""
-	case "tools/call":
-		var p struct {
-			Name      string          `json:"name"`
-			Arguments json.RawMessage `json:"arguments"`
-		}
-		if err := json.Unmarshal(req.Params, &p); err != nil || p.Name == "" {
-			return nil, InvalidParams, "tools/call needs a tool name"
-		}
-		i := slices.IndexFunc(s.Tools, func(t Tool) bool { return t.Name == p.Name })
-		if i < 0 {
-			return nil, InvalidParams, fmt.Sprintf("unknown tool %q", p.Name)
-		}
-		if len(p.Arguments) == 0 || string(p.Arguments) == "null" {
-			p.Arguments = json.RawMessage("{}")
-		}
-		result, isError := s.Tools[i].Call(ctx, s.client, p.Arguments)
-		text, err := json.MarshalIndent(result, "", "  ")
-		if err != nil {
-			return nil, InternalError, err.Error()
-		}
-		out := map[string]any{
-			"content": []map[string]any{{"type": "text", "text": string(text)}},
-			"isError": isError,
-		}
-		if len(text) > 0 && text[0] == '{' {
-			out["structuredContent"] = json.RawMessage(text) // structured content is an object
-		}
-		return out, 0, ""
 	}
 	return nil, MethodNotFound, fmt.Sprintf("method %q not found", req.Method)
+}
+
+// call runs a tool for client.
+func (s *Server) call(ctx context.Context, client string, req request) (any, int, string) {
+	var p struct {
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	if err := json.Unmarshal(req.Params, &p); err != nil || p.Name == "" {
+		return nil, InvalidParams, "tools/call needs a tool name"
+	}
+	i := slices.IndexFunc(s.Tools, func(t Tool) bool { return t.Name == p.Name })
+	if i < 0 {
+		return nil, InvalidParams, fmt.Sprintf("unknown tool %q", p.Name)
+	}
+	if len(p.Arguments) == 0 || string(p.Arguments) == "null" {
+		p.Arguments = json.RawMessage("{}")
+	}
+	result, isError := s.Tools[i].Call(ctx, client, p.Arguments)
+	text, err := json.MarshalIndent(result, "", "  ")
+	if err != nil {
+		return nil, InternalError, err.Error()
+	}
+	out := map[string]any{
+		"content": []map[string]any{{"type": "text", "text": string(text)}},
+		"isError": isError,
+	}
+	if len(text) > 0 && text[0] == '{' {
+		out["structuredContent"] = json.RawMessage(text) // structured content is an object
+	}
+	return out, 0, ""
 }

@@ -18,6 +18,8 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/agent-secrets/secrets/internal/children"
 )
 
 // ErrFailed matches every rotation that changed nothing because a hook failed.
@@ -86,7 +88,7 @@ func (h Hook) run(ctx context.Context, command string, stdin []byte) ([]byte, in
 	// On timeout the whole group dies, so a grandchild holding stdout cannot keep us waiting.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
-	err := cmd.Run()
+	err := children.Run(cmd)
 	status := -1
 	if cmd.ProcessState != nil {
 		status = cmd.ProcessState.ExitCode()

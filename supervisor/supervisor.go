@@ -14,9 +14,11 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/agent-secrets/secrets/internal/children"
 	"github.com/agent-secrets/secrets/internal/sandbox"
 	"github.com/agent-secrets/secrets/redact"
 	"golang.org/x/sys/unix"
@@ -89,25 +91,52 @@ var ErrUnsupported = errors.New("secrets exec cannot be supervised on this platf
 
 // Listener receives the signals a supervisor acts on. Listen before any lease exists:
 // the default action of a revocation signal would kill the process that holds it.
+// Several may listen at once (a server runs commands side by side); each gets every
+// revocation signal and asks the store about its own leases.
 type Listener struct {
 	sigs chan os.Signal
 }
 
+// listeners counts the Listeners open: the revocation signal is ignored again only when
+// the last one closes.
+var listeners struct {
+	sync.Mutex
+	n int
+}
+
 // Listen starts receiving the forwarded signals and the revocation signal.
-func Listen() (*Listener, error) {
+func Listen() (*Listener, error) { return listen(true) }
+
+// ListenRevocations starts receiving the revocation signal only, for a long-lived server
+// (secrets mcp) that owns the process's other signals: it stops its commands itself, by
+// the context it gives Run.
+func ListenRevocations() (*Listener, error) { return listen(false) }
+
+func listen(forward bool) (*Listener, error) {
 	if revoke == nil {
 		return nil, ErrUnsupported
 	}
 	l := &Listener{sigs: make(chan os.Signal, 16)}
-	signal.Notify(l.sigs, append(forwarded, revoke)...)
+	listeners.Lock()
+	defer listeners.Unlock()
+	listeners.n++
+	if forward {
+		signal.Notify(l.sigs, append(forwarded, revoke)...)
+	} else {
+		signal.Notify(l.sigs, revoke)
+	}
 	return l, nil
 }
 
-// Close stops receiving. A revocation signal arriving later is ignored, for the reason
-// Listen gives.
+// Close stops receiving. A revocation signal arriving once no Listener is open is
+// ignored, for the reason Listen gives.
 func (l *Listener) Close() {
-	signal.Ignore(revoke)
+	listeners.Lock()
+	defer listeners.Unlock()
 	signal.Stop(l.sigs)
+	if listeners.n--; listeners.n == 0 {
+		signal.Ignore(revoke)
+	}
 }
 
 // Poke queues a check of the leases, as a revocation signal would.
@@ -133,16 +162,17 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 	}
 	// Job control: when the command stops (^Z), the shell must get the terminal back,
 	// which it does only when our job stops too (jobControl).
-	children := make(chan os.Signal, 4)
+	sigchld := make(chan os.Signal, 4)
 	var jobs <-chan time.Time
 	if term != nil {
-		signal.Notify(children, syscall.SIGCHLD)
-		defer signal.Stop(children)
+		signal.Notify(sigchld, syscall.SIGCHLD)
+		defer signal.Stop(sigchld)
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		jobs = t.C
 	}
 	var hideErr error
+	confined := false // in a PID namespace of its own, which nothing it starts can leave
 	if c.Hide != nil {
 		hideErr = sandboxAvailable()
 		switch {
@@ -152,10 +182,22 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			if err := sandbox.Wrap(cmd, c.Hide); err != nil {
 				return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("sandbox %s: %w", c.Argv[0], err), Stopped: "the command could not be started"}
 			}
+			confined = true
 		case !errors.Is(hideErr, sandbox.ErrUnsupported):
 			// The kernel has the namespaces but would not give one now (a limit someone
 			// may have filled on purpose): fail closed rather than show the store.
 			return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("the store could not be hidden from %s (%w); it was not run", c.Argv[0], hideErr),
+				Stopped: "the command could not be started", HideErr: hideErr}
+		}
+	}
+	if !confined {
+		// What such a command leaves behind is reparented to this process and is told
+		// from another's only while one of them runs at a time.
+		select {
+		case unconfined <- struct{}{}:
+			defer func() { <-unconfined }()
+		case <-ctx.Done():
+			return Result{ExitCode: ExitNotStarted, StartErr: fmt.Errorf("%s was not started: %s", c.Argv[0], stopReason(ctx)),
 				Stopped: "the command could not be started", HideErr: hideErr}
 		}
 	}
@@ -189,12 +231,18 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 	go func() { done <- cmd.Wait() }()
 
 	pgid := cmd.Process.Pid
+	running.add(pgid)
+	defer running.remove(pgid)
 	// tree is what the command started: the processes below it, and those reparented to
-	// us since it started.
+	// us since it started. In its own PID namespace nothing is reparented to us: what it
+	// leaves goes to the namespace's init, the command's parent, and dies with it.
 	orphans := func() []int {
+		if confined {
+			return nil
+		}
 		var roots []int
 		for _, p := range ownChildren() {
-			if p != pgid && !slices.Contains(before, p) {
+			if p != pgid && !slices.Contains(before, p) && !running.has(p) && !children.Known(p) {
 				roots = append(roots, p)
 			}
 		}
@@ -266,7 +314,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 				cl.Close()
 			}
 			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped, HideErr: hideErr, Orphans: left}
-		case <-children:
+		case <-sigchld:
 			if stoppedGroup(pgid) {
 				jobControl(term, pgid)
 			}
@@ -292,7 +340,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 				stop("lease expired")
 			}
 		case <-ctx.Done():
-			stop("timed out")
+			stop(stopReason(ctx))
 			ctx = context.Background() // stop once; then wait for the command
 		case <-kill:
 			signalAll(syscall.SIGKILL)
@@ -314,6 +362,37 @@ func sameDestination(a, b io.Writer) bool {
 	}
 	defer func() { recover() }() // a writer of a type == cannot compare is not the same
 	return a == b
+}
+
+// stopReason is why ctx ended, as Result.Stopped says it.
+func stopReason(ctx context.Context) string {
+	if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		return "timed out"
+	}
+	if cause := context.Cause(ctx); cause != nil && cause != context.Canceled {
+		return "cancelled: " + cause.Error()
+	}
+	return "cancelled"
+}
+
+// running are the commands this process supervises now, by pid: none is an orphan of
+// another.
+var running = pidSet{pids: map[int]bool{}}
+
+// unconfined is held by the one command at a time that runs outside a PID namespace.
+var unconfined = make(chan struct{}, 1)
+
+type pidSet struct {
+	sync.Mutex
+	pids map[int]bool
+}
+
+func (s *pidSet) add(pid int)    { s.Lock(); s.pids[pid] = true; s.Unlock() }
+func (s *pidSet) remove(pid int) { s.Lock(); delete(s.pids, pid); s.Unlock() }
+func (s *pidSet) has(pid int) bool {
+	s.Lock()
+	defer s.Unlock()
+	return s.pids[pid]
 }
 
 // orphanWait is how long the command's output may go on after it exited, from processes

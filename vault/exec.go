@@ -40,6 +40,10 @@ type ExecInput struct {
 	// Tool is set when an agent's tool runs the command (MCP or OpenClaw secrets_exec):
 	// then only the commands the policy allows run (ToolGate).
 	Tool *ToolGate
+	// InServer is set by a long-lived server that runs commands side by side and owns
+	// the process's signals (secrets mcp): none is forwarded to the command, and ctx
+	// done (a timeout, a cancellation, the server's own SIGTERM) stops it.
+	InServer bool
 }
 
 // ToolGate is what exec adds when an agent's tool asks for it (DESIGN.md section 13): the
@@ -100,7 +104,11 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	sigs, err := supervisor.Listen()
+	listen := supervisor.Listen
+	if in.InServer {
+		listen = supervisor.ListenRevocations
+	}
+	sigs, err := listen()
 	if err != nil {
 		return nil, err
 	}
