@@ -163,8 +163,9 @@ print("quote_plus", u.quote_plus(v))`, v).Output()
 	}
 }
 
-// Line breaks are skipped inside an encoding, one at a time: a run of them does not make
-// the redactor hold output back.
+// Line breaks are skipped inside an encoding, one at a time, and only where they end a
+// dump's line (MinWrap encoding characters or more): a run of them, or the end of an
+// ordinary line, does not make the redactor hold output back.
 func TestLineBreaksDoNotHoldOutput(t *testing.T) {
 	var out bytes.Buffer
 	w, _ := redact.New(&out, []redact.Secret{token})
@@ -173,14 +174,28 @@ func TestLineBreaksDoNotHoldOutput(t *testing.T) {
 	if got := out.String(); got != "first "+enc[:3]+"\n\n" {
 		t.Fatalf("held back after a blank line: %q", got)
 	}
-	w.Write([]byte(enc[:10] + "\r\n"))
-	if got := out.String(); strings.Contains(got, enc[:10]) {
+	w.Write([]byte(enc[:20] + "\r\n"))
+	if got := out.String(); strings.Contains(got, enc[:20]) {
 		t.Fatalf("wrote the start of a wrapped encoding before it could tell: %q", got)
 	}
-	w.Write([]byte(enc[10:] + "\n"))
+	w.Write([]byte(enc[20:] + "\n"))
 	w.Close()
 	if got := out.String(); got != "first "+enc[:3]+"\n\n[REDACTED:API_TOKEN]\n" {
 		t.Fatalf("got %q", got)
+	}
+	// The last line of an answer, ending in a character a form begins with ("R" its
+	// base64, "4" its hex, "F" the value): written at once, with nothing more to come.
+	for _, line := range []string{"result = 4\n", "grade: F\n", "code R\r\n", "progress 4\r", "RkF\n", "a line of text that is long, ends in 46\n"} {
+		var out bytes.Buffer
+		w, _ := redact.New(&out, []redact.Secret{token})
+		w.Write([]byte(line))
+		if out.String() != line {
+			t.Errorf("%q: only %q written", line, out.String())
+		}
+	}
+	// Narrower than MinWrap is an ordinary text's line, not a dump's.
+	if got := redactAll([]redact.Secret{token}, []byte(wrapAt(enc, redact.MinWrap-1, "\n")), 1<<20); strings.Contains(got, "REDACTED") {
+		t.Errorf("matched across lines of %d: %q", redact.MinWrap-1, got)
 	}
 }
 

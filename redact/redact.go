@@ -24,6 +24,11 @@ import (
 	"unicode/utf8"
 )
 
+// MinWrap is the narrowest line a wrapped form is matched across. Dumps wrap at 60 (xxd
+// -p), 64 (openssl, PEM) or 76 (coreutils, MIME); a narrower limit would take the end of
+// an ordinary line ("result = 4") for the start of one and hold it back.
+const MinWrap = 16
+
 // MinLen is the shortest value that is redacted. Shorter values would match ordinary
 // output far too often; New reports them so the caller can warn.
 const MinLen = 6
@@ -35,8 +40,10 @@ type Secret struct {
 }
 
 // Form is one byte string that reveals a value. A Wrapped form is matched also when a
-// line break ("\n" or "\r\n") stands between any two of its bytes, as base64 and hex
-// dumps wrap their lines at a width that has nothing to do with where the value begins.
+// line break ("\n" or "\r\n") stands between two of its bytes, as base64 and hex dumps
+// wrap their lines at a width that has nothing to do with where the value begins: a break
+// that ends a run of at least MinWrap encoding characters (the line of a dump), counted
+// from the line's last other character, which may come before the value.
 type Form struct {
 	Text    []byte
 	Wrapped bool
@@ -57,14 +64,16 @@ type Writer struct {
 	pairs    [1 << 10]uint64    // bitset of the first two bytes a pattern can begin with: the cheap first test
 	byKey    map[uint64][]int32 // first MinLen bytes (line breaks left out) -> patterns, longest first
 	prefixes map[uint64]bool    // every proper prefix shorter than MinLen of a pattern (prefix)
+	wrapPre  map[uint64]bool    // the same, of Wrapped patterns only
 	pending  []byte             // a tail that may still become a match
+	back     []byte             // the last MinWrap bytes of input before pending: a line's start
 	out      []byte
 }
 
 // New returns a Writer to w that hides every secret of at least MinLen bytes, and the
 // names of those too short to hide.
 func New(w io.Writer, secrets []Secret) (*Writer, []string) {
-	r := &Writer{w: w, byKey: map[uint64][]int32{}, prefixes: map[uint64]bool{}}
+	r := &Writer{w: w, byKey: map[uint64][]int32{}, prefixes: map[uint64]bool{}, wrapPre: map[uint64]bool{}}
 	seen := map[string]int{}
 	var short []string
 	for _, s := range secrets {
@@ -98,6 +107,9 @@ func New(w io.Writer, secrets []Secret) (*Writer, []string) {
 		r.byKey[k] = append(r.byKey[k], int32(i))
 		for n := 1; n < MinLen; n++ {
 			r.prefixes[prefix(p.text[:n])] = true
+			if p.wrap {
+				r.wrapPre[prefix(p.text[:n])] = true
+			}
 		}
 	}
 	return r, short
@@ -318,11 +330,23 @@ func (r *Writer) Write(p []byte) (int, error) {
 		buf = append(r.pending, p...)
 	}
 	held, err := r.scan(buf, false)
+	if r.wrapped {
+		r.back = lastBytes(r.back, buf[:len(buf)-len(held)], MinWrap)
+	}
 	r.pending = append(r.pending[:0:0], held...)
 	if err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// lastBytes is the last n bytes of back followed by more, in back's storage.
+func lastBytes(back, more []byte, n int) []byte {
+	if len(more) >= n {
+		return append(back[:0], more[len(more)-n:]...)
+	}
+	back = append(back, more...)
+	return back[:copy(back, back[max(len(back)-n, 0):])]
 }
 
 // Close writes out what was held back: at the end of the stream it can no longer become
@@ -389,7 +413,7 @@ func (r *Writer) at(buf []byte, i int) (match, end int, wait bool) {
 			if wrapOnly && !p.wrap || int(idx) >= partial || match >= 0 && int(idx) >= match {
 				continue
 			}
-			e, more := p.over(buf, i)
+			e, more := p.over(buf, i, r)
 			switch {
 			case more:
 				partial = int(idx)
@@ -408,20 +432,30 @@ func (r *Writer) at(buf []byte, i int) (match, end int, wait bool) {
 	if r.wrapped && bytes.ContainsAny(buf[i+1:min(i+MinLen, n)], "\r\n") {
 		var k [MinLen]byte
 		got, j := 0, i
+		run := r.runBefore(buf, i) // the encoding characters of this line before i
 		for got < MinLen && j < n {
 			if got > 0 {
-				if j = lineBreak(buf, j); j < 0 || j == n {
+				next := lineBreak(buf, j)
+				if next != j && run < MinWrap {
+					break // the end of an ordinary line, not a dump's
+				}
+				if next < 0 || next == n {
+					j = next
 					break
 				}
+				if next != j {
+					run = 0
+				}
+				j = next
 			}
 			k[got] = buf[j]
-			got, j = got+1, j+1
+			got, j, run = got+1, j+1, run+1
 		}
 		switch {
 		case got == MinLen:
 			try(r.byKey[key(k[:])], true)
 		case j < 0 || j == n:
-			wait = wait || r.prefixes[prefix(k[:got])]
+			wait = wait || r.wrapPre[prefix(k[:got])]
 		}
 	}
 	if partial < len(r.patterns) && (match < 0 || partial < match) {
@@ -430,9 +464,36 @@ func (r *Writer) at(buf []byte, i int) (match, end int, wait bool) {
 	return match, end, wait
 }
 
+// runBefore counts the encoding characters that end at buf[i] on its line, up to
+// MinWrap, looking into the input before buf when it has to.
+func (r *Writer) runBefore(buf []byte, i int) int {
+	n := 0
+	for j := i - 1; n < MinWrap; j-- {
+		var c byte
+		switch {
+		case j >= 0:
+			c = buf[j]
+		case len(r.back)+j >= 0:
+			c = r.back[len(r.back)+j]
+		default:
+			return n
+		}
+		if !encoding(c) {
+			return n
+		}
+		n++
+	}
+	return n
+}
+
+// encoding reports a character of the base64 (both alphabets) or hex encodings.
+func encoding(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '=' || c == '-' || c == '_'
+}
+
 // over compares p with buf at i. It returns where the match ends, or -1; more is true
 // when buf ends before it can tell.
-func (p *pattern) over(buf []byte, i int) (end int, more bool) {
+func (p *pattern) over(buf []byte, i int, r *Writer) (end int, more bool) {
 	t, n := p.text, len(buf)
 	if !p.wrap {
 		if len(t) > n-i {
@@ -443,12 +504,19 @@ func (p *pattern) over(buf []byte, i int) (end int, more bool) {
 		}
 		return -1, false
 	}
-	k := i
+	k, run := i, -1 // run: the encoding characters of the line so far, once needed
 	for j := range t {
-		if j > 0 && k < n {
+		if j > 0 && k < n && (buf[k] == '\n' || buf[k] == '\r') {
+			if run < 0 {
+				run = r.runBefore(buf, i) + j
+			}
+			if run < MinWrap {
+				return -1, false // an ordinary line's end
+			}
 			if k = lineBreak(buf, k); k < 0 {
 				return -1, true
 			}
+			run = 0
 		}
 		if k == n {
 			return -1, true
@@ -457,6 +525,9 @@ func (p *pattern) over(buf []byte, i int) (end int, more bool) {
 			return -1, false
 		}
 		k++
+		if run >= 0 {
+			run++
+		}
 	}
 	return k, false
 }

@@ -130,8 +130,8 @@ func FuzzRedact(f *testing.F) {
 		pos := int(cut) % (len(data) + 1)
 		in := append(append(append([]byte{}, data[:pos]...), secrets[0].Value...), data[pos:]...)
 		// Half the inputs are that stream as a base64 or hex dump, wrapped at a width
-		// and with a line ending the fuzzer chooses.
-		dump, width := seed&1 == 1, 1+int(seed>>1)%100
+		// (MinWrap or more) and with a line ending the fuzzer chooses.
+		dump, width := seed&1 == 1, redact.MinWrap+int(seed>>1)%100
 		if dump {
 			enc := base64.StdEncoding.EncodeToString(in)
 			if seed&2 != 0 {
