@@ -430,8 +430,8 @@ func BenchmarkVerifyAndMemory(b *testing.B) {
 
 // BenchmarkAgainstBase compares this tree's release binary with another build, named by
 // $SECRETS_BENCH_BASE (for example the commit before a change, built with `make build`
-// in a worktree), each on a store it made itself: a lease alone, alternated, and 8
-// parallel clients, alternated round by round. It is how a change shows it made nothing
+// in a worktree), each on a store it made itself: a lease alone and an exec, alternated,
+// and 8 parallel clients, alternated round by round. It is how a change shows it made nothing
 // slower; it is skipped when no base is named.
 func BenchmarkAgainstBase(b *testing.B) {
 	base := os.Getenv("SECRETS_BENCH_BASE")
@@ -445,6 +445,15 @@ func BenchmarkAgainstBase(b *testing.B) {
 		return func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, env) }
 	}
 	b.Run("lease", func(b *testing.B) { compare(b, lease(bin, ours), lease(base, theirs)) })
+	// exec of true with one secret, its output redacted: what the supervisor and the
+	// redactor's set-up cost.
+	if truePath, err := exec.LookPath("true"); err == nil {
+		run := func(bin, dir string) func() time.Duration {
+			env := append(os.Environ(), "SECRETS_DIR="+dir)
+			return func() time.Duration { return timed(b, bin, []string{"exec", "--secret", "k", "--", truePath}, env) }
+		}
+		b.Run("exec", func(b *testing.B) { compare(b, run(bin, ours), run(base, theirs)) })
+	}
 	b.Run("parallel8", func(b *testing.B) {
 		// Each round is 8 clients x 25 leases; the time is the round's, per lease.
 		round := func(one func() time.Duration) func() time.Duration {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/signal"
 	"slices"
 	"strings"
@@ -65,6 +66,11 @@ func (a *app) mcp(ctx context.Context, c *cli.Command) (*reply, error) {
 	// with status 0.
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
+	// A client that closed our stdout makes a write fail (EPIPE), which stops the calls
+	// still running, rather than kill us (SIGPIPE) and leave what they started.
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
+	defer signal.Stop(pipe)
 	if err := srv.Serve(ctx, a.stdin, a.stdout); err != nil {
 		return nil, err
 	}

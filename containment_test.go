@@ -327,3 +327,18 @@ func TestContainValueSplitBetweenStreams(t *testing.T) {
 		t.Fatalf("MCP: %+v", got)
 	}
 }
+
+// TestContainForkingDescendant: a background process that keeps starting new sessions,
+// each a fresh sleep, is stopped with everything it started when the command exits. A
+// single pass over the tree left 78 of them running (the attacker's review).
+func TestContainForkingDescendant(t *testing.T) {
+	s := newAttackStore(t)
+	spawner := `setsid sh -c 'trap "" TERM; i=0; while [ $i -lt 3000 ]; do setsid -f sleep 97.8081; i=$((i+1)); done' & sleep 0.5; echo exiting`
+	code, out, errs := s.run("", nil, "exec", "--secret", "k", "--grace", "1s", "--", "sh", "-c", spawner)
+	if code != 0 || out != "exiting\n" {
+		t.Fatalf("exit %d: %q %s", code, out, errs)
+	}
+	if !waitFor(3*time.Second, func() bool { return len(procsWith("sleep 97.8081")) == 0 }) {
+		t.Fatalf("%d left running after exec returned", len(procsWith("sleep 97.8081")))
+	}
+}

@@ -222,6 +222,7 @@ type rawMCP struct {
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	out    *bufio.Reader
+	outEnd io.Closer // our end of its stdout
 	stderr strings.Builder
 }
 
@@ -242,7 +243,7 @@ func startRawMCP(t *testing.T, s *attackStore, args ...string) *rawMCP {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.cmd.Process.Kill(); m.cmd.Wait() })
-	m.in, m.out = in, bufio.NewReaderSize(out, 1<<20)
+	m.in, m.out, m.outEnd = in, bufio.NewReaderSize(out, 1<<20), out
 	m.send(t, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","clientInfo":{"name":"raw","version":"1"}}}`)
 	m.recv(t)
 	m.send(t, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
@@ -364,5 +365,57 @@ func TestMCPUnconfined(t *testing.T) {
 	}
 	if !waitFor(3*time.Second, func() bool { return len(procsWith("sleep 97.5053")) == 0 }) {
 		t.Fatalf("B's daemon outlived it: %v", procsWith("sleep 97.5053"))
+	}
+}
+
+// A client that goes away (closes the server's stdin and stdout, or is killed with the
+// server) leaves nothing running: the attacker's review saw the server die of SIGPIPE
+// at its next answer, and SIGKILL leave the command, each with its lease to run out.
+func TestMCPClientGoneLeavesNothing(t *testing.T) {
+	s := newAttackStore(t)
+	for _, how := range []string{"close", "sigkill"} {
+		t.Run(how, func(t *testing.T) {
+			m := startRawMCP(t, s, "--exec", "sh -c *")
+			marker := "sleep 97.6061"
+			if how == "sigkill" {
+				marker = "sleep 97.6062"
+			}
+			m.send(t, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"secrets_exec","arguments":{"command":["sh","-c","sleep 0.5; echo first"],"secrets":[{"name":"k"}]}}}`)
+			m.send(t, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"secrets_exec","arguments":{"command":["sh","-c","trap '' TERM; `+marker+`"],"secrets":[{"name":"k"}],"timeout":"10m"}}}`)
+			if !waitFor(5*time.Second, func() bool { return len(procsWith(marker)) > 0 }) {
+				t.Fatal("the command never started")
+			}
+			if how == "close" {
+				m.in.Close()
+				m.outEnd.Close()
+			} else {
+				m.cmd.Process.Kill()
+			}
+			done := make(chan error, 1)
+			go func() { done <- m.cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatal("the server is still up 15 s after its client went")
+			}
+			if !waitFor(5*time.Second, func() bool { return len(procsWith(marker)) == 0 }) {
+				t.Fatalf("left running after the client went: %v", procsWith(marker))
+			}
+		})
+	}
+}
+
+// A descendant that keeps starting new sessions does not outlast the stop: each sweep
+// stops what it finds first, so nothing forks behind it. Where the kernel gives no PID
+// namespace, this is all that stands between a timeout and such a process.
+func TestMCPUnconfinedForkingDescendant(t *testing.T) {
+	s := newAttackStore(t)
+	cs := mcpUnconfined(t, s, "--exec", "sh -c *")
+	_, out := callTool(t, cs, "secrets_exec", execCall(`setsid sh -c 'trap "" TERM; i=0; while [ $i -lt 3000 ]; do setsid -f sleep 97.7071; i=$((i+1)); done' & sleep 5`, "1s"))
+	if out["timed_out"] != true {
+		t.Fatalf("%+v", out)
+	}
+	if !waitFor(5*time.Second, func() bool { return len(procsWith("sleep 97.7071")) == 0 }) {
+		t.Fatalf("%d left running after the timeout", len(procsWith("sleep 97.7071")))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"slices"
 	"sync"
 )
@@ -84,26 +85,43 @@ const ServerBusy = -32000
 // ends, the calls still running are answered before Serve returns (the way a client
 // shuts a stdio server down: close its input, wait, then SIGTERM). When ctx is done
 // (SIGTERM), they are cancelled, which stops what they started, and waited for; Serve
-// then returns nil, a clean end.
+// then returns nil, a clean end. When w fails (the client is gone), they are cancelled
+// too and Serve returns the error.
 func (s *Server) Serve(ctx context.Context, r io.Reader, w io.Writer) error {
-	out := &writer{enc: json.NewEncoder(w)}
+	ctx, cancel := context.WithCancel(ctx)
+	out := &writer{enc: json.NewEncoder(w), broken: make(chan struct{})}
 	out.enc.SetEscapeHTML(false)
 	msgs, stop := make(chan message), make(chan struct{})
 	defer close(stop)
 	go read(r, msgs, stop)
 	calls := &inFlight{cancel: map[string]context.CancelFunc{}}
-	defer calls.wg.Wait()
+	defer func() {
+		// The calls still running end on their own, or, once nobody can read their
+		// answers (a write failed, now or while they run), are cancelled, which stops
+		// what they started.
+		done := make(chan struct{})
+		go func() { calls.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-out.broken:
+			cancel()
+			<-done
+		}
+		cancel()
+	}()
 	for {
 		var m message
 		select {
 		case <-ctx.Done():
 			return nil // the deferred Wait: each call sees ctx done and stops
+		case <-out.broken:
+			return out.failed()
 		case m = <-msgs:
 		}
 		switch {
 		case m.err != nil:
 			if errors.Is(m.err, io.EOF) {
-				return nil
+				return out.failed()
 			}
 			return m.err
 		case m.tooLong:
@@ -128,8 +146,8 @@ type message struct {
 }
 
 // read sends each line of r to msgs, and then the error that ended it, until stop is
-// closed. A line longer than MaxMessage is read to its end, kept no longer than that,
-// and sent as tooLong.
+// closed. A line longer than MaxMessage (its line ending not counted) is read to its
+// end, kept no longer than that, and sent as tooLong.
 func read(r io.Reader, msgs chan<- message, stop <-chan struct{}) {
 	in := bufio.NewReaderSize(r, 64<<10)
 	send := func(m message) bool {
@@ -146,7 +164,7 @@ func read(r io.Reader, msgs chan<- message, stop <-chan struct{}) {
 		for {
 			part, err := in.ReadSlice('\n')
 			if !tooLong {
-				if len(line)+len(part) > MaxMessage {
+				if len(line)+len(part) > MaxMessage+len("\r\n") {
 					tooLong, line = true, nil
 				} else {
 					line = append(line, part...)
@@ -154,6 +172,9 @@ func read(r io.Reader, msgs chan<- message, stop <-chan struct{}) {
 			}
 			if err == bufio.ErrBufferFull {
 				continue
+			}
+			if !tooLong && len(bytes.TrimRight(line, "\r\n")) > MaxMessage {
+				tooLong, line = true, nil
 			}
 			if err != nil {
 				if (len(line) > 0 || tooLong) && !send(message{line: line, tooLong: tooLong}) {
@@ -170,18 +191,21 @@ func read(r io.Reader, msgs chan<- message, stop <-chan struct{}) {
 	}
 }
 
-// writer writes one message at a time.
+// writer writes one message at a time; broken is closed when a write fails.
 type writer struct {
-	mu  sync.Mutex
-	enc *json.Encoder
-	err error
+	mu     sync.Mutex
+	enc    *json.Encoder
+	err    error
+	broken chan struct{}
 }
 
 func (w *writer) send(resp *response) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err == nil {
-		w.err = w.enc.Encode(resp)
+		if w.err = w.enc.Encode(resp); w.err != nil {
+			close(w.broken)
+		}
 	}
 }
 
@@ -230,6 +254,11 @@ func (s *Server) handle(ctx context.Context, line []byte, out *writer, calls *in
 		}
 		return nil // notifications/initialized and the rest: nothing to answer
 	}
+	key := idKey(req.ID)
+	if key == "" {
+		out.send(fail(json.RawMessage("null"), InvalidRequest, "a request's id must be a string or a number"))
+		return out.failed()
+	}
 	if req.Method != "tools/call" {
 		result, code, msg := s.dispatch(req)
 		if code != 0 {
@@ -239,7 +268,6 @@ func (s *Server) handle(ctx context.Context, line []byte, out *writer, calls *in
 		}
 		return out.failed()
 	}
-	key := idKey(req.ID)
 	calls.mu.Lock()
 	if _, dup := calls.cancel[key]; dup {
 		calls.mu.Unlock()
@@ -281,14 +309,27 @@ func (w *writer) failed() error {
 	return w.err
 }
 
-// idKey is a request id as a map key: its JSON text, numbers normalised.
+// idKey is a request id as a map key, or "" for an id MCP does not allow (null, an
+// object, an array, a boolean). Strings and numbers never share a key; numbers are
+// compared by exact value (1, 1.0 and 1e0 are one id; 2^53 and 2^53+1 are two).
 func idKey(id json.RawMessage) string {
+	dec := json.NewDecoder(bytes.NewReader(id))
+	dec.UseNumber()
 	var v any
-	if json.Unmarshal(id, &v) != nil {
-		return string(id)
+	if dec.Decode(&v) != nil {
+		return ""
 	}
-	b, _ := json.Marshal(v)
-	return string(b)
+	switch v := v.(type) {
+	case string:
+		return "s" + v
+	case json.Number:
+		r, ok := new(big.Rat).SetString(v.String())
+		if !ok {
+			return ""
+		}
+		return "n" + r.RatString()
+	}
+	return ""
 }
 
 func fail(id json.RawMessage, code int, msg string) *response {

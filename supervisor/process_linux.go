@@ -57,6 +57,11 @@ func sameProgram(pid int) bool {
 	return base(self) == base(other)
 }
 
+// dieWithParent has the kernel kill the process when its parent dies (PR_SET_PDEATHSIG).
+// It is tied to the thread that starts it, and Go ends a thread only when a goroutine
+// locked to it returns, which ours never do.
+func dieWithParent(a *syscall.SysProcAttr) { a.Pdeathsig = syscall.SIGKILL }
+
 // becomeSubreaper makes this process the one that orphaned descendants of the command are
 // reparented to (PR_SET_CHILD_SUBREAPER): a background job, or one that left the process
 // group with setsid, stays findable by descendants.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"syscall"
 )
 
 // errNoProc reports that this platform cannot yet name a supervisor process across pid
@@ -25,6 +26,9 @@ func signalRevoke(pid int) error { return errNoProc }
 // sameProgram cannot be told here; exec refuses to run where StartTime cannot be read, so
 // there is no supervisor to tell.
 func sameProgram(pid int) bool { return false }
+
+// dieWithParent has no equivalent here.
+func dieWithParent(a *syscall.SysProcAttr) {}
 
 // becomeSubreaper has no equivalent here.
 func becomeSubreaper() {}

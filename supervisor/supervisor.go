@@ -152,6 +152,9 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 	// not wait for it (it is stopped as an orphan once the command is gone).
 	cmd.WaitDelay = orphanWait
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The command does not outlive us: killed, we cannot reach it to revoke. In its PID
+	// namespace the helper is the command's parent, and everything in it dies with it.
+	dieWithParent(cmd.SysProcAttr)
 	var term *os.File // the terminal the command's group holds, if it does
 	if tty, ok := c.Stdin.(*os.File); ok && foreground(tty) {
 		// The command's group becomes the terminal's foreground, so it reads the terminal
@@ -293,7 +296,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 		case <-jobs:
 			// A stop that sent us no SIGCHLD (a grandchild's: the shell running the
 			// command waits for it) is found by looking.
-			if stoppedGroup(pgid) {
+			if stopped == "" && stoppedGroup(pgid) { // not the stop of killTree
 				jobControl(term, pgid)
 			}
 		case <-poll:
@@ -315,7 +318,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			}
 			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped, HideErr: hideErr, Orphans: left}
 		case <-sigchld:
-			if stoppedGroup(pgid) {
+			if stopped == "" && stoppedGroup(pgid) { // not the stop of killTree
 				jobControl(term, pgid)
 			}
 		case sig := <-l.sigs:
@@ -343,7 +346,8 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			stop(stopReason(ctx))
 			ctx = context.Background() // stop once; then wait for the command
 		case <-kill:
-			signalAll(syscall.SIGKILL)
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			killTree(tree)
 			stopped += fmt.Sprintf("; SIGKILL after %s", c.Grace)
 			kill = nil
 		}
@@ -415,14 +419,39 @@ func stopOrphans(tree func() []int, grace time.Duration) int {
 	for len(live(tree())) > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, p := range tree() {
-		syscall.Kill(p, syscall.SIGKILL)
-	}
-	for _, p := range tree() {
-		var ws syscall.WaitStatus
-		syscall.Wait4(p, &ws, syscall.WNOHANG, nil)
-	}
+	killTree(tree)
 	return n
+}
+
+// killTree kills every process tree lists. Each is stopped first and the list read again
+// until it grows no more: a stopped process forks no more, so one that keeps starting
+// new sessions cannot stay ahead of a single pass (the attacker's review left 78 running
+// that way). Then all are killed and those that are our children reaped; a few rounds
+// for what was reparented in between.
+func killTree(tree func() []int) {
+	for range 8 {
+		seen := map[int]bool{}
+		for grew := true; grew && len(seen) < 1<<16; {
+			grew = false
+			for _, p := range tree() {
+				if !seen[p] {
+					seen[p], grew = true, true
+					syscall.Kill(p, syscall.SIGSTOP)
+				}
+			}
+		}
+		for p := range seen {
+			syscall.Kill(p, syscall.SIGKILL)
+		}
+		for p := range seen {
+			var ws syscall.WaitStatus
+			syscall.Wait4(p, &ws, syscall.WNOHANG, nil)
+		}
+		if len(live(tree())) == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // jobControl is what a shell's job control needs of a supervisor whose command stopped
