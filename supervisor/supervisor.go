@@ -347,7 +347,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			ctx = context.Background() // stop once; then wait for the command
 		case <-kill:
 			syscall.Kill(-pgid, syscall.SIGKILL)
-			killTree(tree)
+			killTree(tree, pgid) // the command itself is reaped by its Wait
 			stopped += fmt.Sprintf("; SIGKILL after %s", c.Grace)
 			kill = nil
 		}
@@ -419,16 +419,16 @@ func stopOrphans(tree func() []int, grace time.Duration) int {
 	for len(live(tree())) > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	killTree(tree)
+	killTree(tree, 0)
 	return n
 }
 
 // killTree kills every process tree lists. Each is stopped first and the list read again
 // until it grows no more: a stopped process forks no more, so one that keeps starting
 // new sessions cannot stay ahead of a single pass (the attacker's review left 78 running
-// that way). Then all are killed and those that are our children reaped; a few rounds
-// for what was reparented in between.
-func killTree(tree func() []int) {
+// that way). Then all are killed and those that are our children reaped, but for keep,
+// which its own Wait reaps; a few rounds for what was reparented in between.
+func killTree(tree func() []int, keep int) {
 	for range 8 {
 		seen := map[int]bool{}
 		for grew := true; grew && len(seen) < 1<<16; {
@@ -444,8 +444,10 @@ func killTree(tree func() []int) {
 			syscall.Kill(p, syscall.SIGKILL)
 		}
 		for p := range seen {
-			var ws syscall.WaitStatus
-			syscall.Wait4(p, &ws, syscall.WNOHANG, nil)
+			if p != keep {
+				var ws syscall.WaitStatus
+				syscall.Wait4(p, &ws, syscall.WNOHANG, nil)
+			}
 		}
 		if len(live(tree())) == 0 {
 			return
