@@ -208,11 +208,13 @@ func TestMCPCancelStopsTheCommand(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return len(procsWith("sleep 97.3031")) == 0 }) {
 		t.Fatalf("the cancelled command still runs: %v", procsWith("sleep 97.3031"))
 	}
-	// Its lease ended with it, and the log says why.
-	if _, out := callTool(t, cs, "secrets_leases", nil); out["count"] != 0.0 {
+	// Its lease ended with it (once the supervisor has recorded the end, just after the
+	// command is gone), and the log says why.
+	var out map[string]any
+	if !waitFor(5*time.Second, func() bool { _, out = callTool(t, cs, "secrets_leases", nil); return out["count"] == 0.0 }) {
 		t.Fatalf("leases after the cancel: %+v", out)
 	}
-	if _, out := callTool(t, cs, "secrets_audit", map[string]any{"event": "exec_terminated"}); !strings.Contains(fmt.Sprint(out), "sh: cancelled") {
+	if _, out = callTool(t, cs, "secrets_audit", map[string]any{"event": "exec_terminated"}); !strings.Contains(fmt.Sprint(out), "sh: cancelled") {
 		t.Fatalf("exec_terminated does not say cancelled: %+v", out)
 	}
 }
