@@ -23,12 +23,13 @@ var forbidden = map[string][]string{
 	"supervisor": {"store", "lease", "audit", "envfile", "killswitch", "rotate"},
 	"mcp":        {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor", "redact"},
 	"policy":     {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor", "redact", "mcp"},
+	"guard":      {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor", "redact", "mcp", "policy"},
 }
 
 // mainMay are the only packages of ours that package main imports: it reaches the core
 // through vault, and besides speaks MCP's wire format, parses durations and policy rules,
-// and starts the sandbox's side of a re-exec.
-var mainMay = []string{"vault", "mcp", "internal/duration", "policy", "internal/sandbox"}
+// starts the sandbox's side of a re-exec, and sets up and routes to a guarded store.
+var mainMay = []string{"vault", "mcp", "internal/duration", "policy", "internal/sandbox", "guard"}
 
 // TestDependencyArrows reads `go list -deps` and fails on any arrow DESIGN.md section 2
 // forbids.

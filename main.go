@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agent-secrets/secrets/guard"
 	"github.com/agent-secrets/secrets/internal/duration"
 	"github.com/agent-secrets/secrets/internal/sandbox"
 	"github.com/agent-secrets/secrets/vault"
@@ -32,6 +33,9 @@ var version = "dev"
 func main() {
 	sandbox.Main() // the namespace side of a tool's command (secrets mcp), or nothing
 	harden()
+	if len(os.Args) == 2 && os.Args[1] == guard.OwnerArg {
+		os.Exit(ownerSide(os.Stdin, os.Stdout, os.Stderr)) // run by sudo for an agent user
+	}
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -48,6 +52,7 @@ type app struct {
 	now            func() time.Time
 	args           []string
 	exit           int
+	caller         *vault.Caller // who the owner side of a guarded store serves, or nil
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer, environ []string, now func() time.Time) *app {
@@ -85,6 +90,11 @@ func (a *app) run(args []string) int { return a.runContext(context.Background(),
 // runContext is run with a context that, when done, stops a secrets exec command.
 func (a *app) runContext(ctx context.Context, args []string) int {
 	a.args = args
+	if a.caller == nil {
+		if code, ok := a.routeGuarded(ctx, args); ok {
+			return code
+		}
+	}
 	root := a.commands()
 	if c := invoked(root, args); c != nil && pruneTree {
 		// urfave/cli sets up every command of the tree before it runs one (help flags,
@@ -271,6 +281,7 @@ const (
 	exitWriteFail = 11 // a store file could not be written (full disk, I/O error)
 	exitPolicy    = 12 // the secret's policy refuses the request
 	exitApproval  = 13 // a person must approve the request first (secrets approve REQ)
+	exitGuard     = 14 // a guarded store refuses the caller, or cannot be reached
 )
 
 // problems is the one table from the stable error codes (vault.Code) to exit statuses
@@ -311,6 +322,8 @@ var problems = []problem{
 	{"rotation_failed", exitRotation, "fix the hook (it gets the value on stdin and SECRET_NAME; it prints the new value, or nothing if it refreshed the credential elsewhere); nothing was changed"},
 	{"rotation_in_progress", exitRotation, "another command is rotating that secret; wait for it (secrets audit --event rotate), then rotate again if needed"},
 	{"write_failed", exitWriteFail, "free disk space or fix the store directory; the previous file is intact"},
+	{"not_permitted", exitGuard, "an admin does it: sudo secrets COMMAND (in a guarded store only root changes the store, its policy and its lockdown)"},
+	{"guard_unavailable", exitGuard, "check the set-up with: secrets guard --status (an admin repairs it with: sudo secrets guard)"},
 }
 
 // classify maps an error to its problem. An error that knows its own fix (a file's chmod
@@ -350,7 +363,7 @@ func (a *app) commands() *cli.Command {
 			a.cmdEnv(), a.cmdExec(), a.cmdCleanup(), a.cmdRotate(),
 			a.cmdKillswitch(), a.cmdUnlock(), a.cmdWatch(), a.cmdMCP(),
 			a.cmdStatus(), a.cmdAudit(), a.cmdVersion(), a.cmdServe(), a.cmdWitnessKey(),
-			a.cmdPolicy(), a.cmdApprove(), a.cmdDeny(), a.cmdConfig(),
+			a.cmdPolicy(), a.cmdApprove(), a.cmdDeny(), a.cmdConfig(), a.cmdGuard(),
 		},
 		HideHelpCommand: true,
 		HideVersion:     true,
@@ -429,7 +442,7 @@ func (a *app) vaultOptions(c *cli.Command) (vault.Options, error) {
 	o := vault.Options{
 		Dir: dir, IdentityKey: a.getenv("SECRETS_IDENTITY"), IdentityFile: a.getenv("SECRETS_IDENTITY_FILE"),
 		Now: a.now, Environ: a.environ, ClientID: a.getenv("SECRETS_CLIENT_ID"), Warn: a.warn,
-		Command: vault.EscapeCommand(withoutWait(a.args)),
+		Command: vault.EscapeCommand(withoutWait(a.args)), Caller: a.caller,
 	}
 	if o.LockTimeout, err = durationFlag(c, "lock-timeout", duration.Positive); err != nil {
 		return o, err

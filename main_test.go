@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agent-secrets/secrets/guard"
 	"github.com/agent-secrets/secrets/internal/sandbox"
 	"github.com/gofrs/flock"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -37,6 +38,9 @@ func runForTest() int {
 		now = func() time.Time { return time.Now().Add(d) }
 	}
 	harden()
+	if len(os.Args) == 2 && os.Args[1] == guard.OwnerArg {
+		return ownerSide(os.Stdin, os.Stdout, os.Stderr) // the guarded store tests install this binary
+	}
 	return newApp(os.Stdin, os.Stdout, os.Stderr, os.Environ(), now).run(os.Args)
 }
 

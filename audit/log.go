@@ -282,12 +282,16 @@ type Filter struct {
 	ClientID string
 	Event    string
 	Since    time.Time
+	// UID, when set, keeps the entries of that OS user only (a guarded store's agent
+	// user reads its own).
+	UID *int
 }
 
 func (f Filter) match(e *Entry) bool {
 	return (f.Secret == "" || e.Secret == f.Secret) &&
 		(f.ClientID == "" || e.ClientID == f.ClientID) &&
-		(f.Event == "" || e.Event == f.Event)
+		(f.Event == "" || e.Event == f.Event) &&
+		(f.UID == nil || e.Actor.UID == *f.UID)
 }
 
 // Tail returns up to n of the last entries that match f, oldest first. It reads from the

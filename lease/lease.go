@@ -40,6 +40,8 @@ type Lease struct {
 	// PIDStart is the start time of process PID (clock ticks since boot, from
 	// /proc/PID/stat), so that a recycled pid is never mistaken for the supervisor.
 	PIDStart uint64 `json:"pid_start,omitempty"`
+	// UID is the agent user a guarded store granted it to; 0 in a plain store.
+	UID int `json:"uid,omitempty"`
 }
 
 // Request asks for a lease.
@@ -51,6 +53,7 @@ type Request struct {
 	Path     string
 	PID      int
 	PIDStart uint64
+	UID      int
 }
 
 // Manager applies the TTL policy. The zero value is not usable: set Now, DefaultTTL and MaxTTL.
@@ -105,6 +108,7 @@ func (m Manager) Grant(leases *[]Lease, r Request) (Lease, error) {
 		Path:      r.Path,
 		PID:       r.PID,
 		PIDStart:  r.PIDStart,
+		UID:       r.UID,
 	}
 	if l.Kind == "" {
 		l.Kind = KindLease

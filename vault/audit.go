@@ -30,6 +30,9 @@ func (v *Vault) Audit(ctx context.Context, in AuditInput) (*AuditResult, error) 
 		return nil, Usagef("--tail must be at least 1")
 	}
 	f := audit.Filter{Secret: in.Secret, ClientID: in.ClientID, Event: in.Event}
+	if c := v.o.Caller; c != nil {
+		f.UID = &c.UID // an agent user of a guarded store reads its own entries
+	}
 	var out *AuditResult
 	err := v.View(ctx, func(tx *Tx) error {
 		if in.Since != "" {

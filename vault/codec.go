@@ -105,6 +105,10 @@ func appendLease(b []byte, l lease.Lease) ([]byte, error) {
 		b = append(b, `,"pid_start":`...)
 		b = strconv.AppendUint(b, l.PIDStart, 10)
 	}
+	if l.UID != 0 {
+		b = append(b, `,"uid":`...)
+		b = strconv.AppendInt(b, int64(l.UID), 10)
+	}
 	return append(b, '}'), nil
 }
 
@@ -202,6 +206,10 @@ func decodeLeaseField(d *codec.Decoder, l *lease.Lease, key string) error {
 		l.PID = int(n)
 	case "pid_start":
 		l.PIDStart, err = d.Uint()
+	case "uid":
+		var n int64
+		n, err = d.Int()
+		l.UID = int(n)
 	default:
 		return d.Errorf("unknown lease key %q", key)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/agent-secrets/secrets/audit"
 	"github.com/agent-secrets/secrets/envfile"
+	"github.com/agent-secrets/secrets/guard"
 	"github.com/agent-secrets/secrets/internal/safefile"
 	"github.com/agent-secrets/secrets/killswitch"
 	"github.com/agent-secrets/secrets/lease"
@@ -69,6 +70,8 @@ var codes = []struct {
 	{ErrRotationInProgress, "rotation_in_progress"},
 	{rotate.ErrFailed, "rotation_failed"},
 	{safefile.ErrWrite, "write_failed"},
+	{guard.ErrNotPermitted, "not_permitted"},
+	{guard.ErrUnavailable, "guard_unavailable"},
 }
 
 // Code returns the stable error code of err, or "generic_error" for an error no table row

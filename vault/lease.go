@@ -83,6 +83,12 @@ type LeasesResult struct {
 	Count  int         `json:"count"`
 }
 
+// owns reports whether the caller may see and change l: anyone in a plain store; in a
+// guarded store, the agent user it was granted to. Another user's lease is not found.
+func (v *Vault) owns(l lease.Lease) bool {
+	return v.o.Caller == nil || l.UID == v.o.Caller.UID
+}
+
 // Leases lists the active leases, of one secret and one client when those are given.
 func (v *Vault) Leases(ctx context.Context, secret, client string) (*LeasesResult, error) {
 	out := &LeasesResult{Leases: []LeaseInfo{}}
@@ -92,7 +98,7 @@ func (v *Vault) Leases(ctx context.Context, secret, client string) (*LeasesResul
 			return err
 		}
 		for _, l := range active {
-			if (secret == "" || l.Secret == secret) && (client == "" || l.ClientID == client) {
+			if (secret == "" || l.Secret == secret) && (client == "" || l.ClientID == client) && v.owns(l) {
 				out.Leases = append(out.Leases, leaseInfo(l))
 			}
 		}
@@ -156,9 +162,17 @@ func (v *Vault) Revoke(ctx context.Context, id, clientFlag string) (*Revoked, er
 	}
 	var out Revoked
 	err = v.update(ctx, write, client, func(tx *Tx) error {
-		l, ok, err := tx.table.take(id)
+		l, ok, err := tx.table.find(id)
 		if err != nil {
 			return err
+		}
+		if ok && v.owns(l) {
+			l, ok, err = tx.table.take(id)
+			if err != nil {
+				return err
+			}
+		} else {
+			ok = false
 		}
 		if !ok {
 			return tx.Deny(audit.Entry{Event: "lease_revoke", LeaseID: names.LeaseID(id)}, fmt.Errorf("%w: %s", lease.ErrNotFound, names.LeaseID(id)))

@@ -375,9 +375,17 @@ var whoami = sync.OnceValue(func() policy.Caller {
 	return c
 })
 
-func (v *Vault) caller() policy.Caller { return whoami() }
+func (v *Vault) caller() policy.Caller {
+	if c := v.o.Caller; c != nil {
+		return policy.Caller{User: c.User, Groups: c.Groups}
+	}
+	return whoami()
+}
 
 func (v *Vault) cwd() string {
+	if v.o.Caller != nil {
+		return "" // the guarded caller's, which the owner side does not see
+	}
 	d, _ := os.Getwd()
 	return escapeControl(d)
 }

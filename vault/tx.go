@@ -564,6 +564,9 @@ func (tx *Tx) grantAll(reqs []lease.Request, detail string) ([]lease.Lease, erro
 	}
 	out := make([]lease.Lease, 0, len(reqs))
 	for _, r := range reqs {
+		if c := tx.v.o.Caller; c != nil {
+			r.UID = c.UID // a guarded store's lease is its agent user's
+		}
 		var ls []lease.Lease
 		l, err := tx.mgr.Grant(&ls, r)
 		if err == nil {
@@ -602,7 +605,7 @@ func (tx *Tx) renew(id, ttl string) (lease.Lease, error) {
 	if err != nil {
 		return lease.Lease{}, err
 	}
-	if !ok {
+	if !ok || !tx.v.owns(l) {
 		return lease.Lease{}, fmt.Errorf("%w: %s", lease.ErrNotFound, names.LeaseID(id))
 	}
 	// A renewal is held to the secret's policy as a grant is: no longer than its max_ttl.

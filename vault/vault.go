@@ -12,6 +12,7 @@ package vault
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
@@ -47,6 +48,18 @@ type Options struct {
 	Command string
 	// Warn receives problems that do not fail the call, as they happen. Nil drops them.
 	Warn func(msg string)
+	// Caller, when set, is who asks instead of this process's user: the owner side of a
+	// guarded store runs as the store's user for a caller sudo named (SUDO_UID). It is the
+	// audit actor's uid and what policy matches; the working directory, which the caller
+	// chose, is not recorded.
+	Caller *Caller
+}
+
+// Caller is the OS user a guarded store's owner side serves.
+type Caller struct {
+	UID    int
+	User   string
+	Groups []string
 }
 
 // Vault runs use cases against one store. It holds no open file between calls: each
@@ -68,6 +81,9 @@ func New(o Options) *Vault {
 	a := audit.Self(o.Environ)
 	if o.Agent != "" {
 		a.Agent = o.Agent
+	}
+	if o.Caller != nil {
+		a.UID, a.CWD = o.Caller.UID, ""
 	}
 	return &Vault{o: o, actor: a}
 }
@@ -110,3 +126,14 @@ func (v *Vault) client(flag string) (string, error) {
 }
 
 func (v *Vault) warn(format string, args ...any) { v.o.Warn(fmt.Sprintf(format, args...)) }
+
+// AgentOf names the agent host an environment shows (AI_AGENT, CLAUDECODE, …), or "":
+// what the audit actor records as agent.
+func AgentOf(environ []string) string { return audit.DetectAgent(environ) }
+
+// DefaultClientID is the client id of a request that names none: the name and pid of
+// the process that ran this one. A guarded store's caller side sends its own, since on
+// the owner side that process is sudo.
+func DefaultClientID() string {
+	return fmt.Sprintf("%s-%d", audit.ProcessName(os.Getppid()), os.Getppid())
+}

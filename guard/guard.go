@@ -1,0 +1,345 @@
+// Package guard sets up and describes a guarded store (DESIGN.md section 10): the store
+// belongs to a dedicated system user, a root-owned copy of the binary in a root-owned
+// directory chain is the only program the allowed users may run as that user, through a
+// sudoers drop-in that lets them run it as the owner side and nothing else, and
+// /etc/secrets/guard.json names the three. It changes the system only when run by root,
+// and never leaves a sudoers file behind that `visudo -c` rejects.
+package guard
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Where the pieces live. Fixed paths: the owner side trusts nothing a caller names.
+const (
+	ConfigPath  = "/etc/secrets/guard.json"
+	SudoersPath = "/etc/sudoers.d/secrets-guard" // no dot: sudo reads it (it skips names with one)
+	BinaryPath  = "/usr/local/libexec/secrets/secrets"
+	DefaultDir  = "/var/lib/secrets"
+	DefaultUser = "_secrets"
+	// OwnerArg is the only argument the sudoers rule lets an allowed user give the
+	// binary: the owner side, which reads its request as data on stdin.
+	OwnerArg = "__owner"
+)
+
+// ErrNotPermitted reports a request the caller may not make (not root, or an admin asked
+// to be an agent user).
+var ErrNotPermitted = errors.New("not permitted")
+
+// ErrUnavailable reports a guarded store that cannot be reached or is not set up right.
+var ErrUnavailable = errors.New("guarded store unavailable")
+
+// adminGroups are the groups whose members can administer the machine (sudo on Debian
+// and Ubuntu, wheel on Fedora and the BSDs, admin on macOS and older Ubuntu).
+var adminGroups = []string{"sudo", "wheel", "admin"}
+
+// Config is /etc/secrets/guard.json.
+type Config struct {
+	Version  int      `json:"version"` // of this format: 1
+	Store    string   `json:"store"`
+	Owner    string   `json:"owner"`
+	OwnerUID int      `json:"owner_uid"`
+	OwnerGID int      `json:"owner_gid"`
+	Binary   string   `json:"binary"`
+	Release  string   `json:"release"` // of the installed binary
+	Allow    []string `json:"allow"`   // users, and %groups
+}
+
+// ReadConfig reads guard.json. It must be a regular file owned by root and writable by
+// nobody else: it decides where every guarded call goes. A missing file is
+// os.ErrNotExist (no guarded store here).
+func ReadConfig() (*Config, error) {
+	f, err := os.OpenFile(ConfigPath, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, ConfigPath, err)
+	}
+	defer f.Close()
+	if err := rootOnly(f, ConfigPath); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, ConfigPath, err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil || c.Version != 1 || c.Owner == "" || c.OwnerUID <= 0 || !filepath.IsAbs(c.Store) || c.Binary != BinaryPath {
+		return nil, fmt.Errorf("%w: %s is not a guard configuration this release reads", ErrUnavailable, ConfigPath)
+	}
+	return &c, nil
+}
+
+// rootOnly checks that f is a regular file owned by root that no one else may write.
+func rootOnly(f *os.File, name string) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnavailable, name, err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if !fi.Mode().IsRegular() || st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%w: %s must be a regular file owned by root and writable by root only", ErrUnavailable, name)
+	}
+	return nil
+}
+
+// chainProblem says why path, or a directory above it, could be changed by a user other
+// than root ("" when none can): owned by another user, or writable by group or others.
+func chainProblem(path string) string {
+	for p := path; ; p = filepath.Dir(p) {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return fmt.Sprintf("%s: %v", p, err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			return p + " is a symlink"
+		case st.Uid != 0:
+			return fmt.Sprintf("%s is owned by uid %d, not root", p, st.Uid)
+		case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0:
+			return fmt.Sprintf("%s can be written by its group or by others (mode %o)", p, fi.Mode().Perm())
+		case fi.Mode().Perm()&0o022 != 0:
+			return fmt.Sprintf("%s is a shared directory (mode %o)", p, fi.Mode().Perm())
+		}
+		if p == "/" {
+			return ""
+		}
+	}
+}
+
+// adminReason returns why u can administer the machine, or "".
+func adminReason(u *user.User, admin string) string {
+	if u.Uid == "0" {
+		return "it is root"
+	}
+	if u.Username == admin {
+		return "it is the admin running secrets guard"
+	}
+	gids, _ := u.GroupIds()
+	for _, gid := range gids {
+		if g, err := user.LookupGroupId(gid); err == nil && slices.Contains(adminGroups, g.Name) {
+			return "it is in the " + g.Name + " group, so it can use sudo as root"
+		}
+	}
+	return ""
+}
+
+// groupMembers lists the users whose primary or supplementary group is g.
+func groupMembers(g *user.Group) []string {
+	var out []string
+	b, _ := os.ReadFile("/etc/group")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 4 && f[2] == g.Gid && f[3] != "" {
+			out = append(out, strings.Split(f[3], ",")...)
+		}
+	}
+	b, _ = os.ReadFile("/etc/passwd")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 4 && f[3] == g.Gid {
+			out = append(out, f[0])
+		}
+	}
+	return out
+}
+
+// checkAllowed refuses an allow entry that names no user or group, or one that can
+// administer the machine: an agent running as such a user can hijack sudo.
+func checkAllowed(allow []string, owner, admin string) error {
+	if len(allow) == 0 {
+		return fmt.Errorf("%w: name the agent users with --allow USER or --allow %%GROUP", ErrNotPermitted)
+	}
+	refuse := func(who, why string) error {
+		return fmt.Errorf("%w: %s cannot be an agent user: %s. Run the agent host as a user of its own (see the README's Guarded store)", ErrNotPermitted, who, why)
+	}
+	for _, a := range allow {
+		if name, ok := strings.CutPrefix(a, "%"); ok {
+			if slices.Contains(adminGroups, name) {
+				return refuse(a, "its members can use sudo as root")
+			}
+			g, err := user.LookupGroup(name)
+			if err != nil {
+				return fmt.Errorf("%w: no group %q", ErrNotPermitted, name)
+			}
+			for _, m := range groupMembers(g) {
+				if u, err := user.Lookup(m); err == nil {
+					if why := adminReason(u, admin); why != "" || m == owner {
+						if m == owner {
+							why = "it is the store's owner"
+						}
+						return refuse(a+" (member "+m+")", why)
+					}
+				}
+			}
+			continue
+		}
+		u, err := user.Lookup(a)
+		if err != nil {
+			return fmt.Errorf("%w: no user %q", ErrNotPermitted, a)
+		}
+		if a == owner {
+			return refuse(a, "it is the store's owner")
+		}
+		if why := adminReason(u, admin); why != "" {
+			return refuse(a, why)
+		}
+	}
+	return nil
+}
+
+// sudoers is the drop-in for c: the allowed users may run the binary as the owner with
+// the one argument OwnerArg, without a password, with input and output never logged.
+func sudoers(c *Config) string {
+	who := c.Allow
+	return "# Written by `secrets guard`; `secrets guard --remove` removes it. The allowed users run\n" +
+		"# the secrets binary as the store's owner, as its owner side only, without a password.\n" +
+		"# Values cross its stdout: sudo never logs its input or output.\n" +
+		"Cmnd_Alias SECRETS_OWNER_SIDE = " + c.Binary + " " + OwnerArg + "\n" +
+		"Defaults!SECRETS_OWNER_SIDE !log_output, !log_input, !use_pty\n" +
+		strings.Join(who, ", ") + " ALL=(" + c.Owner + ") NOPASSWD: SECRETS_OWNER_SIDE\n"
+}
+
+// visudo checks the sudoers file named (all of the configuration when path is "").
+func visudo(path string) error {
+	args := []string{"-c", "-q"}
+	if path != "" {
+		args = append(args, "-f", path)
+	}
+	out, err := exec.Command("visudo", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("visudo %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// installSudoers puts content in place only if visudo accepts the file alone and then the
+// whole configuration with it; otherwise what was there before is put back.
+func installSudoers(content string) error {
+	tmp := SudoersPath + ".new" // a dot: sudo never reads it
+	if err := os.WriteFile(tmp, []byte(content), 0o440); err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Chown(tmp, 0, 0); err != nil {
+		return err
+	}
+	if err := visudo(tmp); err != nil {
+		return fmt.Errorf("the sudoers drop-in was not installed: %w", err)
+	}
+	old, oldErr := os.ReadFile(SudoersPath)
+	if err := os.Rename(tmp, SudoersPath); err != nil {
+		return err
+	}
+	if err := visudo(""); err != nil {
+		if oldErr == nil {
+			os.WriteFile(SudoersPath, old, 0o440)
+		} else {
+			os.Remove(SudoersPath)
+		}
+		return fmt.Errorf("the sudoers configuration did not check with the drop-in, which was taken out again: %w", err)
+	}
+	return nil
+}
+
+// writeRootFile writes a root-owned file atomically.
+func writeRootFile(path string, b []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	if err := os.Chown(tmp, 0, 0); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// installBinary copies the running binary to BinaryPath, root-owned, 0755, in a
+// root-owned directory chain.
+func installBinary() error {
+	if err := os.MkdirAll(filepath.Dir(BinaryPath), 0o755); err != nil {
+		return err
+	}
+	if why := chainProblem(filepath.Dir(BinaryPath)); why != "" {
+		return fmt.Errorf("%w: the binary would be in a directory another user could change: %s", ErrNotPermitted, why)
+	}
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		if src, err = openExecutable(); err != nil {
+			return err
+		}
+	}
+	defer src.Close()
+	b, err := io.ReadAll(src)
+	if err != nil {
+		return err
+	}
+	return writeRootFile(BinaryPath, b, 0o755)
+}
+
+func openExecutable() (*os.File, error) {
+	p, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return os.Open(p)
+}
+
+// asOwner runs the installed binary with args as the owner, in the store, with an
+// environment of its own: the store's init and admin commands never run as root.
+func asOwner(c *Config, stdin io.Reader, stdout, stderr io.Writer, args ...string) *exec.Cmd {
+	cmd := exec.Command(c.Binary, args...)
+	cmd.Env = []string{"SECRETS_DIR=" + c.Store, "HOME=" + c.Store, "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}
+	cmd.Dir = c.Store
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(c.OwnerUID), Gid: uint32(c.OwnerGID)}}
+	return cmd
+}
+
+// AsOwner runs an admin command as the store's owner (root's way into a guarded store).
+func AsOwner(c *Config, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	cmd := asOwner(c, stdin, stdout, stderr, args...)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return 1, fmt.Errorf("%w: run %s as %s: %v", ErrUnavailable, c.Binary, c.Owner, err)
+	}
+	return 0, nil
+}
+
+func lookupOwner(name string) (uid, gid int, err error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
+}

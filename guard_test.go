@@ -1,0 +1,337 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/agent-secrets/secrets/guard"
+)
+
+// The guarded store (issue 13), the real thing: real users, real sudo, a real sudoers
+// drop-in, as root. Elsewhere these tests skip and say why.
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP: the guarded store tests create users and a sudoers rule, so they run as root only (CI runs them)")
+	}
+	for _, tool := range []string{"sudo", "visudo", "useradd", "userdel", "runuser"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("SKIP: %s is not installed (CI installs it)", tool)
+		}
+	}
+	if _, err := os.Stat(guard.ConfigPath); err == nil {
+		t.Skipf("SKIP: %s exists: a guarded store is set up on this machine, and the test would replace it", guard.ConfigPath)
+	}
+}
+
+// sys runs a command as root and fails the test if it fails.
+func sys(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return string(out)
+}
+
+// addUser creates a user for the test and removes it afterwards.
+func addUser(t *testing.T, name string, extra ...string) {
+	t.Helper()
+	exec.Command("userdel", "-r", name).Run()
+	sys(t, "useradd", append([]string{"--create-home", "--shell", "/bin/sh"}, append(extra, name)...)...)
+	t.Cleanup(func() { exec.Command("userdel", "-r", name).Run() })
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// as runs argv as user, with a clean login-like environment.
+func as(t *testing.T, user, stdin string, argv ...string) result {
+	t.Helper()
+	cmd := exec.Command("runuser", append([]string{"-u", user, "--"}, argv...)...)
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/home/" + user, "LANG=C.UTF-8"}
+	cmd.Dir = "/"
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// root runs the test binary as secrets, as root, with no store named: the guarded one.
+func root(t *testing.T, bin, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + t.TempDir(), "LANG=C.UTF-8"}
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func wantCode(t *testing.T, what string, r result, exit int, code string) {
+	t.Helper()
+	if r.code != exit || !strings.Contains(r.stdout+r.stderr, `"code": "`+code+`"`) && !strings.Contains(r.stderr, code) {
+		t.Fatalf("%s: exit %d, want %d (%s)\nstdout: %s\nstderr: %s", what, r.code, exit, code, r.stdout, r.stderr)
+	}
+}
+
+func TestGuardedStore(t *testing.T) {
+	requireRoot(t)
+	bin := secretsBinary(t)
+	const agent, other, admin, owner = "secrets-t-agent", "secrets-t-other", "secrets-t-admin", "_secrets_t"
+	dir := "/var/lib/secrets-t"
+	addUser(t, agent)
+	addUser(t, other)
+	addUser(t, admin, "--groups", "sudo")
+	t.Cleanup(func() {
+		root(t, bin, "", "guard", "--remove", "--delete-store", "--yes")
+		exec.Command("userdel", owner).Run()
+		os.RemoveAll(dir)
+	})
+
+	// guard refuses an admin, root, and a store or binary another user could change.
+	wantCode(t, "guard --allow root", root(t, bin, "", "guard", "--allow", "root", "--user", owner, "--dir", dir), exitGuard, "not_permitted")
+	wantCode(t, "guard --allow an admin", root(t, bin, "", "guard", "--allow", admin, "--user", owner, "--dir", dir), exitGuard, "not_permitted")
+	wantCode(t, "guard --allow %sudo", root(t, bin, "", "guard", "--allow", "%sudo", "--user", owner, "--dir", dir), exitGuard, "not_permitted")
+	shared := filepath.Join(t.TempDir(), "open")
+	os.Mkdir(shared, 0o777)
+	os.Chmod(shared, 0o777)
+	wantCode(t, "guard in a world-writable directory", root(t, bin, "", "guard", "--allow", agent, "--user", owner, "--dir", filepath.Join(shared, "store")), exitGuard, "not_permitted")
+	if _, err := os.Stat(guard.SudoersPath); err == nil {
+		t.Fatal("a refused guard left a sudoers rule")
+	}
+
+	// A broken sudoers configuration elsewhere: guard does not add its rule to it.
+	broken := "/etc/sudoers.d/zz-secrets-t-broken"
+	os.WriteFile(broken, []byte("this is not sudoers\n"), 0o440)
+	r := root(t, bin, "", "guard", "--allow", agent, "--user", owner, "--dir", dir)
+	os.Remove(broken)
+	if r.code == 0 || !strings.Contains(r.stderr, "visudo") {
+		t.Fatalf("guard with a broken sudoers configuration: %+v", r)
+	}
+	if _, err := os.Stat(guard.SudoersPath); err == nil {
+		t.Fatal("guard left its rule in a configuration visudo rejects")
+	}
+
+	// Set up, twice (idempotent), and the status is clean.
+	for range 2 {
+		if r := root(t, bin, "", "guard", "--allow", agent, "--allow", other, "--user", owner, "--dir", dir); r.code != 0 {
+			t.Fatalf("guard: %+v", r)
+		}
+	}
+	if r := root(t, bin, "", "guard", "--status"); r.code != 0 {
+		t.Fatalf("guard --status: %+v", r)
+	}
+	sys(t, "visudo", "-c")
+	for path, want := range map[string]string{guard.ConfigPath: "root 644", guard.SudoersPath: "root 440", guard.BinaryPath: "root 755", dir: owner + " 700"} {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		name := "root"
+		if st.Uid != 0 {
+			name = owner
+		}
+		if got := fmt.Sprintf("%s %o", name, fi.Mode().Perm()); got != want {
+			t.Errorf("%s: %s, want %s", path, got, want)
+		}
+	}
+
+	// The admin adds secrets; root's commands run as the owner, so the files stay its.
+	const value = "FAKE-guarded-value-5b1e"
+	if r := root(t, bin, value, "add", "gh_token"); r.code != 0 {
+		t.Fatalf("add as root: %+v", r)
+	}
+	if r := root(t, bin, "FAKE-canary-value-77", "add", "canary_key"); r.code != 0 {
+		t.Fatalf("add as root: %+v", r)
+	}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Sys().(*syscall.Stat_t).Uid == 0 {
+			t.Errorf("%s belongs to root", p)
+		}
+		return nil
+	})
+
+	// The agent user leases through the owner side.
+	secrets := guard.BinaryPath
+	if r := as(t, agent, "", secrets, "lease", "gh_token"); r.code != 0 || r.stdout != value {
+		t.Fatalf("lease as the agent: %+v", r)
+	}
+	if r := as(t, agent, "", secrets, "leases"); r.code != 0 || !strings.Contains(r.stdout, `"count": 1`) {
+		t.Fatalf("leases as the agent: %+v", r)
+	}
+	if r := as(t, agent, "", secrets, "status"); r.code != 0 {
+		t.Fatalf("status as the agent: %+v", r)
+	}
+	log := root(t, bin, "", "audit", "--event", "lease_grant")
+	if !strings.Contains(log.stdout, fmt.Sprintf(`"uid": %s`, strings.TrimSpace(sys(t, "id", "-u", agent)))) {
+		t.Fatalf("the lease is not recorded as the agent user's:\n%s", log.stdout)
+	}
+
+	// Another agent user neither sees nor changes that lease, nor reads its entries.
+	var lid string
+	if r := as(t, agent, "", secrets, "leases"); r.code == 0 {
+		var env struct {
+			Result struct {
+				Leases []struct {
+					LeaseID string `json:"lease_id"`
+				} `json:"leases"`
+			} `json:"result"`
+		}
+		json.Unmarshal([]byte(r.stdout), &env)
+		if len(env.Result.Leases) == 1 {
+			lid = env.Result.Leases[0].LeaseID
+		}
+	}
+	if lid == "" {
+		t.Fatal("no lease id")
+	}
+	if r := as(t, other, "", secrets, "leases"); r.code != 0 || !strings.Contains(r.stdout, `"count": 0`) {
+		t.Fatalf("leases as another agent user: %+v", r)
+	}
+	wantCode(t, "revoke another's lease", as(t, other, "", secrets, "revoke", lid), exitNotFound, "lease_not_found")
+	wantCode(t, "renew another's lease", as(t, other, "", secrets, "renew", lid), exitNotFound, "lease_not_found")
+	if r := as(t, other, "", secrets, "audit", "--event", "lease_grant"); r.code != 0 || !strings.Contains(r.stdout, `"count": 0`) {
+		t.Fatalf("audit as another agent user shows the first one's entries: %+v", r)
+	}
+	if r := as(t, agent, "", secrets, "audit", "--event", "lease_grant"); r.code != 0 || !strings.Contains(r.stdout, `"count": 1`) {
+		t.Fatalf("audit as the agent user: %+v", r)
+	}
+
+	// What the agent user cannot do: read the store, decrypt it, change anything.
+	for _, argv := range [][]string{{"cat", dir + "/identity.age"}, {"ls", dir}, {"cp", "/dev/null", dir + "/secrets.age"}} {
+		if r := as(t, agent, "", argv...); r.code == 0 {
+			t.Errorf("%v as the agent succeeded: %+v", argv, r)
+		}
+	}
+	if _, err := exec.LookPath("age"); err == nil {
+		if r := as(t, agent, "", "age", "-d", "-i", dir+"/identity.age", dir+"/secrets.age"); r.code == 0 {
+			t.Errorf("age -d as the agent succeeded")
+		}
+	}
+	for _, argv := range [][]string{
+		{"add", "x"}, {"set", "gh_token", "--rotate-via", "echo FAKE"}, {"rotate", "gh_token"}, {"unlock"}, {"approve"},
+		{"policy", "set", "gh_token", "--max-uses", "9"}, {"list", "--show-canaries"}, {"audit", "--reset", "--yes"}, {"rm", "gh_token"},
+		{"killswitch", "--wipe", "--yes"}, {"exec", "--secret", "gh_token", "--", "true"},
+	} {
+		wantCode(t, fmt.Sprint(argv), as(t, agent, "x", append([]string{secrets}, argv...)...), exitGuard, "not_permitted")
+	}
+	// Naming the store as a plain one opens nothing: its files are the owner's.
+	if r := as(t, agent, "", secrets, "--dir", dir, "lease", "gh_token"); r.code == 0 || strings.Contains(r.stdout, value) {
+		t.Fatalf("--dir to the guarded store as the agent: %+v", r)
+	}
+	// Around the caller side: sudo allows the owner side only, which checks again.
+	if r := as(t, agent, "", "sudo", "-n", "-u", owner, guard.BinaryPath, "lease", "gh_token"); r.code == 0 || strings.Contains(r.stdout, value) {
+		t.Fatalf("sudo with other arguments: %+v", r)
+	}
+	raw := func(req ownerRequest) ownerResponse {
+		b, _ := json.Marshal(req)
+		r := as(t, agent, string(b), "sudo", "-n", "-u", owner, guard.BinaryPath, guard.OwnerArg)
+		var resp ownerResponse
+		if err := json.Unmarshal([]byte(r.stdout), &resp); err != nil {
+			t.Fatalf("owner side: %+v", r)
+		}
+		return resp
+	}
+	for _, argv := range [][]string{{"add", "x"}, {"--dir", "/tmp/x", "lease", "gh_token"}, {"lease", "gh_token", "--dir", "/tmp/x"}, {"rm", "gh_token"}} {
+		if resp := raw(ownerRequest{Release: version, Argv: argv}); resp.Exit != exitGuard || bytes.Contains(resp.Stdout, []byte(value)) {
+			t.Errorf("owner side, %v: %+v", argv, resp)
+		}
+	}
+	if resp := raw(ownerRequest{Release: "0.0.1-other", Argv: []string{"status"}}); resp.Exit != exitGuard || !strings.Contains(string(resp.Stderr), "0.0.1-other") || !strings.Contains(string(resp.Stderr), version) {
+		t.Errorf("a caller side of another release: %+v", resp)
+	}
+
+	// The killswitch: any agent pulls it, only root's side lifts it.
+	if r := as(t, agent, "", secrets, "killswitch", "--reason", "test"); r.code != 0 {
+		t.Fatalf("killswitch as the agent: %+v", r)
+	}
+	wantCode(t, "lease in lockdown", as(t, agent, "", secrets, "lease", "gh_token"), exitLockdown, "lockdown")
+	wantCode(t, "unlock as the agent", as(t, agent, "", secrets, "unlock"), exitGuard, "not_permitted")
+
+	// A user guard.json does not name is refused before sudo is asked.
+	wantCode(t, "an unlisted user", as(t, admin, "", secrets, "status"), exitGuard, "not_permitted")
+
+	// Remove keeps the store unless asked.
+	if r := root(t, bin, "", "guard", "--remove"); r.code != 0 {
+		t.Fatalf("guard --remove: %+v", r)
+	}
+	for _, p := range []string{guard.SudoersPath, guard.ConfigPath, guard.BinaryPath} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s is still there after --remove", p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "secrets.age")); err != nil {
+		t.Errorf("--remove took the store: %v", err)
+	}
+}
+
+// TestREADMEGuardedStore runs the README's Guarded store commands as they are written,
+// with this binary installed as secrets on PATH.
+func TestREADMEGuardedStore(t *testing.T) {
+	requireRoot(t)
+	for _, p := range []string{"/usr/local/bin/secrets", "/home/agent", "/var/lib/secrets"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Skipf("SKIP: %s exists: the README's commands would change what is there", p)
+		}
+	}
+	if exec.Command("id", "agent").Run() == nil || exec.Command("id", guard.DefaultUser).Run() == nil {
+		t.Skip("SKIP: a user named agent or _secrets exists: the README's commands would change it")
+	}
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(b), "\n## Guarded store\n")
+	_, rest, _ = strings.Cut(rest, "```\n")
+	block, _, _ := strings.Cut(rest, "```")
+	self, _ := os.Executable()
+	bin, _ := os.ReadFile(self)
+	if err := os.WriteFile("/usr/local/bin/secrets", bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		exec.Command("/usr/local/bin/secrets", "guard", "--remove", "--delete-store", "--yes").Run()
+		os.Remove("/usr/local/bin/secrets")
+		exec.Command("userdel", "-r", "agent").Run()
+		exec.Command("userdel", guard.DefaultUser).Run()
+	})
+	const token = "FAKE-readme-guarded-9d"
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", block)
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + t.TempDir(), "TOKEN=" + token}
+	cmd.Dir = t.TempDir()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the README's commands: %v\n%s", err, out)
+	}
+	if !strings.HasSuffix(string(out), token) {
+		t.Fatalf("the agent's lease printed %q", out)
+	}
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agent-secrets/secrets/guard"
+	"github.com/agent-secrets/secrets/vault"
+)
+
+// The two sides of a guarded store (DESIGN.md section 10). An agent user's `secrets …`
+// is the caller side: it checks the request, sends it as data on the stdin of
+// `sudo -n -u OWNER BINARY __owner`, and prints what comes back. The owner side, running
+// as the store's user, reads guard.json (root's), takes nothing from the caller but the
+// request and the identity sudo vouches for (SUDO_UID), checks the request again, runs
+// it against the store with an environment of its own, and answers on stdout.
+
+// ownerRequest is what the caller side sends.
+type ownerRequest struct {
+	Release  string   `json:"release"`
+	Argv     []string `json:"argv"`                // the words after "secrets"
+	ClientID string   `json:"client_id,omitempty"` // $SECRETS_CLIENT_ID: a label
+	Agent    string   `json:"agent,omitempty"`     // the agent host the caller's environment shows: a label
+}
+
+// ownerResponse is what the owner side answers: the command's output and status.
+type ownerResponse struct {
+	Release string `json:"release"`
+	Exit    int    `json:"exit"`
+	Stdout  []byte `json:"stdout"`
+	Stderr  []byte `json:"stderr"`
+}
+
+// maxRequest bounds a request; its argv is a command line.
+const maxRequest = 64 << 10
+
+// agentCommands are what an agent user may ask of a guarded store: the agent-level
+// requests of section 10 this release serves. The rest (add, set, rm, rotate, unlock,
+// approve, policy, config, audit --reset, guard) are an admin's.
+var agentCommands = []string{"lease", "leases", "list", "status", "renew", "revoke", "killswitch", "audit"}
+
+// notYet are agent-level requests a guarded store does not serve in this release.
+var notYet = []string{"env", "exec", "cleanup", "mcp", "watch"}
+
+// agentRequest checks argv (the words after "secrets") as a request an agent user may
+// make; both sides run it, the owner side because it trusts no caller side.
+func agentRequest(argv []string) error {
+	i := 0
+	for i < len(argv) && strings.HasPrefix(argv[i], "-") {
+		flag, _, hasValue := strings.Cut(strings.TrimLeft(argv[i], "-"), "=")
+		switch flag {
+		case "json":
+		case "lock-timeout":
+			if !hasValue {
+				i++
+			}
+		default:
+			return fmt.Errorf("%w: the global flag %s is not for a guarded store (its directory and identity are the owner's)", guard.ErrNotPermitted, argv[i])
+		}
+		i++
+	}
+	if i == len(argv) {
+		return fmt.Errorf("%w: name a command", guard.ErrNotPermitted)
+	}
+	cmd, rest := argv[i], argv[i+1:]
+	switch {
+	case slices.Contains(notYet, cmd):
+		return fmt.Errorf("%w: %s is not yet available in a guarded store in this release", guard.ErrNotPermitted, cmd)
+	case !slices.Contains(agentCommands, cmd):
+		return fmt.Errorf("%w: %s changes the guarded store: only an admin runs it (sudo secrets %s)", guard.ErrNotPermitted, cmd, cmd)
+	}
+	for _, a := range rest {
+		flag, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		switch {
+		case cmd == "killswitch" && (flag == "wipe" || flag == "rotate-all"):
+			return fmt.Errorf("%w: an agent pulls the killswitch (every lease revoked, the store locked down); --%s is an admin's (sudo secrets killswitch --%s)", guard.ErrNotPermitted, flag, flag)
+		case cmd == "audit" && (flag == "rotate" || flag == "reset"):
+			return fmt.Errorf("%w: audit --%s is an admin's (sudo secrets audit --%s)", guard.ErrNotPermitted, flag, flag)
+		case cmd == "list" && flag == "show-canaries":
+			return fmt.Errorf("%w: which secrets are canaries is an admin's to know", guard.ErrNotPermitted)
+		case flag == "dir":
+			return fmt.Errorf("%w: --dir is not for a guarded store", guard.ErrNotPermitted)
+		}
+	}
+	return nil
+}
+
+// explicitStore reports whether the invocation names a store itself (--dir or
+// $SECRETS_DIR): then it is a plain store, whatever guard.json says.
+func (a *app) explicitStore(args []string) bool {
+	if a.getenv("SECRETS_DIR") != "" {
+		return true
+	}
+	for _, x := range args[1:] {
+		if x == "--" {
+			break
+		}
+		if x == "--dir" || x == "-dir" || strings.HasPrefix(x, "--dir=") || strings.HasPrefix(x, "-dir=") {
+			return true
+		}
+	}
+	return false
+}
+
+// localCommand reports the invocations that never go to the owner side: the command tree,
+// help, version and guard itself.
+func localCommand(args []string) bool {
+	for _, x := range args[1:] {
+		switch {
+		case x == "-h" || x == "--help" || x == "help":
+			return true
+		case strings.HasPrefix(x, "-"):
+			continue
+		}
+		return x == "version" || x == "guard"
+	}
+	return true // no command: the tree
+}
+
+// routeGuarded runs the invocation against the guarded store when there is one and the
+// invocation is for it: root's as the owner, an agent user's through the owner side. It
+// reports false when the invocation is not for a guarded store.
+func (a *app) routeGuarded(ctx context.Context, args []string) (int, bool) {
+	if localCommand(args) || a.explicitStore(args) {
+		return 0, false
+	}
+	c, err := guard.ReadConfig()
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false
+	}
+	if err != nil {
+		return a.failGuard(err), true
+	}
+	switch uid := os.Geteuid(); {
+	case uid == c.OwnerUID:
+		return 0, false // the owner side itself, or an admin command run as the owner
+	case uid == 0:
+		code, err := guard.AsOwner(c, args[1:], a.stdin, a.stdout, a.stderr)
+		if err != nil {
+			return a.failGuard(err), true
+		}
+		return code, true
+	}
+	me, groups := whoAmI()
+	if !c.Allowed(me, groups) {
+		return a.failGuard(fmt.Errorf("%w: %s is not an agent user of the guarded store %s (an admin allows one with: sudo secrets guard --allow %s)", guard.ErrNotPermitted, me, c.Store, me)), true
+	}
+	if err := agentRequest(args[1:]); err != nil {
+		return a.failGuard(err), true
+	}
+	code, err := a.callOwner(ctx, c, args[1:])
+	if err != nil {
+		return a.failGuard(err), true
+	}
+	return code, true
+}
+
+// failGuard reports a guarded store's refusal as every failure is reported.
+func (a *app) failGuard(err error) int {
+	p := classify(err)
+	fmt.Fprintf(a.stderr, "secrets: error: %s\nsecrets: hint: %s\n", err, p.fix)
+	a.print(envelope{Command: "secrets", Error: &envError{Message: err.Error(), Code: p.code}, Fix: p.fix})
+	return p.exit
+}
+
+func whoAmI() (string, []string) {
+	u, err := user.LookupId(strconv.Itoa(os.Getuid()))
+	if err != nil {
+		return strconv.Itoa(os.Getuid()), nil
+	}
+	var groups []string
+	gids, _ := u.GroupIds()
+	for _, g := range gids {
+		if grp, err := user.LookupGroupId(g); err == nil {
+			groups = append(groups, grp.Name)
+		}
+	}
+	return u.Username, groups
+}
+
+// callOwner sends the request to the owner side through sudo and writes its answer.
+func (a *app) callOwner(ctx context.Context, c *guard.Config, argv []string) (int, error) {
+	client := a.getenv("SECRETS_CLIENT_ID")
+	if client == "" {
+		client = vault.DefaultClientID() // ours: the owner side's parent is sudo
+	}
+	req, _ := json.Marshal(ownerRequest{Release: version, Argv: argv, ClientID: client, Agent: agentLabel(a.environ)})
+	sudo, err := exec.LookPath("sudo")
+	if err != nil {
+		return 0, fmt.Errorf("%w: sudo is not installed, and a guarded store is reached only through it", guard.ErrUnavailable)
+	}
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, sudo, "-n", "-u", c.Owner, c.Binary, guard.OwnerArg)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(req), &out, &errb
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
+	cmd.WaitDelay = time.Second
+	runErr := cmd.Run()
+	var resp ownerResponse
+	if err := json.Unmarshal(out.Bytes(), &resp); err != nil {
+		why := strings.TrimSpace(errb.String())
+		if why == "" && runErr != nil {
+			why = runErr.Error()
+		}
+		return 0, fmt.Errorf("%w: sudo -n -u %s %s %s did not answer (%s)", guard.ErrUnavailable, c.Owner, c.Binary, guard.OwnerArg, why)
+	}
+	a.stdout.Write(resp.Stdout)
+	a.stderr.Write(resp.Stderr)
+	return resp.Exit, nil
+}
+
+// agentLabel is the agent host the caller's environment shows, as a label for the log.
+func agentLabel(environ []string) string {
+	return vault.AgentOf(environ)
+}
+
+// ownerSide is the binary run by sudo as the store's user: one request on stdin, one
+// answer on stdout. Nothing the caller chose but the request's words reaches the store:
+// not its environment (sudo resets it; this side builds its own), not a path, not its
+// working directory.
+func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
+	answer := func(exit int, out, errs []byte) int {
+		json.NewEncoder(stdout).Encode(ownerResponse{Release: version, Exit: exit, Stdout: out, Stderr: errs})
+		return 0
+	}
+	refuse := func(err error) int {
+		p := classify(err)
+		return answer(p.exit, nil, []byte(fmt.Sprintf("secrets: error: %s\nsecrets: hint: %s\n", err, p.fix)))
+	}
+	c, err := guard.ReadConfig()
+	if err != nil {
+		return refuse(fmt.Errorf("%w: the owner side has no guard configuration: %v", guard.ErrUnavailable, err))
+	}
+	if os.Geteuid() != c.OwnerUID {
+		return refuse(fmt.Errorf("%w: the owner side runs only as %s, through sudo", guard.ErrNotPermitted, c.Owner))
+	}
+	uid, err := strconv.Atoi(os.Getenv("SUDO_UID"))
+	if err != nil || os.Getenv("SUDO_USER") == "" {
+		return refuse(fmt.Errorf("%w: the owner side is reached through sudo only", guard.ErrNotPermitted))
+	}
+	b, err := io.ReadAll(io.LimitReader(stdin, maxRequest+1))
+	var req ownerRequest
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err != nil || len(b) > maxRequest || dec.Decode(&req) != nil {
+		return refuse(vault.Usagef("the owner side got no request it can read"))
+	}
+	if req.Release != version {
+		return refuse(fmt.Errorf("%w: this secrets is release %s and the guarded store's is %s; use the one an admin installed (%s), or an admin runs sudo secrets guard with the new release", guard.ErrUnavailable, req.Release, version, c.Binary))
+	}
+	if err := agentRequest(req.Argv); err != nil {
+		return refuse(err)
+	}
+	caller := &vault.Caller{UID: uid, User: os.Getenv("SUDO_USER")}
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		caller.User = u.Username
+		gids, _ := u.GroupIds()
+		for _, g := range gids {
+			if grp, err := user.LookupGroupId(g); err == nil {
+				caller.Groups = append(caller.Groups, grp.Name)
+			}
+		}
+	}
+	if !c.Allowed(caller.User, caller.Groups) {
+		return refuse(fmt.Errorf("%w: %s is not an agent user of this guarded store", guard.ErrNotPermitted, caller.User))
+	}
+	env := []string{"SECRETS_DIR=" + c.Store, "HOME=" + c.Store, "PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
+	if req.ClientID != "" {
+		env = append(env, "SECRETS_CLIENT_ID="+req.ClientID)
+	}
+	if req.Agent != "" {
+		env = append(env, "AI_AGENT="+req.Agent)
+	}
+	var out, errs bytes.Buffer
+	a := newApp(strings.NewReader(""), &out, &errs, env, time.Now)
+	a.caller = caller
+	code := a.run(append([]string{"secrets"}, req.Argv...))
+	return answer(code, out.Bytes(), errs.Bytes())
+}
