@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/agent-secrets/secrets/guard"
+	"github.com/gofrs/flock"
 )
 
 // The guarded store (issue 13), the real thing: real users, real sudo, a real sudoers
@@ -195,6 +196,18 @@ func TestGuardedStore(t *testing.T) {
 		t.Fatalf("the lease is not recorded as the agent user's:\n%s", log.stdout)
 	}
 
+	// The policy is the admin's, and binds the agent user: a single-use secret leases once.
+	if r := root(t, bin, "FAKE-single-use-31", "add", "once"); r.code != 0 {
+		t.Fatalf("add: %+v", r)
+	}
+	if r := root(t, bin, "", "policy", "set", "once", "--max-uses", "1"); r.code != 0 {
+		t.Fatalf("policy set as root: %+v", r)
+	}
+	if r := as(t, other, "", secrets, "lease", "once"); r.code != 0 || r.stdout != "FAKE-single-use-31" {
+		t.Fatalf("the single use: %+v", r)
+	}
+	wantCode(t, "a second use", as(t, other, "", secrets, "lease", "once", "--json"), exitPolicy, "uses_exhausted")
+
 	// Another agent user neither sees nor changes that lease, nor reads its entries.
 	var lid string
 	if r := as(t, agent, "", secrets, "leases"); r.code == 0 {
@@ -213,12 +226,12 @@ func TestGuardedStore(t *testing.T) {
 	if lid == "" {
 		t.Fatal("no lease id")
 	}
-	if r := as(t, other, "", secrets, "leases"); r.code != 0 || !strings.Contains(r.stdout, `"count": 0`) {
-		t.Fatalf("leases as another agent user: %+v", r)
+	if r := as(t, other, "", secrets, "leases"); r.code != 0 || strings.Contains(r.stdout, lid) || !strings.Contains(r.stdout, `"count": 1`) {
+		t.Fatalf("leases as another agent user (its own one only): %+v", r)
 	}
 	wantCode(t, "revoke another's lease", as(t, other, "", secrets, "revoke", lid), exitNotFound, "lease_not_found")
 	wantCode(t, "renew another's lease", as(t, other, "", secrets, "renew", lid), exitNotFound, "lease_not_found")
-	if r := as(t, other, "", secrets, "audit", "--event", "lease_grant"); r.code != 0 || !strings.Contains(r.stdout, `"count": 0`) {
+	if r := as(t, other, "", secrets, "audit", "--event", "lease_grant"); r.code != 0 || strings.Contains(r.stdout, lid) || !strings.Contains(r.stdout, `"count": 1`) {
 		t.Fatalf("audit as another agent user shows the first one's entries: %+v", r)
 	}
 	if r := as(t, agent, "", secrets, "audit", "--event", "lease_grant"); r.code != 0 || !strings.Contains(r.stdout, `"count": 1`) {
@@ -269,11 +282,22 @@ func TestGuardedStore(t *testing.T) {
 		t.Errorf("a caller side of another release: %+v", resp)
 	}
 
-	// The killswitch: any agent pulls it, only root's side lifts it.
-	if r := as(t, agent, "", secrets, "killswitch", "--reason", "test"); r.code != 0 {
-		t.Fatalf("killswitch as the agent: %+v", r)
+	// The killswitch: any agent pulls it, only root's side lifts it. An owner-side process
+	// that holds the lock and is stopped (^Z, which sudo relays) does not stop it: access is
+	// cut through killswitch.intent at once, and the lockdown holds once the lock is free.
+	held := flock.New(filepath.Join(dir, ".lock"))
+	if err := held.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	r = as(t, agent, "", secrets, "--lock-timeout", "500ms", "killswitch", "--reason", "test")
+	held.Unlock()
+	if !strings.Contains(r.stdout, "access is cut") {
+		t.Fatalf("killswitch as the agent, the lock held: %+v", r)
 	}
 	wantCode(t, "lease in lockdown", as(t, agent, "", secrets, "lease", "gh_token"), exitLockdown, "lockdown")
+	if r := as(t, agent, "", secrets, "killswitch", "--reason", "again"); r.code != 0 {
+		t.Fatalf("killswitch as the agent: %+v", r)
+	}
 	wantCode(t, "unlock as the agent", as(t, agent, "", secrets, "unlock"), exitGuard, "not_permitted")
 
 	// A user guard.json does not name is refused before sudo is asked.
