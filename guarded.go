@@ -9,10 +9,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"os/user"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/agent-secrets/secrets/guard"
@@ -48,10 +51,10 @@ const maxRequest = 64 << 10
 // agentCommands are what an agent user may ask of a guarded store: the agent-level
 // requests of section 10 this release serves. The rest (add, set, rm, rotate, unlock,
 // approve, policy, config, audit --reset, guard) are an admin's.
-var agentCommands = []string{"lease", "leases", "list", "status", "renew", "revoke", "killswitch", "audit"}
+var agentCommands = []string{"lease", "leases", "list", "status", "renew", "revoke", "killswitch"}
 
 // notYet are agent-level requests a guarded store does not serve in this release.
-var notYet = []string{"env", "exec", "cleanup", "mcp", "watch"}
+var notYet = []string{"env", "exec", "cleanup", "mcp", "watch", "audit"}
 
 // agentRequest checks argv (the words after "secrets") as a request an agent user may
 // make; both sides run it, the owner side because it trusts no caller side.
@@ -177,10 +180,16 @@ func (a *app) failGuard(err error) int {
 	return p.exit
 }
 
-func whoAmI() (string, []string) {
-	u, err := user.LookupId(strconv.Itoa(os.Getuid()))
+func whoAmI() (string, []string) { return userAndGroups(os.Getuid(), "") }
+
+// userAndGroups names user uid and its groups; fallback names it when it has no entry.
+func userAndGroups(uid int, fallback string) (string, []string) {
+	u, err := user.LookupId(strconv.Itoa(uid))
 	if err != nil {
-		return strconv.Itoa(os.Getuid()), nil
+		if fallback == "" {
+			fallback = strconv.Itoa(uid)
+		}
+		return fallback, nil
 	}
 	var groups []string
 	gids, _ := u.GroupIds()
@@ -222,6 +231,18 @@ func (a *app) callOwner(ctx context.Context, c *guard.Config, argv []string) (in
 	return resp.Exit, nil
 }
 
+// printable is s without control or non-ASCII characters, at most n bytes: a label the
+// caller chose, before it reaches the log.
+func printable(s string, n int) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 0x20 && r < 0x7f && b.Len() < n {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
 // agentLabel is the agent host the caller's environment shows, as a label for the log.
 func agentLabel(environ []string) string {
 	return vault.AgentOf(environ)
@@ -232,6 +253,13 @@ func agentLabel(environ []string) string {
 // not its environment (sudo resets it; this side builds its own), not a path, not its
 // working directory.
 func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
+	// The caller's terminal is not ours: ^Z there (sudo without a pty leaves us in its
+	// foreground group) must not stop us while we hold the store lock, which would stop
+	// every other agent user's requests. SIGSTOP needs our uid, which the caller has not.
+	signal.Ignore(syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU)
+	// Nor does its ^\ dump our goroutines, registers and addresses onto its stderr.
+	signal.Ignore(syscall.SIGQUIT)
+	debug.SetTraceback("none")
 	answer := func(exit int, out, errs []byte) int {
 		json.NewEncoder(stdout).Encode(ownerResponse{Release: version, Exit: exit, Stdout: out, Stderr: errs})
 		return 0
@@ -264,25 +292,17 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := agentRequest(req.Argv); err != nil {
 		return refuse(err)
 	}
-	caller := &vault.Caller{UID: uid, User: os.Getenv("SUDO_USER")}
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
-		caller.User = u.Username
-		gids, _ := u.GroupIds()
-		for _, g := range gids {
-			if grp, err := user.LookupGroupId(g); err == nil {
-				caller.Groups = append(caller.Groups, grp.Name)
-			}
-		}
-	}
+	caller := &vault.Caller{UID: uid}
+	caller.User, caller.Groups = userAndGroups(uid, os.Getenv("SUDO_USER"))
 	if !c.Allowed(caller.User, caller.Groups) {
 		return refuse(fmt.Errorf("%w: %s is not an agent user of this guarded store", guard.ErrNotPermitted, caller.User))
 	}
 	env := []string{"SECRETS_DIR=" + c.Store, "HOME=" + c.Store, "PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
 	if req.ClientID != "" {
-		env = append(env, "SECRETS_CLIENT_ID="+req.ClientID)
+		env = append(env, "SECRETS_CLIENT_ID="+req.ClientID) // checked as any client id is
 	}
-	if req.Agent != "" {
-		env = append(env, "AI_AGENT="+req.Agent)
+	if agent := printable(req.Agent, 64); agent != "" {
+		env = append(env, "AI_AGENT="+agent)
 	}
 	var out, errs bytes.Buffer
 	a := newApp(strings.NewReader(""), &out, &errs, env, time.Now)

@@ -11,7 +11,7 @@ import (
 func TestAgentRequest(t *testing.T) {
 	for _, argv := range [][]string{
 		{"lease", "gh"}, {"--json", "lease", "gh", "--ttl", "5m"}, {"--lock-timeout", "2s", "status"}, {"--lock-timeout=2s", "leases"},
-		{"list"}, {"revoke", "--all"}, {"renew", "lease_x"}, {"killswitch", "--reason", "x"}, {"audit", "--tail", "5"}, {"audit", "--verify"},
+		{"list"}, {"revoke", "--all"}, {"renew", "lease_x"}, {"killswitch", "--reason", "x"},
 	} {
 		if err := agentRequest(argv); err != nil {
 			t.Errorf("%v refused: %v", argv, err)
@@ -20,7 +20,7 @@ func TestAgentRequest(t *testing.T) {
 	for _, argv := range [][]string{
 		{}, {"--json"}, {"add", "x"}, {"--dir", "/tmp", "lease", "gh"}, {"--dir=/tmp", "lease", "gh"}, {"lease", "gh", "--dir", "/x"},
 		{"lease", "gh", "-dir=/x"}, {"killswitch", "--wipe"}, {"killswitch", "--rotate-all=true"}, {"list", "--show-canaries"},
-		{"exec", "--", "true"}, {"env"}, {"mcp"}, {"audit", "--reset", "--yes"}, {"audit", "--rotate"}, {"unlock"}, {"approve", "req"}, {"policy", "set"}, {"guard"},
+		{"exec", "--", "true"}, {"env"}, {"mcp"}, {"audit", "--reset", "--yes"}, {"audit", "--rotate"}, {"audit", "--tail", "5"}, {"unlock"}, {"approve", "req"}, {"policy", "set"}, {"guard"},
 		{"--identity", "x", "lease", "gh"},
 	} {
 		if err := agentRequest(argv); !errors.Is(err, guard.ErrNotPermitted) {

@@ -72,6 +72,9 @@ func ReadConfig() (*Config, error) {
 	if err := rootOnly(f, ConfigPath); err != nil {
 		return nil, err
 	}
+	if why := chainProblem(filepath.Dir(ConfigPath)); why != "" {
+		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, ConfigPath, why)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, ConfigPath, err)
@@ -123,8 +126,10 @@ func chainProblem(path string) string {
 	}
 }
 
-// adminReason returns why u can administer the machine, or "".
-func adminReason(u *user.User, admin string) string {
+// adminReason returns why u can administer the machine, or "": root, the admin, a
+// member of an admin group, or a user sudoers lets run anything but the owner side
+// (sudo -l -U, as root; ownerRule is the one rule guard gives).
+func adminReason(u *user.User, admin, ownerRule string) string {
 	if u.Uid == "0" {
 		return "it is root"
 	}
@@ -137,7 +142,36 @@ func adminReason(u *user.User, admin string) string {
 			return "it is in the " + g.Name + " group, so it can use sudo as root"
 		}
 	}
+	if os.Geteuid() == 0 {
+		if rule := otherSudoRule(u.Username, ownerRule); rule != "" {
+			return "sudoers lets it run " + rule
+		}
+	}
 	return ""
+}
+
+// otherSudoRule returns a sudo rule of user's other than ownerRule, or "" when it has
+// none (sudo -n -l -U, which lists every rule that applies, aliases and groups expanded).
+func otherSudoRule(name, ownerRule string) string {
+	out, err := exec.Command("sudo", "-n", "-l", "-U", name).Output()
+	if err != nil {
+		return "anything: sudo -l -U " + name + " failed (" + err.Error() + ")"
+	}
+	_, rules, ok := strings.Cut(string(out), " may run the following commands on ")
+	if !ok {
+		return "" // "is not allowed to run sudo"
+	}
+	for _, line := range strings.Split(rules, "\n")[1:] {
+		if r := strings.TrimSpace(line); r != "" && r != ownerRule {
+			return r
+		}
+	}
+	return ""
+}
+
+// ownerRule is the sudo -l line of the rule guard writes for c.
+func ownerRule(owner string) string {
+	return "(" + owner + ") NOPASSWD: " + BinaryPath + " " + OwnerArg
 }
 
 // groupMembers lists the users whose primary or supplementary group is g.
@@ -180,7 +214,7 @@ func checkAllowed(allow []string, owner, admin string) error {
 			}
 			for _, m := range groupMembers(g) {
 				if u, err := user.Lookup(m); err == nil {
-					if why := adminReason(u, admin); why != "" || m == owner {
+					if why := adminReason(u, admin, ownerRule(owner)); why != "" || m == owner {
 						if m == owner {
 							why = "it is the store's owner"
 						}
@@ -197,7 +231,7 @@ func checkAllowed(allow []string, owner, admin string) error {
 		if a == owner {
 			return refuse(a, "it is the store's owner")
 		}
-		if why := adminReason(u, admin); why != "" {
+		if why := adminReason(u, admin, ownerRule(owner)); why != "" {
 			return refuse(a, why)
 		}
 	}
@@ -233,11 +267,23 @@ func visudo(path string) error {
 // whole configuration with it; otherwise what was there before is put back.
 func installSudoers(content string) error {
 	tmp := SudoersPath + ".new" // a dot: sudo never reads it
-	if err := os.WriteFile(tmp, []byte(content), 0o440); err != nil {
+	if why := chainProblem(filepath.Dir(SudoersPath)); why != "" {
+		return fmt.Errorf("%w: %s", ErrNotPermitted, why)
+	}
+	os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o440)
+	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp)
-	if err := os.Chown(tmp, 0, 0); err != nil {
+	err = f.Chown(0, 0)
+	if err == nil {
+		_, err = f.WriteString(content)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	if err := visudo(tmp); err != nil {
@@ -249,7 +295,7 @@ func installSudoers(content string) error {
 	}
 	if err := visudo(""); err != nil {
 		if oldErr == nil {
-			os.WriteFile(SudoersPath, old, 0o440)
+			writeRootFile(SudoersPath, old, 0o440)
 		} else {
 			os.Remove(SudoersPath)
 		}
@@ -258,20 +304,36 @@ func installSudoers(content string) error {
 	return nil
 }
 
-// writeRootFile writes a root-owned file atomically.
+// writeRootFile writes a root-owned file atomically, in a directory chain only root can
+// change, never through a symlink: a file planted where the new one is written is
+// removed, not followed.
 func writeRootFile(path string, b []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	if why := chainProblem(filepath.Dir(path)); why != "" {
+		return fmt.Errorf("%w: %s would be in a directory another user could change: %s", ErrNotPermitted, path, why)
+	}
 	tmp := path + ".new"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
+	os.Remove(tmp) // whatever it is, it is not followed
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
+	if err != nil {
 		return err
 	}
-	if err := os.Chown(tmp, 0, 0); err != nil {
-		os.Remove(tmp)
-		return err
+	err = f.Chown(0, 0)
+	if err == nil {
+		err = f.Chmod(mode)
 	}
-	if err := os.Chmod(tmp, mode); err != nil {
+	if err == nil {
+		_, err = f.Write(b)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}

@@ -67,11 +67,12 @@ type LockdownInfo struct {
 	Pending bool `json:"pending,omitempty"`
 }
 
-func lockdownInfo(l *killswitch.Lockdown, code string) *LockdownInfo {
+// lockdownInfo shows l; shown passes its reason as the caller may see it.
+func lockdownInfo(l *killswitch.Lockdown, code string, shown func(string) string) *LockdownInfo {
 	if l == nil {
 		return nil
 	}
-	return &LockdownInfo{Since: rfc3339(l.Since), Trigger: l.Trigger, Reason: l.Reason, Fingerprint: code,
+	return &LockdownInfo{Since: rfc3339(l.Since), Trigger: l.Trigger, Reason: shown(l.Reason), Fingerprint: code,
 		Unlock: "run secrets unlock on a terminal and type the fingerprint"}
 }
 

@@ -44,6 +44,9 @@ func (v *Vault) Killswitch(ctx context.Context, in KillswitchInput) (*Killswitch
 	if err != nil {
 		return nil, err
 	}
+	if err := checkReason(in.Reason); err != nil {
+		return nil, err
+	}
 	out, err := v.fire(ctx, client, "manual", in.Reason, store.FailAction{RevokeAll: true, RotateAll: in.RotateAll, WipeStore: in.Wipe})
 	if err != nil && in.Wipe && (errors.Is(err, store.ErrNotInitialized) || errors.Is(err, store.ErrDecrypt) || errors.Is(err, store.ErrCorrupt)) {
 		files, serr := store.ShredDir(ctx, v.storeOptions())
@@ -116,7 +119,7 @@ func (tx *Tx) lockdownKeeping(trigger, reason string, act store.FailAction, inte
 	}
 	tx.dropApprovals("the killswitch fired")
 	n := len(ended)
-	return &KillswitchResult{Lockdown: lockdownInfo(tx.state.Lockdown, tx.st.UnlockCode()), LeasesRevoked: &n, Steps: steps}, nil
+	return &KillswitchResult{Lockdown: lockdownInfo(tx.state.Lockdown, tx.st.UnlockCode(), tx.lockdownReason), LeasesRevoked: &n, Steps: steps}, nil
 }
 
 // afterLockdown rotates and wipes, each in its own transaction, as act says, adding to out.
@@ -143,6 +146,30 @@ func (v *Vault) afterLockdown(ctx context.Context, client, trigger string, act s
 	})
 }
 
+// checkReason refuses a killswitch reason that could pass for our own output where it is
+// shown (every refusal in lockdown prints it, to whoever asks): control characters,
+// terminal escapes, more than 256 bytes.
+func checkReason(r string) error {
+	if len(r) > 256 {
+		return Usagef("--reason is longer than 256 bytes")
+	}
+	for _, c := range r {
+		if c < 0x20 || c == 0x7f || c >= 0x80 && c < 0xa0 || c == 0x2028 || c == 0x2029 || c >= 0x202a && c <= 0x202e || c >= 0x2066 && c <= 0x2069 {
+			return Usagef("--reason contains a control character; give one line of text")
+		}
+	}
+	return nil
+}
+
+// lockdownReason is why the store is locked down, as a caller may see it: in a guarded
+// store an agent user is not told which secret tripped a canary (the trigger says one did).
+func (tx *Tx) lockdownReason(reason string) string {
+	if tx.v.o.Caller != nil && strings.HasPrefix(reason, "canary ") {
+		return ""
+	}
+	return reason
+}
+
 // refuseInLockdown denies a request that would hand out a value while the store is
 // locked down, recording it as e.
 func (tx *Tx) refuseInLockdown(e audit.Entry) error {
@@ -151,8 +178,8 @@ func (tx *Tx) refuseInLockdown(e audit.Entry) error {
 		return nil
 	}
 	reason := ""
-	if l.Reason != "" {
-		reason = ": " + l.Reason
+	if r := tx.lockdownReason(l.Reason); r != "" {
+		reason = ": " + r
 	}
 	return tx.Deny(e, fmt.Errorf("%w: the store is locked down since %s (%s%s); nothing is handed out until secrets unlock",
 		killswitch.ErrLockdown, rfc3339(l.Since), l.Trigger, reason))
@@ -246,7 +273,7 @@ func (v *Vault) Unlock(ctx context.Context, in UnlockInput) (*UnlockResult, erro
 		if l == nil || !l.Since.Equal(since) || l.Trigger != trigger {
 			// Lifted while the person was typing, or lifted and fired again: an answer
 			// lifts only the lockdown its prompt showed.
-			out.Lockdown = lockdownInfo(l, tx.st.UnlockCode())
+			out.Lockdown = lockdownInfo(l, tx.st.UnlockCode(), tx.lockdownReason)
 			return nil
 		}
 		e := audit.Entry{Event: "unlock"}

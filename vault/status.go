@@ -107,7 +107,7 @@ func (v *Vault) Status(ctx context.Context) (*StatusResult, error) {
 		out = &StatusResult{
 			SecretsCount: len(sec.Secrets), ActiveLeases: len(active), Dir: st.Dir(),
 			Identity: IdentityInfo{Source: st.IdentitySource(), PublicKey: st.PublicKey()},
-			Audit:    a, Heartbeat: h, Lockdown: lockdownInfo(tx.state.Lockdown, st.UnlockCode()),
+			Audit:    a, Heartbeat: h, Lockdown: lockdownInfo(tx.state.Lockdown, st.UnlockCode(), tx.lockdownReason),
 			Config: tx.configInfo(), HookChanges: nonNil(tx.state.HookChanges),
 		}
 		for _, r := range tx.state.Requests {
@@ -125,9 +125,9 @@ func (v *Vault) Status(ctx context.Context) (*StatusResult, error) {
 			}
 		}
 		if in, err := readIntent(st); in != nil && in.ID != tx.state.AppliedIntent {
-			out.Pending = &PendingIntent{Kind: in.Kind, At: rfc3339(in.At), Reason: in.Reason, Valid: err == nil}
+			out.Pending = &PendingIntent{Kind: in.Kind, At: rfc3339(in.At), Reason: tx.lockdownReason(in.Reason), Valid: err == nil}
 			if in.Kind == intentKillswitch && out.Lockdown == nil {
-				out.Lockdown = &LockdownInfo{Since: rfc3339(in.At), Trigger: in.Trigger, Reason: in.Reason, Pending: true,
+				out.Lockdown = &LockdownInfo{Since: rfc3339(in.At), Trigger: in.Trigger, Reason: tx.lockdownReason(in.Reason), Pending: true,
 					Unlock: "the next command that writes takes the lockdown in; then run secrets unlock on a terminal"}
 			}
 		}
