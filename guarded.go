@@ -172,12 +172,32 @@ func (a *app) routeGuarded(ctx context.Context, args []string) (int, bool) {
 	return code, true
 }
 
-// failGuard reports a guarded store's refusal as every failure is reported.
+// failGuard reports a guarded store's refusal as a.fail reports any failure: the error
+// and the fix on stderr, and the envelope on stdout but where stdout is a raw value's (a
+// lease without --json), a command's (exec) or the protocol's (mcp).
 func (a *app) failGuard(err error) int {
 	p := classify(err)
 	fmt.Fprintf(a.stderr, "secrets: error: %s\nsecrets: hint: %s\n", err, p.fix)
-	a.print(envelope{Command: "secrets", Error: &envError{Message: err.Error(), Code: p.code}, Fix: p.fix})
+	switch cmd := commandWord(a.args); {
+	case cmd == "lease" && !a.hasArg("--json"), cmd == "exec", cmd == "mcp":
+	default:
+		a.print(envelope{Command: strings.TrimSpace("secrets " + cmd), Error: &envError{Message: err.Error(), Code: p.code}, Fix: p.fix})
+	}
 	return p.exit
+}
+
+// commandWord is the first word of args after the program that is not a flag (or a
+// global flag's value), or "".
+func commandWord(args []string) string {
+	for i := 1; i < len(args); i++ {
+		switch x := args[i]; {
+		case x == "--lock-timeout" || x == "--dir":
+			i++
+		case !strings.HasPrefix(x, "-"):
+			return x
+		}
+	}
+	return ""
 }
 
 func whoAmI() (string, []string) { return userAndGroups(os.Getuid(), "") }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/agent-secrets/secrets/guard"
@@ -25,6 +26,21 @@ func TestAgentRequest(t *testing.T) {
 	} {
 		if err := agentRequest(argv); !errors.Is(err, guard.ErrNotPermitted) {
 			t.Errorf("%v allowed (%v)", argv, err)
+		}
+	}
+}
+
+// A refused raw lease prints nothing on stdout, which a script takes for the value.
+func TestFailGuardKeepsRawStdout(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		envelope bool
+	}{{[]string{"secrets", "lease", "k"}, false}, {[]string{"secrets", "lease", "k", "--json"}, true}, {[]string{"secrets", "--lock-timeout", "1s", "status"}, true}} {
+		var out, errb strings.Builder
+		a := newApp(strings.NewReader(""), &out, &errb, nil, nil)
+		a.args = tc.args
+		if code := a.failGuard(guard.ErrNotPermitted); code != exitGuard || (out.Len() > 0) != tc.envelope || !strings.Contains(errb.String(), "secrets: hint:") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", tc.args, code, out.String(), errb.String())
 		}
 	}
 }
