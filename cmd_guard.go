@@ -14,10 +14,11 @@ func (a *app) cmdGuard() *cli.Command {
 	return &cli.Command{
 		Name:      "guard",
 		Usage:     "Put the store behind an OS boundary: a system user owns it, agent users reach it only through this binary via sudo (root)",
-		UsageText: "sudo secrets guard --allow USER|%GROUP … [--user _secrets] [--dir /var/lib/secrets] | secrets guard --status | sudo secrets guard --remove [--delete-store --yes]",
+		UsageText: "sudo secrets guard --allow USER|%GROUP … [--user _secrets] [--dir /var/lib/secrets] [--from DIR] | secrets guard --status | sudo secrets guard --remove [--delete-store --yes]",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "allow", Usage: "an agent user, or %group, that may use the store (repeat for more); never an admin"},
 			&cli.StringFlag{Name: "user", Value: guard.DefaultUser, Usage: "the system user that owns the store (created when missing)"},
+			&cli.StringFlag{Name: "from", Usage: "move this plain store in (its files byte for byte, history kept); it is removed once the guarded copy verifies"},
 			&cli.BoolFlag{Name: "status", Usage: "report what is in place and what is wrong"},
 			&cli.BoolFlag{Name: "remove", Usage: "take the sudoers rule, guard.json and the binary away (the store is kept)"},
 			&cli.BoolFlag{Name: "delete-store", Usage: "with --remove, also delete the store and its user"},
@@ -52,7 +53,7 @@ func (a *app) guard(ctx context.Context, c *cli.Command) (*reply, error) {
 		return &reply{result: r, next: []action{}}, nil
 	}
 	// The store is the global --dir here: where the guarded store is made, not a store to open.
-	r, err := guard.Install(guard.Setup{User: c.String("user"), Allow: c.StringSlice("allow"), Dir: c.String("dir"), Release: version, Admin: a.getenv("SUDO_USER")})
+	r, err := guard.Install(guard.Setup{User: c.String("user"), Allow: c.StringSlice("allow"), Dir: c.String("dir"), Release: version, Admin: a.getenv("SUDO_USER"), From: c.String("from")})
 	if err != nil {
 		return nil, err
 	}

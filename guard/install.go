@@ -22,6 +22,7 @@ type Setup struct {
 	Dir     string   // the store
 	Release string   // this binary's version
 	Admin   string   // the person running it ($SUDO_USER), never an agent user
+	From    string   // a plain store to move in, or ""
 }
 
 // Report lists what Install did and what Status found.
@@ -57,6 +58,11 @@ func Install(s Setup) (*Report, error) {
 	if err := checkAllowed(s.Allow, s.User, s.Admin); err != nil {
 		return nil, err
 	}
+	if s.From != "" {
+		if err := checkFrom(s); err != nil {
+			return nil, err
+		}
+	}
 	r := &Report{Store: s.Dir, Owner: s.User, Binary: BinaryPath, Config: ConfigPath, Sudoers: SudoersPath, Allow: s.Allow, Release: s.Release, Problems: []string{}}
 	uid, gid, err := lookupOwner(s.User)
 	if err != nil {
@@ -76,10 +82,13 @@ func Install(s Setup) (*Report, error) {
 	}
 	r.Done = append(r.Done, "installed "+BinaryPath)
 	c := &Config{Version: 1, Store: s.Dir, Owner: s.User, OwnerUID: uid, OwnerGID: gid, Binary: BinaryPath, Release: s.Release, Allow: s.Allow}
-	if err := makeStore(c); err != nil {
+	if err := makeStore(c, s.From); err != nil {
 		return nil, err
 	}
 	r.Done = append(r.Done, "the store "+s.Dir+" belongs to "+s.User)
+	if s.From != "" {
+		r.Done = append(r.Done, "moved the store "+s.From+" in (its files byte for byte, the log verified), and removed it")
+	}
 	b, _ := json.MarshalIndent(c, "", "  ")
 	if err := writeRootFile(ConfigPath, append(b, '\n'), 0o644); err != nil {
 		return nil, err
@@ -92,9 +101,92 @@ func Install(s Setup) (*Report, error) {
 	return r, nil
 }
 
+// checkFrom refuses a --from that is not a plain store, or that would replace a guarded
+// store that has one already.
+func checkFrom(s Setup) error {
+	if !filepath.IsAbs(s.From) {
+		return fmt.Errorf("%w: --from must be an absolute path", ErrNotPermitted)
+	}
+	from := filepath.Clean(s.From)
+	fi, err := os.Lstat(from)
+	if err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: --from %s is not a directory", ErrNotPermitted, from)
+	}
+	if _, err := os.Stat(filepath.Join(from, "identity.age")); err != nil {
+		return fmt.Errorf("%w: --from %s holds no identity.age: move a store whose identity is in it", ErrNotPermitted, from)
+	}
+	if from == s.Dir {
+		return fmt.Errorf("%w: --from is the guarded store itself", ErrNotPermitted)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "identity.age")); err == nil {
+		return fmt.Errorf("%w: %s holds a store already; --from would replace it (move its secrets with add, or remove it first)", ErrNotPermitted, s.Dir)
+	}
+	return nil
+}
+
+// moveIn copies the plain store from into c.Store as the owner's (regular files and
+// directories only, byte for byte), has the owner open it and verify its log, and only
+// then removes from. On a failure the copy is taken out again and from is untouched.
+func moveIn(c *Config, from string) error {
+	// Nothing writes the plain store while it moves: its lock, held to the end.
+	lock, err := os.OpenFile(filepath.Join(from, ".lock"), os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	if err == nil {
+		defer lock.Close()
+		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			return fmt.Errorf("%w: %s is in use (its lock is held): stop what uses it and run guard again", ErrNotPermitted, from)
+		}
+	}
+	var copied []string
+	undo := func(err error) error {
+		for i := len(copied) - 1; i >= 0; i-- {
+			os.RemoveAll(copied[i])
+		}
+		return err
+	}
+	err = filepath.WalkDir(from, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if rel == "." {
+			return nil
+		}
+		dst := filepath.Join(c.Store, rel)
+		switch {
+		case d.IsDir():
+			if err := os.Mkdir(dst, 0o700); err != nil {
+				return err
+			}
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(dst, b, 0o600); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("%s is neither a file nor a directory; a store holds only those", p)
+		}
+		copied = append(copied, dst)
+		return os.Lchown(dst, c.OwnerUID, c.OwnerGID)
+	})
+	if err != nil {
+		return undo(fmt.Errorf("move %s in: %w", from, err))
+	}
+	for _, check := range [][]string{{"audit", "--verify"}, {"list"}} {
+		var out strings.Builder
+		if err := asOwner(c, strings.NewReader(""), &out, &out, check...).Run(); err != nil {
+			return undo(fmt.Errorf("%w: the moved store does not check out (secrets %s: %v); %s is untouched: %s", ErrUnavailable, strings.Join(check, " "), err, from, out.String()))
+		}
+	}
+	return os.RemoveAll(from)
+}
+
 // makeStore creates the store directory, 0700 and the owner's, and initialises it as the
-// owner; a store that is there already is kept (and its ownership checked).
-func makeStore(c *Config) error {
+// owner, or moves the plain store from in; a store that is there already is kept (and its
+// ownership checked).
+func makeStore(c *Config, from string) error {
 	if why := chainProblem(filepath.Dir(c.Store)); why != "" {
 		return fmt.Errorf("%w: the store would be in a directory another user could change: %s", ErrNotPermitted, why)
 	}
@@ -116,6 +208,9 @@ func makeStore(c *Config) error {
 	}
 	if _, err := os.Stat(filepath.Join(c.Store, "identity.age")); err == nil {
 		return nil
+	}
+	if from != "" {
+		return moveIn(c, from)
 	}
 	var out strings.Builder
 	if err := asOwner(c, strings.NewReader(""), &out, &out, "init").Run(); err != nil {
