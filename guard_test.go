@@ -187,6 +187,14 @@ func TestGuardedStore(t *testing.T) {
 		return nil
 	})
 
+	// A hook that looks in a home directory is warned about: it runs as the owner.
+	if r := root(t, bin, "", "set", "gh_token", "--rotate-via", "sh /home/"+agent+"/rotate.sh"); r.code != 0 {
+		t.Fatalf("set --rotate-via as root: %+v", r)
+	}
+	if r := root(t, bin, "", "guard", "--status"); r.code != 0 || !strings.Contains(r.stdout, "the hook of gh_token refers to a home directory") {
+		t.Fatalf("guard --status and a hook in a home: %+v", r)
+	}
+
 	// The agent user leases through the owner side.
 	secrets := guard.BinaryPath
 	if r := as(t, agent, "", secrets, "lease", "gh_token"); r.code != 0 || r.stdout != value {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -36,6 +37,7 @@ type Report struct {
 	Release  string   `json:"release,omitempty"`
 	Done     []string `json:"done,omitempty"`
 	Problems []string `json:"problems"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Install sets up the guarded store, or brings one that exists up to s (idempotent).
@@ -301,11 +303,42 @@ func Status() (*Report, error) {
 		if err := visudo(""); err != nil {
 			bad("the sudoers configuration does not check: %v", err)
 		}
+		r.Warnings = hookWarnings(c)
 	}
 	if err := checkAllowed(c.Allow, c.Owner, ""); err != nil {
 		bad("%v", err)
 	}
 	return r, nil
+}
+
+// hookWarnings names the rotation hooks that look for something in a user's home: they
+// run on the owner side as the store's user, whose home is the store, with its own
+// environment, so what a caller's home holds (a gh login, a script) is not there.
+func hookWarnings(c *Config) []string {
+	var out strings.Builder
+	if err := asOwner(c, strings.NewReader(""), &out, io.Discard, "list").Run(); err != nil {
+		return []string{"could not list the store's hooks as " + c.Owner + ": " + err.Error()}
+	}
+	var l struct {
+		Result struct {
+			Secrets []struct {
+				Name      string `json:"name"`
+				RotateVia string `json:"rotate_via"`
+				VerifyVia string `json:"verify_via"`
+			} `json:"secrets"`
+		} `json:"result"`
+	}
+	json.Unmarshal([]byte(out.String()), &l)
+	var warn []string
+	for _, s := range l.Result.Secrets {
+		for _, hook := range []string{s.RotateVia, s.VerifyVia} {
+			if strings.Contains(hook, "/home/") || strings.Contains(hook, "~") || strings.Contains(hook, "$HOME") || strings.Contains(hook, "${HOME}") {
+				warn = append(warn, fmt.Sprintf("the hook of %s refers to a home directory (%q); it runs as %s, whose home is %s: give that user what the hook needs (its own gh login, say) or use an absolute path it can read", s.Name, hook, c.Owner, c.Store))
+				break
+			}
+		}
+	}
+	return warn
 }
 
 // Remove undoes Install: the sudoers drop-in first (it gives access), then guard.json and
