@@ -295,6 +295,10 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	if os.Geteuid() != c.OwnerUID {
 		return refuse(fmt.Errorf("%w: the owner side runs only as %s, through sudo", guard.ErrNotPermitted, c.Owner))
 	}
+	// sudo leaves us in the caller's working directory: nothing relative is read from there.
+	if err := os.Chdir(c.Store); err != nil {
+		return refuse(fmt.Errorf("%w: the store %s: %v", guard.ErrUnavailable, c.Store, err))
+	}
 	uid, err := strconv.Atoi(os.Getenv("SUDO_UID"))
 	if err != nil || os.Getenv("SUDO_USER") == "" {
 		return refuse(fmt.Errorf("%w: the owner side is reached through sudo only", guard.ErrNotPermitted))
