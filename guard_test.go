@@ -259,6 +259,27 @@ func TestGuardedStore(t *testing.T) {
 	}
 	syscall.Kill(ownerPID, syscall.SIGKILL)
 
+	// An approval round trip: the agent's lease waits (--wait) until root, at a terminal,
+	// approves the request it made; the owner side takes the approval in and hands the value.
+	ask := []string{secrets, "lease", "approved", "--client-id", "agent-7", "--ttl", "10m"}
+	refused := as(t, other, "", ask...) // the same words as the waiting one: what is approved
+	wantCode(t, "a lease that needs approval", refused, exitApproval, "approval_required")
+	id := requestID(t, refused.stderr)
+	patient := exec.Command("runuser", append([]string{"-u", other, "--"}, append(ask, "--wait", "30s")...)...)
+	patient.Env = []string{"PATH=/usr/bin:/bin", "HOME=/home/" + other}
+	var got strings.Builder
+	patient.Stdout = &got
+	if err := patient.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if code := rootApprover(t, bin, id); code != 0 {
+		t.Fatalf("root's approve at a terminal: exit %d", code)
+	}
+	if err := patient.Wait(); err != nil || got.String() != "FAKE-approved-value-8" {
+		t.Fatalf("the waiting lease after the approval: %v %q", err, got.String())
+	}
+
 	// Another agent user neither sees nor changes that lease.
 	var lid string
 	if r := as(t, agent, "", secrets, "leases"); r.code == 0 {
@@ -277,8 +298,8 @@ func TestGuardedStore(t *testing.T) {
 	if lid == "" {
 		t.Fatal("no lease id")
 	}
-	if r := as(t, other, "", secrets, "leases"); r.code != 0 || strings.Contains(r.stdout, lid) || !strings.Contains(r.stdout, `"count": 1`) {
-		t.Fatalf("leases as another agent user (its own one only): %+v", r)
+	if r := as(t, other, "", secrets, "leases"); r.code != 0 || strings.Contains(r.stdout, lid) || !strings.Contains(r.stdout, `"count": 2`) {
+		t.Fatalf("leases as another agent user (its own two only): %+v", r)
 	}
 	wantCode(t, "revoke another's lease", as(t, other, "", secrets, "revoke", lid), exitNotFound, "lease_not_found")
 	wantCode(t, "renew another's lease", as(t, other, "", secrets, "renew", lid), exitNotFound, "lease_not_found")
@@ -486,4 +507,27 @@ func TestGuardFrom(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(other, "identity.age")); err != nil {
 		t.Fatalf("a refused --from touched its source: %v", err)
 	}
+}
+
+// rootApprover answers root's secrets approve ID on a pseudo-terminal, as a person: in a
+// guarded store it runs as the owner, with root's terminal.
+func rootApprover(t *testing.T, bin, id string) int {
+	t.Helper()
+	ptmx, tty := openPTY(t)
+	cmd := exec.Command(bin, "approve", id)
+	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + t.TempDir()}
+	cmd.Stdin = strings.NewReader("")
+	cmd.ExtraFiles = []*os.File{tty}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 3}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	readUntil(t, ptmx, "it: ")
+	ptmx.Write([]byte("approve\n"))
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return 0
 }
