@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"os/user"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -158,8 +157,9 @@ func (a *app) routeGuarded(ctx context.Context, args []string) (int, bool) {
 		}
 		return code, true
 	}
-	me, groups := whoAmI()
-	if !c.Allowed(me, groups) {
+	self := vault.LookupCaller(os.Getuid(), "")
+	me := self.User
+	if !c.Allowed(me, self.Groups) {
 		return a.failGuard(fmt.Errorf("%w: %s is not an agent user of the guarded store %s (an admin allows one with: sudo secrets guard --allow %s)", guard.ErrNotPermitted, me, c.Store, me)), true
 	}
 	if err := agentRequest(args[1:]); err != nil {
@@ -198,27 +198,6 @@ func commandWord(args []string) string {
 		}
 	}
 	return ""
-}
-
-func whoAmI() (string, []string) { return userAndGroups(os.Getuid(), "") }
-
-// userAndGroups names user uid and its groups; fallback names it when it has no entry.
-func userAndGroups(uid int, fallback string) (string, []string) {
-	u, err := user.LookupId(strconv.Itoa(uid))
-	if err != nil {
-		if fallback == "" {
-			fallback = strconv.Itoa(uid)
-		}
-		return fallback, nil
-	}
-	var groups []string
-	gids, _ := u.GroupIds()
-	for _, g := range gids {
-		if grp, err := user.LookupGroupId(g); err == nil {
-			groups = append(groups, grp.Name)
-		}
-	}
-	return u.Username, groups
 }
 
 // callOwner sends the request to the owner side through sudo and writes its answer.
@@ -316,8 +295,7 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := agentRequest(req.Argv); err != nil {
 		return refuse(err)
 	}
-	caller := &vault.Caller{UID: uid}
-	caller.User, caller.Groups = userAndGroups(uid, os.Getenv("SUDO_USER"))
+	caller := vault.LookupCaller(uid, os.Getenv("SUDO_USER"))
 	if !c.Allowed(caller.User, caller.Groups) {
 		return refuse(fmt.Errorf("%w: %s is not an agent user of this guarded store", guard.ErrNotPermitted, caller.User))
 	}
@@ -330,7 +308,7 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var out, errs bytes.Buffer
 	a := newApp(strings.NewReader(""), &out, &errs, env, time.Now)
-	a.caller = caller
+	a.caller = &caller
 	code := a.run(append([]string{"secrets"}, req.Argv...))
 	return answer(code, out.Bytes(), errs.Bytes())
 }

@@ -270,20 +270,8 @@ func installSudoers(content string) error {
 	if why := chainProblem(filepath.Dir(SudoersPath)); why != "" {
 		return fmt.Errorf("%w: %s", ErrNotPermitted, why)
 	}
-	os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o440)
-	if err != nil {
-		return err
-	}
 	defer os.Remove(tmp)
-	err = f.Chown(0, 0)
-	if err == nil {
-		_, err = f.WriteString(content)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := writeNew(tmp, []byte(content), 0o440); err != nil {
 		return err
 	}
 	if err := visudo(tmp); err != nil {
@@ -315,8 +303,18 @@ func writeRootFile(path string, b []byte, mode os.FileMode) error {
 		return fmt.Errorf("%w: %s would be in a directory another user could change: %s", ErrNotPermitted, path, why)
 	}
 	tmp := path + ".new"
-	os.Remove(tmp) // whatever it is, it is not followed
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
+	if err := writeNew(tmp, b, mode); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// writeNew creates path afresh, root's with mode, and writes b to it: whatever was there
+// is removed, not followed, and owner and mode are set on the open file.
+func writeNew(path string, b []byte, mode os.FileMode) error {
+	os.Remove(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, mode)
 	if err != nil {
 		return err
 	}
@@ -333,11 +331,7 @@ func writeRootFile(path string, b []byte, mode os.FileMode) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+	return err
 }
 
 // installBinary copies the running binary to BinaryPath, root-owned, 0755, in a

@@ -360,8 +360,18 @@ func (tx *Tx) dropApprovals(why string) {
 
 // who is asking, read once per process: the OS user and its groups.
 var whoami = sync.OnceValue(func() policy.Caller {
-	c := policy.Caller{User: fmt.Sprint(os.Getuid())}
-	u, err := user.LookupId(c.User)
+	c := LookupCaller(os.Getuid(), "")
+	return policy.Caller{User: c.User, Groups: c.Groups}
+})
+
+// LookupCaller names user uid and its groups; fallback (or the uid) names a user the
+// system has no entry for.
+func LookupCaller(uid int, fallback string) Caller {
+	c := Caller{UID: uid, User: fallback}
+	if c.User == "" {
+		c.User = fmt.Sprint(uid)
+	}
+	u, err := user.LookupId(fmt.Sprint(uid))
 	if err != nil {
 		return c
 	}
@@ -373,7 +383,7 @@ var whoami = sync.OnceValue(func() policy.Caller {
 		}
 	}
 	return c
-})
+}
 
 func (v *Vault) caller() policy.Caller {
 	if c := v.o.Caller; c != nil {
