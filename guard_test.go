@@ -77,6 +77,49 @@ func root(t *testing.T, bin, stdin string, args ...string) result {
 	return runCmd(t, cmd, stdin)
 }
 
+// started is a command started in the background: its stderr, and its end.
+type started struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+// startAs starts argv as user in a process group of its own, which the test's end kills.
+func startAs(t *testing.T, user string, argv ...string) *started {
+	t.Helper()
+	cmd := exec.Command("runuser", append([]string{"-u", user, "--"}, argv...)...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/home/" + user}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s := &started{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stderr = s.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+		}
+	})
+	return s
+}
+
+// exited waits up to d for s to end, and reports its exit status, or -1 if it did not.
+func (s *started) exited(d time.Duration) int {
+	select {
+	case err := <-s.done:
+		s.done <- err
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		return 0
+	case <-time.After(d):
+		return -1
+	}
+}
+
 func runCmd(t *testing.T, cmd *exec.Cmd, stdin string) result {
 	t.Helper()
 	cmd.Stdin = strings.NewReader(stdin)
@@ -459,4 +502,110 @@ func rootApprover(t *testing.T, bin, id string) int {
 		return ee.ExitCode()
 	}
 	return 0
+}
+
+// guardedExec checks exec in a guarded store: the command runs as the agent user with
+// the value and without the store; the owner side holds the lease, so root's revoke
+// --all stops the command; and the caller side's end, even a SIGKILL, ends the lease.
+func guardedExec(t *testing.T, bin, agent, dir, value string) {
+	t.Helper()
+	secrets := guard.BinaryPath
+	script := `id -un; [ "$GH_TOKEN" = ` + value + ` ] && echo has-the-value; cat ` + dir + `/identity.age >/dev/null 2>&1 || echo no-store; printf '%s\n' "$GH_TOKEN"`
+	r := as(t, agent, "", secrets, "exec", "--secret", "gh_token", "--", "sh", "-c", script)
+	if r.code != 0 || r.stdout != agent+"\nhas-the-value\nno-store\n[REDACTED:GH_TOKEN]\n" {
+		t.Fatalf("exec as the agent: %+v", r)
+	}
+	// A command line of the user's own that looks like our flags is the command's.
+	if r := as(t, agent, "", secrets, "exec", "--secret", "gh_token", "--", "echo", "--dir", "x"); r.code != 0 || r.stdout != "--dir x\n" {
+		t.Fatalf("exec of a command with --dir: %+v", r)
+	}
+	if r := as(t, agent, "", secrets, "exec", "--secret", "no_such", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, `no secret named "no_such"`) {
+		t.Fatalf("exec of an unknown secret: %+v", r)
+	}
+	execs := func() int {
+		r := root(t, bin, "", "leases")
+		return strings.Count(r.stdout, `"kind": "exec"`)
+	}
+	start := func(marker string) *started {
+		s := startAs(t, agent, secrets, "exec", "--secret", "gh_token", "--", "sleep", marker)
+		if !waitFor(10*time.Second, func() bool { return execs() == 1 && len(procsWith("sleep "+marker)) > 0 }) {
+			t.Fatalf("no exec lease while the command runs: %s", s.stderr.String())
+		}
+		return s
+	}
+
+	// Revocation reaches the command through the owner side.
+	s := start("61")
+	if r := root(t, bin, "", "revoke", "--all"); r.code != 0 {
+		t.Fatalf("revoke --all as root: %+v", r)
+	}
+	if code := s.exited(15 * time.Second); code != 128+int(syscall.SIGTERM) || !strings.Contains(s.stderr.String(), "was stopped") {
+		t.Fatalf("the command after revoke --all: exit %d\n%s", code, s.stderr.String())
+	}
+
+	// The caller side killed outright: the pipe closes, the owner side ends the lease.
+	start("62")
+	for _, p := range procsWith(secrets + " exec --secret gh_token -- sleep 62") {
+		pid, _, _ := strings.Cut(p, ":")
+		if n, _ := strconv.Atoi(pid); n > 0 && !strings.Contains(p, "runuser") {
+			syscall.Kill(n, syscall.SIGKILL)
+		}
+	}
+	if !waitFor(10*time.Second, func() bool { return execs() == 0 && len(procsWith("sleep 62")) == 0 }) {
+		t.Fatalf("the caller side's SIGKILL left the lease or the command: %d leases", execs())
+	}
+	log := root(t, bin, "", "audit", "--event", "exec_exit")
+	if !strings.Contains(log.stdout, "sleep") {
+		t.Fatalf("the exec's end is not in the log:\n%s", log.stdout)
+	}
+	for _, leak := range []string{log.stdout, s.stderr.String()} {
+		if strings.Contains(leak, value) {
+			t.Fatalf("the value leaked: %s", leak)
+		}
+	}
+}
+
+// TestExecRevokeAsUser is revocation of a plain store's exec as a user who is not root:
+// every secrets process is non-dumpable, so the revoking one may not read the
+// supervisor's /proc/PID/exe, and must still find it (the bug was that only root could).
+func TestExecRevokeAsUser(t *testing.T) {
+	requireRoot(t)
+	const user = "secrets-t-plain"
+	addUser(t, user)
+	dir, err := os.MkdirTemp("/tmp", "secrets-t-bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	self, _ := os.Executable()
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "secrets")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	store := "/home/" + user + "/store"
+	run := func(stdin string, args ...string) result {
+		return as(t, user, stdin, append([]string{"env", "SECRETS_DIR=" + store, bin}, args...)...)
+	}
+	if r := run("", "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	if r := run("FAKE-plain-user-value-4", "add", "tok"); r.code != 0 {
+		t.Fatalf("add: %+v", r)
+	}
+	s := startAs(t, user, "env", "SECRETS_DIR="+store, bin, "exec", "--secret", "tok", "--", "sleep", "63")
+	if !waitFor(10*time.Second, func() bool { return len(procsWith("sleep 63")) > 0 }) {
+		t.Fatalf("the command did not start: %s", s.stderr.String())
+	}
+	if r := run("", "revoke", "--all"); r.code != 0 {
+		t.Fatalf("revoke --all: %+v", r)
+	}
+	if code := s.exited(10 * time.Second); code != 128+int(syscall.SIGTERM) {
+		log := run("", "audit", "--event", "exec_gone")
+		t.Fatalf("revoke --all as a user did not stop its exec: exit %d\n%s\n%s", code, s.stderr.String(), log.stdout)
+	}
 }

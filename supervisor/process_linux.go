@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 )
 
@@ -40,21 +38,33 @@ func StartTime(pid int) (uint64, error) {
 
 func signalRevoke(pid int) error { return syscall.Kill(pid, SigRevoke) }
 
-// sameProgram reports whether pid runs the program this process runs (by file name, so a
+// sameProgram reports whether pid runs the program this process runs, by the name the
+// kernel gave it at exec (the comm field of /proc/PID/stat, the file's base name, so a
 // binary replaced by an upgrade still counts): only a secrets supervisor is ever sent a
-// revocation, not a process whose pid and start time a forged lease named (both are
-// readable in /proc by anyone).
+// revocation, whose default action would kill, not a process whose pid and start time a
+// forged lease named (both are readable in /proc by anyone). It reads stat, which anyone
+// may, and not /proc/PID/exe: every secrets process is non-dumpable (harden), and the
+// link of one is then root's alone to read.
 func sameProgram(pid int) bool {
-	self, err := os.Readlink("/proc/self/exe")
+	self, err := comm("self")
 	if err != nil {
 		return false
 	}
-	other, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	other, err := comm(strconv.Itoa(pid))
+	return err == nil && other == self
+}
+
+// comm is the command name field of /proc/PID/stat.
+func comm(pid string) (string, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return false
+		return "", err
 	}
-	base := func(p string) string { return filepath.Base(strings.TrimSuffix(p, " (deleted)")) }
-	return base(self) == base(other)
+	i, j := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if i < 0 || j < i {
+		return "", errors.New("malformed /proc stat")
+	}
+	return string(b[i+1 : j]), nil
 }
 
 // dieWithParent has the kernel kill the process when its parent dies (PR_SET_PDEATHSIG).
