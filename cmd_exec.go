@@ -72,15 +72,19 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 		}
 		stderr = a.stdout
 	}
+	in := vault.ExecInput{Wait: wait, Tool: gate,
+		Project: project(c), TTL: c.String("ttl"), ClientID: c.String("client-id"), Argv: argv,
+		Pristine: c.Bool("pristine"), Keep: c.StringSlice("keep"), NoRedact: c.Bool("no-redact"), Grace: grace,
+		Stdin: a.stdin, Stdout: a.stdout, Stderr: stderr,
+	}
+	if a.guarded != nil {
+		return a.execGuarded(ctx, a.guarded, in)
+	}
 	v, err := a.vault(c)
 	if err != nil {
 		return nil, err
 	}
-	res, err := v.Exec(ctx, vault.ExecInput{Wait: wait, Tool: gate,
-		Project: project(c), TTL: c.String("ttl"), ClientID: c.String("client-id"), Argv: argv,
-		Pristine: c.Bool("pristine"), Keep: c.StringSlice("keep"), NoRedact: c.Bool("no-redact"), Grace: grace,
-		Stdin: a.stdin, Stdout: a.stdout, Stderr: stderr,
-	})
+	res, err := v.Exec(ctx, in)
 	if err != nil {
 		return nil, err
 	}

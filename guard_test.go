@@ -364,7 +364,7 @@ func TestGuardedStore(t *testing.T) {
 	for _, argv := range [][]string{
 		{"add", "x"}, {"set", "gh_token", "--rotate-via", "echo FAKE"}, {"rotate", "gh_token"}, {"unlock"}, {"approve"},
 		{"policy", "set", "gh_token", "--max-uses", "9"}, {"list", "--show-canaries"}, {"audit", "--reset", "--yes"}, {"rm", "gh_token"},
-		{"killswitch", "--wipe", "--yes"}, {"exec", "--secret", "gh_token", "--", "true"},
+		{"killswitch", "--wipe", "--yes"},
 	} {
 		wantCode(t, fmt.Sprint(argv), as(t, agent, "x", append([]string{secrets}, argv...)...), exitGuard, "not_permitted")
 	}
@@ -394,8 +394,18 @@ func TestGuardedStore(t *testing.T) {
 		t.Errorf("a caller side of another release: %+v", resp)
 	}
 
+	guardedExec(t, bin, agent, dir, value)
+
 	// A canary locks the store down when it is used; the agents are not told which it was.
+	// The lockdown stops a guarded exec's command, through the owner side's helper.
+	watched := startAs(t, agent, secrets, "exec", "--secret", "gh_token", "--", "sleep", "64")
+	if !waitFor(10*time.Second, func() bool { return len(procsWith("sleep 64")) > 0 }) {
+		t.Fatalf("exec did not start: %s", watched.stderr.String())
+	}
 	as(t, agent, "", secrets, "lease", "canary_key")
+	if code := watched.exited(15 * time.Second); code != 128+int(syscall.SIGTERM) || !strings.Contains(watched.stderr.String(), "was stopped") {
+		t.Fatalf("a guarded exec after the canary's trip: exit %d\n%s", code, watched.stderr.String())
+	}
 	for _, r := range []result{as(t, other, "", secrets, "status"), as(t, other, "", secrets, "lease", "gh_token")} {
 		if strings.Contains(r.stdout+r.stderr, "canary_key") {
 			t.Fatalf("an agent is told which secret is the canary: %+v", r)

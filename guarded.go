@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/guard"
 	"github.com/agent-secrets/secrets/vault"
 )
@@ -34,6 +35,9 @@ type ownerRequest struct {
 	Argv     []string `json:"argv"`                // the words after "secrets"
 	ClientID string   `json:"client_id,omitempty"` // $SECRETS_CLIENT_ID: a label
 	Agent    string   `json:"agent,omitempty"`     // the agent host the caller's environment shows: a label
+	// Hold, instead of Argv, asks for an exec's leases, held for a command the caller
+	// side runs (guarded_exec.go).
+	Hold *holdRequest `json:"hold,omitempty"`
 }
 
 // ownerResponse is what the owner side answers: the command's output and status.
@@ -44,16 +48,21 @@ type ownerResponse struct {
 	Stderr  []byte `json:"stderr"`
 }
 
-// maxRequest bounds a request; its argv is a command line.
-const maxRequest = 64 << 10
+// maxRequest bounds a request: a command line, or a hold's mapping file (at most
+// envfile.MaxProjectFile) and command.
+const maxRequest = envfile.MaxProjectFile*4/3 + 128<<10
 
 // agentCommands are what an agent user may ask of a guarded store: the agent-level
 // requests of section 10 this release serves. The rest (add, set, rm, rotate, unlock,
 // approve, policy, config, audit --reset, guard) are an admin's.
 var agentCommands = []string{"lease", "leases", "list", "status", "renew", "revoke", "killswitch"}
 
+// callerSide are the agent-level requests the caller side serves itself, asking the
+// owner side for what it needs: exec runs its command as the caller.
+var callerSide = []string{"exec"}
+
 // notYet are agent-level requests a guarded store does not serve in this release.
-var notYet = []string{"env", "exec", "cleanup", "mcp", "watch", "audit"}
+var notYet = []string{"env", "cleanup", "mcp", "watch", "audit"}
 
 // agentRequest checks argv (the words after "secrets") as a request an agent user may
 // make; both sides run it, the owner side because it trusts no caller side.
@@ -79,10 +88,13 @@ func agentRequest(argv []string) error {
 	switch {
 	case slices.Contains(notYet, cmd):
 		return fmt.Errorf("%w: %s is not yet available in a guarded store in this release", guard.ErrNotPermitted, cmd)
-	case !slices.Contains(agentCommands, cmd):
+	case !slices.Contains(agentCommands, cmd) && !slices.Contains(callerSide, cmd):
 		return fmt.Errorf("%w: %s changes the guarded store: only an admin runs it (sudo secrets %s)", guard.ErrNotPermitted, cmd, cmd)
 	}
 	for _, a := range rest {
+		if a == "--" {
+			break // what follows is exec's command, not ours
+		}
 		flag, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !strings.HasPrefix(a, "-") {
 			continue
@@ -165,6 +177,10 @@ func (a *app) routeGuarded(ctx context.Context, args []string) (int, bool) {
 	if err := agentRequest(args[1:]); err != nil {
 		return a.failGuard(err), true
 	}
+	if slices.Contains(callerSide, commandWord(args)) {
+		a.guarded = c // the command runs here, and asks the owner side for what it needs
+		return 0, false
+	}
 	code, err := a.callOwner(ctx, c, args[1:])
 	if err != nil {
 		return a.failGuard(err), true
@@ -202,11 +218,7 @@ func commandWord(args []string) string {
 
 // callOwner sends the request to the owner side through sudo and writes its answer.
 func (a *app) callOwner(ctx context.Context, c *guard.Config, argv []string) (int, error) {
-	client := a.getenv("SECRETS_CLIENT_ID")
-	if client == "" {
-		client = vault.DefaultClientID() // ours: the owner side's parent is sudo
-	}
-	req, _ := json.Marshal(ownerRequest{Release: version, Argv: argv, ClientID: client, Agent: agentLabel(a.environ)})
+	req, _ := json.Marshal(ownerRequest{Release: version, Argv: argv, ClientID: a.clientLabel(), Agent: agentLabel(a.environ)})
 	sudo, err := exec.LookPath("sudo")
 	if err != nil {
 		return 0, fmt.Errorf("%w: sudo is not installed, and a guarded store is reached only through it", guard.ErrUnavailable)
@@ -282,21 +294,24 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil || os.Getenv("SUDO_USER") == "" {
 		return refuse(fmt.Errorf("%w: the owner side is reached through sudo only", guard.ErrNotPermitted))
 	}
-	b, err := io.ReadAll(io.LimitReader(stdin, maxRequest+1))
+	// One request, then (for a hold) the caller side's report of its command's end.
 	var req ownerRequest
-	dec := json.NewDecoder(bytes.NewReader(b))
+	dec := json.NewDecoder(io.LimitReader(stdin, maxRequest))
 	dec.DisallowUnknownFields()
-	if err != nil || len(b) > maxRequest || dec.Decode(&req) != nil {
+	if err := dec.Decode(&req); err != nil || (req.Hold == nil) == (req.Argv == nil) {
 		return refuse(vault.Usagef("the owner side got no request it can read"))
 	}
 	if req.Release != version {
 		return refuse(fmt.Errorf("%w: this secrets is release %s and the guarded store's is %s; use the one an admin installed (%s), or an admin runs sudo secrets guard with the new release", guard.ErrUnavailable, req.Release, version, c.Binary))
 	}
-	if err := agentRequest(req.Argv); err != nil {
-		return refuse(err)
+	if req.Hold == nil {
+		if err := agentRequest(req.Argv); err != nil {
+			return refuse(err)
+		}
 	}
 	caller := vault.LookupCaller(uid, os.Getenv("SUDO_USER"))
-	if !c.Allowed(caller.User, caller.Groups) {
+	// Root, an admin, reaches the owner side for what runs on the caller side (exec).
+	if !c.Allowed(caller.User, caller.Groups) && (uid != 0 || req.Hold == nil) {
 		return refuse(fmt.Errorf("%w: %s is not an agent user of this guarded store", guard.ErrNotPermitted, caller.User))
 	}
 	env := []string{"SECRETS_DIR=" + c.Store, "HOME=" + c.Store, "PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
@@ -305,6 +320,20 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if agent := printable(req.Agent, 64); agent != "" {
 		env = append(env, "AI_AGENT="+agent)
+	}
+	if req.Hold != nil {
+		// The caller side may go before we have said all: a write then fails, it does
+		// not kill us with the leases still held.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+		warn := func(msg string) { fmt.Fprintf(stderr, "secrets: warning: %s\n", msg) }
+		v := vault.New(vault.Options{Dir: c.Store, Now: time.Now, Environ: env, ClientID: req.ClientID, Warn: warn, Caller: &caller,
+			Command: vault.EscapeCommand(append([]string{"secrets", "exec", "--"}, req.Hold.Command...))})
+		return ownerHold(v, req.Hold, dec, stdout, func(err error) int {
+			p := classify(err)
+			json.NewEncoder(stdout).Encode(holdMessage{Release: version, Refused: true, Exit: p.exit,
+				Stderr: []byte(fmt.Sprintf("secrets: error: %s\nsecrets: hint: %s\n", err, p.fix))})
+			return 0
+		})
 	}
 	var out, errs bytes.Buffer
 	a := newApp(strings.NewReader(""), &out, &errs, env, time.Now)

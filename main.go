@@ -53,6 +53,7 @@ type app struct {
 	args           []string
 	exit           int
 	caller         *vault.Caller // who the owner side of a guarded store serves, or nil
+	guarded        *guard.Config // the guarded store this caller side asks, or nil
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer, environ []string, now func() time.Time) *app {
@@ -452,6 +453,11 @@ func (a *app) vaultOptions(c *cli.Command) (vault.Options, error) {
 
 // vault is the use cases of the store the global flags name.
 func (a *app) vault(c *cli.Command) (*vault.Vault, error) {
+	if a.guarded != nil {
+		// A command served on the caller side reaches the store through the owner side
+		// only; the caller's own directories are not the store.
+		return nil, fmt.Errorf("%w: %s is served through the owner side of the guarded store %s", guard.ErrNotPermitted, c.Name, a.guarded.Store)
+	}
 	o, err := a.vaultOptions(c)
 	if err != nil {
 		return nil, err

@@ -139,6 +139,10 @@ func (l *Listener) Close() {
 	}
 }
 
+// C is what the Listener receives, for a process that holds leases for a command
+// another process runs (the owner side of a guarded store).
+func (l *Listener) C() <-chan os.Signal { return l.sigs }
+
 // Poke queues a check of the leases, as a revocation signal would.
 func (l *Listener) Poke() { l.sigs <- revoke }
 

@@ -81,22 +81,6 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	if in.Grace > MaxGrace {
 		return nil, Usagef("--grace: %s is more than %s; a command gets at most that long to stop after its lease ends", in.Grace, MaxGrace)
 	}
-	m, err := in.Project.read()
-	if err != nil {
-		return nil, err
-	}
-	if in.Tool != nil {
-		// The agent may write the mapping file: it names neither who asks (the tool's
-		// client does) nor a variable that makes the command run its code.
-		m.clientID = ""
-		if err := toolVars(in.Tool, m); err != nil {
-			return nil, err
-		}
-	}
-	client, err := v.projectClient(in.ClientID, m)
-	if err != nil {
-		return nil, err
-	}
 	// The lease names this process by pid and start time, so that revocation reaches it
 	// and never a process that reused the pid. Where that cannot be read (macOS, for
 	// now), exec refuses before granting anything.
@@ -113,6 +97,70 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		return nil, err
 	}
 	defer sigs.Close()
+	g, err := v.grantExec(ctx, in, sigs, self, start)
+	if err != nil {
+		return nil, err
+	}
+	client, leases, vars, envFiles, prog := g.client, g.leases, g.vars, g.envFiles, g.prog
+	secrets := make([]redact.Secret, len(vars))
+	for i, x := range vars {
+		secrets[i] = redact.Secret{Name: x.Name, Value: x.Value}
+	}
+	ids := leaseIDs(leases)
+	env := ChildEnv(v.o.Environ, in.Pristine, in.Keep, vars)
+	var hide []string
+	if in.Tool != nil {
+		env = toolEnv(env)
+		hide = append(v.storePaths(), envFiles...)
+	}
+	// The lock is released: a secrets call inside the command never waits on us.
+	res := sigs.Run(ctx, supervisor.Command{
+		Argv: in.Argv, Env: env, Hide: hide,
+		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
+		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: earliest(leases),
+		Ended:   func() (string, time.Time) { return v.execEnded(context.Background(), client, leases) },
+		Pending: func() bool { return store.IntentWaiting(v.storeOptions()) }, PollEvery: time.Second,
+		Warn: v.o.Warn,
+	})
+	v.execEnd(context.Background(), client, ids, prog, res)
+	if res.Stopped != "" {
+		v.warn("%s was stopped: %s", prog, res.Stopped)
+	}
+	out := &ExecResult{ExitCode: res.ExitCode, StartErr: res.StartErr, Stopped: res.Stopped}
+	if in.Tool != nil && res.HideErr != nil {
+		out.Unhidden = res.HideErr.Error()
+	}
+	return out, nil
+}
+
+// execGrant is what grantExec granted.
+type execGrant struct {
+	client   string
+	leases   []lease.Lease
+	vars     []envfile.Var
+	envFiles []string // for a tool: the .env files other projects hold values in
+	prog     string   // the command's name, for the log
+}
+
+// grantExec grants the exec leases of in, naming the supervisor pid (which started at
+// start) as their holder: revocation signals it through sigs.
+func (v *Vault) grantExec(ctx context.Context, in ExecInput, sigs *supervisor.Listener, self int, start uint64) (*execGrant, error) {
+	m, err := in.Project.read()
+	if err != nil {
+		return nil, err
+	}
+	if in.Tool != nil {
+		// The agent may write the mapping file: it names neither who asks (the tool's
+		// client does) nor a variable that makes the command run its code.
+		m.clientID = ""
+		if err := toolVars(in.Tool, m); err != nil {
+			return nil, err
+		}
+	}
+	client, err := v.projectClient(in.ClientID, m)
+	if err != nil {
+		return nil, err
+	}
 	prog := filepath.Base(in.Argv[0])
 	var leases []lease.Lease
 	var vars []envfile.Var
@@ -155,35 +203,7 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	secrets := make([]redact.Secret, len(vars))
-	for i, x := range vars {
-		secrets[i] = redact.Secret{Name: x.Name, Value: x.Value}
-	}
-	ids := leaseIDs(leases)
-	env := childEnv(v.o.Environ, in.Pristine, in.Keep, vars)
-	var hide []string
-	if in.Tool != nil {
-		env = toolEnv(env)
-		hide = append(v.storePaths(), envFiles...)
-	}
-	// The lock is released: a secrets call inside the command never waits on us.
-	res := sigs.Run(ctx, supervisor.Command{
-		Argv: in.Argv, Env: env, Hide: hide,
-		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
-		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: earliest(leases),
-		Ended:   func() (string, time.Time) { return v.execEnded(context.Background(), client, leases) },
-		Pending: func() bool { return store.IntentWaiting(v.storeOptions()) }, PollEvery: time.Second,
-		Warn: v.o.Warn,
-	})
-	v.execEnd(context.Background(), client, ids, prog, res)
-	if res.Stopped != "" {
-		v.warn("%s was stopped: %s", prog, res.Stopped)
-	}
-	out := &ExecResult{ExitCode: res.ExitCode, StartErr: res.StartErr, Stopped: res.Stopped}
-	if in.Tool != nil && res.HideErr != nil {
-		out.Unhidden = res.HideErr.Error()
-	}
-	return out, nil
+	return &execGrant{client: client, leases: leases, vars: vars, envFiles: envFiles, prog: prog}, nil
 }
 
 // execEnded looks in the store whether any of the leases has ended, and says how, and
@@ -244,6 +264,9 @@ func (v *Vault) execEnd(ctx context.Context, client string, ids []string, prog s
 		}
 		tx.End(ended, "lease_revoke", "exec_exit")
 		detail := fmt.Sprintf("%s exited %d", prog, res.ExitCode)
+		if res.ExitCode < 0 { // a command another process ran, which did not say (Hold)
+			detail = prog + ": how it ended was not reported"
+		}
 		if res.Orphans > 0 {
 			detail += fmt.Sprintf("; %d processes it left running were stopped", res.Orphans)
 		}

@@ -15,10 +15,12 @@ import (
 
 // Project says which secrets go into which environment variables: Secrets
 // (NAME[=ENV_VAR] each, the --secret flags) when given, else the mapping file File
-// (.secrets.json).
+// (.secrets.json), or Data when it is set: the file's content as another process read
+// it (the caller side of a guarded store, which reads what the owner side may not).
 type Project struct {
 	File    string
 	Secrets []string
+	Data    []byte
 }
 
 // mapping is a Project read: its mappings, where they came from (for error paths), and
@@ -34,10 +36,7 @@ func (p Project) read() (mapping, error) {
 		ms, err := envfile.ParseFlags(p.Secrets)
 		return mapping{ms: ms, source: "--secret"}, err
 	}
-	data, err := envfile.ReadProject(p.File)
-	if errors.Is(err, fs.ErrNotExist) {
-		return mapping{source: p.File}, &envfile.ProblemError{File: p.File, Msg: "not found; create it, or name secrets with --secret NAME[=ENV_VAR]"}
-	}
+	data, err := p.data()
 	if err != nil {
 		return mapping{source: p.File}, err
 	}
@@ -46,6 +45,37 @@ func (p Project) read() (mapping, error) {
 		return mapping{source: p.File}, err
 	}
 	return mapping{ms: proj.Secrets, source: p.File, clientID: proj.ClientID}, nil
+}
+
+// data is the mapping file's content: Data, or what File holds.
+func (p Project) data() ([]byte, error) {
+	if p.Data != nil {
+		if len(p.Data) > envfile.MaxProjectFile {
+			return nil, &envfile.ProblemError{File: p.File, Msg: "larger than 1 MiB; a mapping file is a short list of names"}
+		}
+		return p.Data, nil
+	}
+	data, err := envfile.ReadProject(p.File)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &envfile.ProblemError{File: p.File, Msg: "not found; create it, or name secrets with --secret NAME[=ENV_VAR]"}
+	}
+	return data, err
+}
+
+// Load is p with the mapping file's content in Data, read once and checked as read
+// checks it: for a process that hands the mapping to another (the caller side of a
+// guarded store, which reads what the owner side may not).
+func (p Project) Load() (Project, error) {
+	if len(p.Secrets) > 0 {
+		return p, nil
+	}
+	data, err := p.data()
+	if err != nil {
+		return p, err
+	}
+	p.Data = data
+	_, err = p.read()
+	return p, err
 }
 
 // projectClient is who asks for a project's secrets: the request's --client-id, else the
@@ -106,9 +136,9 @@ func (tx *Tx) grantMapped(found map[string]*store.Secret, m mapping, ttl string,
 	return leases, vars, nil
 }
 
-// childEnv is the environment of a program we start (an exec child, a rotation hook):
+// ChildEnv is the environment of a program we start (an exec child, a rotation hook):
 // ours, or with pristine only a few basics, never the store identity, plus vars.
-func childEnv(base []string, pristine bool, keep []string, vars []envfile.Var) []string {
+func ChildEnv(base []string, pristine bool, keep []string, vars []envfile.Var) []string {
 	allowed := append([]string{"PATH", "HOME", "USER", "LANG", "TERM"}, keep...)
 	set := map[string]bool{}
 	for _, v := range vars {
