@@ -385,8 +385,11 @@ func TestGuardedStore(t *testing.T) {
 		}
 		return resp
 	}
-	for _, argv := range [][]string{{"add", "x"}, {"--dir", "/tmp/x", "lease", "gh_token"}, {"lease", "gh_token", "--dir", "/tmp/x"}, {"rm", "gh_token"}} {
-		if resp := raw(ownerRequest{Release: version, Argv: argv}); resp.Exit != exitGuard || bytes.Contains(resp.Stdout, []byte(value)) {
+	// The caller side's own commands never run on the owner side: exec there would run
+	// the caller's command as the store's user.
+	for _, argv := range [][]string{{"add", "x"}, {"--dir", "/tmp/x", "lease", "gh_token"}, {"lease", "gh_token", "--dir", "/tmp/x"}, {"rm", "gh_token"},
+		{"exec", "--secret", "gh_token", "--", "cat", dir + "/identity.age"}} {
+		if resp := raw(ownerRequest{Release: version, Argv: argv}); resp.Exit != exitGuard || bytes.Contains(resp.Stdout, []byte(value)) || bytes.Contains(resp.Stdout, []byte("AGE-SECRET-KEY")) {
 			t.Errorf("owner side, %v: %+v", argv, resp)
 		}
 	}

@@ -308,6 +308,11 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 		if err := agentRequest(req.Argv); err != nil {
 			return refuse(err)
 		}
+		// What the caller side serves itself never runs here: exec would start the
+		// caller's command as the store's user.
+		if cmd := commandWord(append([]string{"secrets"}, req.Argv...)); slices.Contains(callerSide, cmd) {
+			return refuse(fmt.Errorf("%w: %s runs on the caller side; the owner side takes its own request", guard.ErrNotPermitted, cmd))
+		}
 	}
 	caller := vault.LookupCaller(uid, os.Getenv("SUDO_USER"))
 	// Root, an admin, reaches the owner side for what runs on the caller side (exec).
