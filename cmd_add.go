@@ -28,6 +28,14 @@ func (a *app) add(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.guarded != nil {
+		value, err := a.valueFor(name)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(value)
+		return nil, a.addGuarded(ctx, a.guarded, name, value, c.String("client-id"))
+	}
 	v, err := a.vault(c)
 	if err != nil {
 		return nil, err

@@ -25,11 +25,17 @@ func (a *app) cleanup(ctx context.Context, c *cli.Command) (*reply, error) {
 	if err := noArgs(c); err != nil {
 		return nil, err
 	}
-	v, err := a.vault(c)
-	if err != nil {
-		return nil, err
+	in := vault.CleanupInput{DryRun: c.Bool("dry-run"), All: c.Bool("all"), ClientID: c.String("client-id")}
+	var out *vault.CleanupResult
+	var err error
+	if a.guarded != nil {
+		out, err = a.cleanupGuarded(ctx, a.guarded, in)
+	} else {
+		var v *vault.Vault
+		if v, err = a.vault(c); err == nil {
+			out, err = v.Cleanup(ctx, in)
+		}
 	}
-	out, err := v.Cleanup(ctx, vault.CleanupInput{DryRun: c.Bool("dry-run"), All: c.Bool("all"), ClientID: c.String("client-id")})
 	if err != nil {
 		return nil, err
 	}

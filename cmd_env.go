@@ -41,16 +41,21 @@ func (a *app) env(ctx context.Context, c *cli.Command) (*reply, error) {
 	if c.NArg() > 0 {
 		return nil, vault.Usagef("env takes no arguments; name secrets with --secret or in %s", c.String("file"))
 	}
-	v, err := a.vault(c)
-	if err != nil {
-		return nil, err
-	}
 	wait, err := durationFlag(c, "wait", duration.Positive)
 	if err != nil {
 		return nil, err
 	}
-	out, err := v.Env(ctx, vault.EnvInput{Project: project(c), Output: c.String("output"), Force: c.Bool("force"),
-		TTL: c.String("ttl"), ClientID: c.String("client-id"), Wait: wait})
+	in := vault.EnvInput{Project: project(c), Output: c.String("output"), Force: c.Bool("force"),
+		TTL: c.String("ttl"), ClientID: c.String("client-id"), Wait: wait}
+	var out *vault.EnvResult
+	if a.guarded != nil {
+		out, err = a.envGuarded(ctx, a.guarded, in)
+	} else {
+		var v *vault.Vault
+		if v, err = a.vault(c); err == nil {
+			out, err = v.Env(ctx, in)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -323,6 +323,35 @@ func TestGuardedStore(t *testing.T) {
 		t.Fatalf("the waiting lease after the approval: %v %q", err, got.String())
 	}
 
+	// A pending secret: an agent user's add creates nothing until root approves it, and
+	// its value waits only encrypted.
+	const asked = "FAKE-pending-value-61"
+	pending := as(t, other, asked, secrets, "add", "requested")
+	wantCode(t, "an agent user's add", pending, exitApproval, "approval_required")
+	if r := as(t, other, "", secrets, "lease", "requested"); r.code == 0 {
+		t.Fatalf("a pending secret leased before its approval: %+v", r)
+	}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if b, _ := os.ReadFile(p); err == nil && !fi.IsDir() && bytes.Contains(b, []byte(asked)) {
+			t.Errorf("%s holds the pending value in the clear", p)
+		}
+		return nil
+	})
+	if code := rootApprover(t, bin, requestID(t, pending.stderr)); code != 0 {
+		t.Fatalf("root's approve of a pending secret: exit %d", code)
+	}
+	if r := as(t, other, "", secrets, "lease", "requested"); r.code != 0 || r.stdout != asked {
+		t.Fatalf("the approved secret: %+v", r)
+	}
+	denied := as(t, other, "FAKE-denied-value-62", secrets, "add", "refused")
+	if code := rootDecides(t, bin, "deny", requestID(t, denied.stderr)); code != 0 {
+		t.Fatalf("root's deny of a pending secret: exit %d", code)
+	}
+	if r := root(t, bin, "", "list"); strings.Contains(r.stdout, `"refused"`) {
+		t.Fatalf("a denied pending secret was added: %s", r.stdout)
+	}
+	wantCode(t, "an agent user's add of a stored name", as(t, other, "x", secrets, "add", "gh_token"), exitConflict, "secret_exists")
+
 	// Another agent user neither sees nor changes that lease.
 	var lid string
 	if r := as(t, agent, "", secrets, "leases"); r.code == 0 {
@@ -341,14 +370,39 @@ func TestGuardedStore(t *testing.T) {
 	if lid == "" {
 		t.Fatal("no lease id")
 	}
-	if r := as(t, other, "", secrets, "leases"); r.code != 0 || strings.Contains(r.stdout, lid) || !strings.Contains(r.stdout, `"count": 2`) {
-		t.Fatalf("leases as another agent user (its own two only): %+v", r)
+	if r := as(t, other, "", secrets, "leases"); r.code != 0 || strings.Contains(r.stdout, lid) || !strings.Contains(r.stdout, `"count": 3`) {
+		t.Fatalf("leases as another agent user (its own three only): %+v", r)
 	}
 	wantCode(t, "revoke another's lease", as(t, other, "", secrets, "revoke", lid), exitNotFound, "lease_not_found")
 	wantCode(t, "renew another's lease", as(t, other, "", secrets, "renew", lid), exitNotFound, "lease_not_found")
-	// The log is not an agent user's to read yet: an entry an agent made can name another's
-	// lease (its revoke --all does), so its own entries are not enough of a filter.
-	wantCode(t, "audit as an agent user", as(t, other, "", secrets, "audit"), exitGuard, "not_permitted")
+	// An agent user reads its own entries: those it made, less any that name another's
+	// lease. Its revoke --all ends the other user's lease too; that entry is not shown.
+	if r := as(t, other, "", secrets, "revoke", "--all"); r.code != 0 {
+		t.Fatalf("revoke --all as an agent: %+v", r)
+	}
+	own := as(t, other, "", secrets, "audit", "--tail", "1000")
+	mine := strings.TrimSpace(sys(t, "id", "-u", other))
+	if own.code != 0 || strings.Contains(own.stdout, lid) || !strings.Contains(own.stdout, `"event": "revoke_all"`) || !strings.Contains(own.stdout, `"event": "lease_grant"`) {
+		t.Fatalf("audit as an agent user: %+v", own)
+	}
+	var view struct {
+		Result struct {
+			Entries []struct {
+				Actor struct {
+					UID int `json:"uid"`
+				} `json:"actor"`
+			} `json:"entries"`
+		} `json:"result"`
+	}
+	json.Unmarshal([]byte(own.stdout), &view)
+	for _, e := range view.Result.Entries {
+		if strconv.Itoa(e.Actor.UID) != mine {
+			t.Fatalf("an agent user reads another's entry: %+v", e)
+		}
+	}
+	if !strings.Contains(root(t, bin, "", "audit", "--tail", "1000").stdout, lid) {
+		t.Fatal("root's log lacks the revoke of the other user's lease")
+	}
 
 	// What the agent user cannot do: read the store, decrypt it, change anything.
 	for _, argv := range [][]string{{"cat", dir + "/identity.age"}, {"ls", dir}, {"cp", "/dev/null", dir + "/secrets.age"}} {
@@ -362,7 +416,7 @@ func TestGuardedStore(t *testing.T) {
 		}
 	}
 	for _, argv := range [][]string{
-		{"add", "x"}, {"set", "gh_token", "--rotate-via", "echo FAKE"}, {"rotate", "gh_token"}, {"unlock"}, {"approve"},
+		{"add", "x", "--canary"}, {"set", "gh_token", "--rotate-via", "echo FAKE"}, {"rotate", "gh_token"}, {"unlock"}, {"approve"},
 		{"policy", "set", "gh_token", "--max-uses", "9"}, {"list", "--show-canaries"}, {"audit", "--reset", "--yes"}, {"rm", "gh_token"},
 		{"killswitch", "--wipe", "--yes"},
 	} {
@@ -388,7 +442,7 @@ func TestGuardedStore(t *testing.T) {
 	// The caller side's own commands never run on the owner side: exec there would run
 	// the caller's command as the store's user.
 	for _, argv := range [][]string{{"add", "x"}, {"--dir", "/tmp/x", "lease", "gh_token"}, {"lease", "gh_token", "--dir", "/tmp/x"}, {"rm", "gh_token"},
-		{"exec", "--secret", "gh_token", "--", "cat", dir + "/identity.age"}} {
+		{"exec", "--secret", "gh_token", "--", "cat", dir + "/identity.age"}, {"env", "--secret", "gh_token", "--output", "/tmp/x.env"}, {"cleanup"}, {"watch", "--once"}} {
 		if resp := raw(ownerRequest{Release: version, Argv: argv}); resp.Exit != exitGuard || bytes.Contains(resp.Stdout, []byte(value)) || bytes.Contains(resp.Stdout, []byte("AGE-SECRET-KEY")) {
 			t.Errorf("owner side, %v: %+v", argv, resp)
 		}
@@ -398,6 +452,7 @@ func TestGuardedStore(t *testing.T) {
 	}
 
 	guardedExec(t, bin, agent, dir, value)
+	guardedEnv(t, bin, agent, dir, value)
 
 	// A canary locks the store down when it is used; the agents are not told which it was.
 	// The lockdown stops a guarded exec's command, through the owner side's helper.
@@ -496,10 +551,13 @@ func TestREADMEGuardedStore(t *testing.T) {
 
 // rootApprover answers root's secrets approve ID on a pseudo-terminal, as a person: in a
 // guarded store it runs as the owner, with root's terminal.
-func rootApprover(t *testing.T, bin, id string) int {
+func rootApprover(t *testing.T, bin, id string) int { return rootDecides(t, bin, "approve", id) }
+
+// rootDecides answers root's secrets approve|deny ID as rootApprover does.
+func rootDecides(t *testing.T, bin, verb, id string) int {
 	t.Helper()
 	ptmx, tty := openPTY(t)
-	cmd := exec.Command(bin, "approve", id)
+	cmd := exec.Command(bin, verb, id)
 	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + t.TempDir()}
 	cmd.Stdin = strings.NewReader("")
 	cmd.ExtraFiles = []*os.File{tty}
@@ -509,7 +567,7 @@ func rootApprover(t *testing.T, bin, id string) int {
 	}
 	tty.Close()
 	readUntil(t, ptmx, "it: ")
-	ptmx.Write([]byte("approve\n"))
+	ptmx.Write([]byte(verb + "\n"))
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode()
@@ -620,5 +678,75 @@ func TestExecRevokeAsUser(t *testing.T) {
 	if code := s.exited(10 * time.Second); code != 128+int(syscall.SIGTERM) {
 		log := run("", "audit", "--event", "exec_gone")
 		t.Fatalf("revoke --all as a user did not stop its exec: exit %d\n%s\n%s", code, s.stderr.String(), log.stdout)
+	}
+}
+
+// guardedEnv checks .env files in a guarded store: the agent user's own, written and
+// removed by its caller side; the owner side never opens a path the caller named.
+func guardedEnv(t *testing.T, bin, agent, dir, value string) {
+	t.Helper()
+	secrets := guard.BinaryPath
+	home := "/home/" + agent
+	envPath := home + "/project/.env"
+	if r := as(t, agent, "", "mkdir", "-p", home+"/project"); r.code != 0 {
+		t.Fatal(r)
+	}
+	r := as(t, agent, "", secrets, "env", "--secret", "gh_token", "--output", envPath)
+	if r.code != 0 || strings.Contains(r.stdout+r.stderr, value) {
+		t.Fatalf("env as the agent: %+v", r)
+	}
+	fi, err := os.Stat(envPath)
+	if err != nil || fi.Mode().Perm() != 0o600 || strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid)) != strings.TrimSpace(sys(t, "id", "-u", agent)) {
+		t.Fatalf("the .env file: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(envPath); !strings.Contains(string(b), "GH_TOKEN='"+value+"'") {
+		t.Fatalf("the .env file holds %q", b)
+	}
+	// Its lease ends; the owner side cannot remove it, and does not try.
+	if r := root(t, bin, "", "revoke", "--all"); r.code != 0 {
+		t.Fatalf("revoke --all: %+v", r)
+	}
+	if _, err := os.Stat(envPath); err != nil {
+		t.Fatalf("the owner side reached the caller's file: %v", err)
+	}
+	// A dry run says so and changes nothing; cleanup removes it.
+	if r := as(t, agent, "", secrets, "cleanup", "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, envPath) || !strings.Contains(r.stdout, "would be removed") {
+		t.Fatalf("cleanup --dry-run as the agent: %+v", r)
+	}
+	if _, err := os.Stat(envPath); err != nil {
+		t.Fatal("a dry run removed the file")
+	}
+	if r := as(t, agent, "", secrets, "cleanup"); r.code != 0 || !strings.Contains(r.stdout, envPath) {
+		t.Fatalf("cleanup as the agent: %+v", r)
+	}
+	if _, err := os.Stat(envPath); err == nil {
+		t.Fatal("cleanup left the ended .env file")
+	}
+	// The next call removes a due file too: here, status.
+	as(t, agent, "", secrets, "env", "--secret", "gh_token", "--output", envPath)
+	root(t, bin, "", "revoke", "--all")
+	as(t, agent, "", secrets, "status")
+	if _, err := os.Stat(envPath); err == nil {
+		t.Fatal("the caller side's next call left the ended .env file")
+	}
+
+	// A hostile path: the agent names a store file as its .env. Its caller side refuses,
+	// and a request sent around it records the path as a name only: ending the lease,
+	// root's cleanup and a killswitch never open it, so the store is intact.
+	wantCode(t, "env into the store", as(t, agent, "", secrets, "env", "--secret", "gh_token", "--output", dir+"/secrets.age", "--force"), exitWriteFail, "write_failed")
+	req, _ := json.Marshal(ownerRequest{Release: version, Env: &envRequest{Secrets: []string{"gh_token"}, Output: dir + "/secrets.age", Force: true}})
+	if r := as(t, agent, string(req), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg); r.code != 0 || !strings.Contains(r.stdout, `"content"`) {
+		t.Fatalf("the raw env request: %+v", r)
+	}
+	before, _ := os.ReadFile(dir + "/secrets.age")
+	root(t, bin, "", "revoke", "--all")
+	if r := root(t, bin, "", "cleanup", "--all"); r.code != 0 {
+		t.Fatalf("root's cleanup: %+v", r)
+	}
+	if after, _ := os.ReadFile(dir + "/secrets.age"); !bytes.Equal(before, after) {
+		t.Fatal("the owner side touched a path the caller named")
+	}
+	if r := as(t, agent, "", secrets, "lease", "gh_token"); r.code != 0 || r.stdout != value {
+		t.Fatalf("the store after the hostile path: %+v", r)
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/guard"
 	"github.com/agent-secrets/secrets/vault"
 )
@@ -38,6 +37,13 @@ type ownerRequest struct {
 	// Hold, instead of Argv, asks for an exec's leases, held for a command the caller
 	// side runs (guarded_exec.go).
 	Hold *holdRequest `json:"hold,omitempty"`
+	// Env, Cleanup and Forget are secrets env's grant, cleanup, and the .env files the
+	// caller side removed (guarded_env.go).
+	Env     *envRequest     `json:"env,omitempty"`
+	Cleanup *cleanupRequest `json:"cleanup,omitempty"`
+	Forget  []string        `json:"forget,omitempty"`
+	// Request is an agent user's add: a pending secret, for an admin to approve.
+	Request *secretRequest `json:"request,omitempty"`
 }
 
 // ownerResponse is what the owner side answers: the command's output and status.
@@ -46,23 +52,41 @@ type ownerResponse struct {
 	Exit    int    `json:"exit"`
 	Stdout  []byte `json:"stdout"`
 	Stderr  []byte `json:"stderr"`
+	// For a request served on the caller side (env, cleanup, forget):
+	Error   *ownerError          `json:"error,omitempty"`
+	Env     *envGrant            `json:"env,omitempty"`
+	Cleanup *vault.CleanupResult `json:"cleanup,omitempty"`
+	Due     []vault.FileRecord   `json:"due,omitempty"` // the caller's .env files whose leases ended
+}
+
+// kinds counts the kinds of request r holds: one is a request.
+func (r *ownerRequest) kinds() int {
+	n := 0
+	for _, set := range []bool{r.Argv != nil, r.Hold != nil, r.Env != nil, r.Cleanup != nil, r.Forget != nil, r.Request != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
 }
 
 // maxRequest bounds a request: a command line, or a hold's mapping file (at most
-// envfile.MaxProjectFile) and command.
-const maxRequest = envfile.MaxProjectFile*4/3 + 128<<10
+// vault.MaxProjectFile) and command.
+const maxRequest = vault.MaxProjectFile*4/3 + 128<<10
 
 // agentCommands are what an agent user may ask of a guarded store: the agent-level
 // requests of section 10 this release serves. The rest (add, set, rm, rotate, unlock,
 // approve, policy, config, audit --reset, guard) are an admin's.
-var agentCommands = []string{"lease", "leases", "list", "status", "renew", "revoke", "killswitch"}
+var agentCommands = []string{"lease", "leases", "list", "status", "renew", "revoke", "killswitch", "audit"}
 
 // callerSide are the agent-level requests the caller side serves itself, asking the
-// owner side for what it needs: exec runs its command as the caller.
-var callerSide = []string{"exec"}
+// owner side for what it needs: exec runs its command as the caller, and env, cleanup
+// and watch write and remove the caller's own .env files (guarded_env.go), and add reads
+// the value a pending-secret request carries.
+var callerSide = []string{"exec", "env", "cleanup", "watch", "add"}
 
 // notYet are agent-level requests a guarded store does not serve in this release.
-var notYet = []string{"env", "cleanup", "mcp", "watch", "audit"}
+var notYet = []string{"mcp"}
 
 // agentRequest checks argv (the words after "secrets") as a request an agent user may
 // make; both sides run it, the owner side because it trusts no caller side.
@@ -102,8 +126,10 @@ func agentRequest(argv []string) error {
 		switch {
 		case cmd == "killswitch" && (flag == "wipe" || flag == "rotate-all"):
 			return fmt.Errorf("%w: an agent pulls the killswitch (every lease revoked, the store locked down); --%s is an admin's (sudo secrets killswitch --%s)", guard.ErrNotPermitted, flag, flag)
-		case cmd == "audit" && (flag == "rotate" || flag == "reset"):
+		case cmd == "audit" && (flag == "rotate" || flag == "reset" || flag == "verify"):
 			return fmt.Errorf("%w: audit --%s is an admin's (sudo secrets audit --%s)", guard.ErrNotPermitted, flag, flag)
+		case cmd == "add" && (flag == "rotate-via" || flag == "verify-via" || flag == "canary"):
+			return fmt.Errorf("%w: an agent user's add is a request an admin decides; --%s is an admin's (sudo secrets add … --%s)", guard.ErrNotPermitted, flag, flag)
 		case cmd == "list" && flag == "show-canaries":
 			return fmt.Errorf("%w: which secrets are canaries is an admin's to know", guard.ErrNotPermitted)
 		case flag == "dir":
@@ -216,12 +242,24 @@ func commandWord(args []string) string {
 	return ""
 }
 
-// callOwner sends the request to the owner side through sudo and writes its answer.
+// callOwner sends the request to the owner side through sudo and writes its answer;
+// then it removes the caller's .env files the answer says are due.
 func (a *app) callOwner(ctx context.Context, c *guard.Config, argv []string) (int, error) {
-	req, _ := json.Marshal(ownerRequest{Release: version, Argv: argv, ClientID: a.clientLabel(), Agent: agentLabel(a.environ)})
+	resp, err := a.askOwner(ctx, c, ownerRequest{Argv: argv})
+	if err != nil {
+		return 0, err
+	}
+	a.stdout.Write(resp.Stdout)
+	a.removeDue(ctx, c, resp.Due)
+	return resp.Exit, nil
+}
+
+// callSudo runs `sudo -n -u OWNER BINARY __owner` with req on its stdin and reads its
+// answer.
+func callSudo(ctx context.Context, c *guard.Config, req []byte) (*ownerResponse, error) {
 	sudo, err := exec.LookPath("sudo")
 	if err != nil {
-		return 0, fmt.Errorf("%w: sudo is not installed, and a guarded store is reached only through it", guard.ErrUnavailable)
+		return nil, fmt.Errorf("%w: sudo is not installed, and a guarded store is reached only through it", guard.ErrUnavailable)
 	}
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, sudo, "-n", "-u", c.Owner, c.Binary, guard.OwnerArg)
@@ -235,11 +273,9 @@ func (a *app) callOwner(ctx context.Context, c *guard.Config, argv []string) (in
 		if why == "" && runErr != nil {
 			why = runErr.Error()
 		}
-		return 0, fmt.Errorf("%w: sudo -n -u %s %s %s did not answer (%s)", guard.ErrUnavailable, c.Owner, c.Binary, guard.OwnerArg, why)
+		return nil, fmt.Errorf("%w: sudo -n -u %s %s %s did not answer (%s)", guard.ErrUnavailable, c.Owner, c.Binary, guard.OwnerArg, why)
 	}
-	a.stdout.Write(resp.Stdout)
-	a.stderr.Write(resp.Stderr)
-	return resp.Exit, nil
+	return &resp, nil
 }
 
 // printable is s without control or non-ASCII characters, at most n bytes: a label the
@@ -271,6 +307,16 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	// Nor does its ^\ dump our goroutines, registers and addresses onto its stderr.
 	signal.Ignore(syscall.SIGQUIT)
 	debug.SetTraceback("none")
+	// Nor is its umask ours: files of the store are the owner's, 0600 (sudoers sets it
+	// too; this holds if an admin's own rule runs us).
+	syscall.Umask(0o077)
+	// ^C at its terminal, or a signal it sends sudo, which relays it, ends a wait (for
+	// the lock, for an approval) and nothing else: what this side started after a
+	// commit (a canary's rotate-all or wipe) runs to its end.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	// A request that never comes ties up nothing for long.
+	deadline := time.AfterFunc(30*time.Second, func() { os.Exit(exitGuard) })
 	answer := func(exit int, out, errs []byte) int {
 		json.NewEncoder(stdout).Encode(ownerResponse{Release: version, Exit: exit, Stdout: out, Stderr: errs})
 		return 0
@@ -298,13 +344,15 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	var req ownerRequest
 	dec := json.NewDecoder(io.LimitReader(stdin, maxRequest))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || (req.Hold == nil) == (req.Argv == nil) {
+	err = dec.Decode(&req)
+	deadline.Stop()
+	if err != nil || req.kinds() != 1 {
 		return refuse(vault.Usagef("the owner side got no request it can read"))
 	}
 	if req.Release != version {
 		return refuse(fmt.Errorf("%w: this secrets is release %s and the guarded store's is %s; use the one an admin installed (%s), or an admin runs sudo secrets guard with the new release", guard.ErrUnavailable, req.Release, version, c.Binary))
 	}
-	if req.Hold == nil {
+	if req.Argv != nil {
 		if err := agentRequest(req.Argv); err != nil {
 			return refuse(err)
 		}
@@ -315,8 +363,9 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	caller := vault.LookupCaller(uid, os.Getenv("SUDO_USER"))
-	// Root, an admin, reaches the owner side for what runs on the caller side (exec).
-	if !c.Allowed(caller.User, caller.Groups) && (uid != 0 || req.Hold == nil) {
+	// Root, an admin, reaches the owner side for what runs on the caller side (exec,
+	// env, cleanup).
+	if !c.Allowed(caller.User, caller.Groups) && (uid != 0 || req.Argv != nil) {
 		return refuse(fmt.Errorf("%w: %s is not an agent user of this guarded store", guard.ErrNotPermitted, caller.User))
 	}
 	env := []string{"SECRETS_DIR=" + c.Store, "HOME=" + c.Store, "PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
@@ -330,19 +379,44 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 		// The caller side may go before we have said all: a write then fails, it does
 		// not kill us with the leases still held.
 		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-		warn := func(msg string) { fmt.Fprintf(stderr, "secrets: warning: %s\n", msg) }
+		warn := dropping(stderr)
 		v := vault.New(vault.Options{Dir: c.Store, Now: time.Now, Environ: env, ClientID: req.ClientID, Warn: warn, Caller: &caller,
 			Command: vault.EscapeCommand(append([]string{"secrets", "exec", "--"}, req.Hold.Command...))})
-		return ownerHold(v, req.Hold, dec, stdout, func(err error) int {
+		return ownerHold(ctx, v, req.Hold, dec, stdout, func(err error) int {
 			p := classify(err)
 			json.NewEncoder(stdout).Encode(holdMessage{Release: version, Refused: true, Exit: p.exit,
 				Stderr: []byte(fmt.Sprintf("secrets: error: %s\nsecrets: hint: %s\n", err, p.fix))})
 			return 0
 		})
 	}
+	if req.Argv == nil {
+		return ownerFiles(ctx, vault.Options{Dir: c.Store, Now: time.Now, Environ: env, ClientID: req.ClientID, Caller: &caller,
+			Command: vault.EscapeCommand(req.command())}, req, stdout)
+	}
 	var out, errs bytes.Buffer
 	a := newApp(strings.NewReader(""), &out, &errs, env, time.Now)
 	a.caller = &caller
-	code := a.run(append([]string{"secrets"}, req.Argv...))
-	return answer(code, out.Bytes(), errs.Bytes())
+	var due []vault.FileRecord
+	a.due = func(d []vault.FileRecord) { due = d }
+	code := a.runContext(ctx, append([]string{"secrets"}, req.Argv...))
+	json.NewEncoder(stdout).Encode(ownerResponse{Release: version, Exit: code, Stdout: out.Bytes(), Stderr: errs.Bytes(), Due: due})
+	return 0
+}
+
+// dropping is a warn that writes to w from a goroutine of its own and drops what w does
+// not take: a warning written while the store lock is held must not wait on a pipe the
+// caller side chose not to read.
+func dropping(w io.Writer) func(string) {
+	ch := make(chan string, 32)
+	go func() {
+		for msg := range ch {
+			fmt.Fprintf(w, "secrets: warning: %s\n", msg)
+		}
+	}()
+	return func(msg string) {
+		select {
+		case ch <- msg:
+		default:
+		}
+	}
 }

@@ -3,21 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/guard"
-	"github.com/agent-secrets/secrets/internal/children"
-	"github.com/agent-secrets/secrets/redact"
-	"github.com/agent-secrets/secrets/supervisor"
 	"github.com/agent-secrets/secrets/vault"
 )
 
@@ -36,21 +32,19 @@ type holdRequest struct {
 	TTL      string        `json:"ttl,omitempty"`
 	ClientID string        `json:"client_id,omitempty"` // --client-id
 	Wait     time.Duration `json:"wait,omitempty"`
-	Command  []string      `json:"command"` // what the caller side runs: for the log and a tool's gate
-	Tool     string        `json:"tool,omitempty"`
-	ToolExec [][]string    `json:"tool_exec,omitempty"`
+	Command  []string      `json:"command"` // what the caller side runs, in its own account: for the log
 }
 
 // holdMessage is what the owner side says while it holds: first a refusal (Exit and
 // Stderr) or the grant (Vars and Expiry), then Stop or a new Expiry.
 type holdMessage struct {
-	Release string        `json:"release"`
-	Refused bool          `json:"refused,omitempty"`
-	Exit    int           `json:"exit,omitempty"`
-	Stderr  []byte        `json:"stderr,omitempty"`
-	Vars    []envfile.Var `json:"vars,omitempty"`
-	Expiry  time.Time     `json:"expiry,omitzero"`
-	Stop    string        `json:"stop,omitempty"`
+	Release string      `json:"release"`
+	Refused bool        `json:"refused,omitempty"`
+	Exit    int         `json:"exit,omitempty"`
+	Stderr  []byte      `json:"stderr,omitempty"`
+	Vars    []vault.Var `json:"vars,omitempty"`
+	Expiry  time.Time   `json:"expiry,omitzero"`
+	Stop    string      `json:"stop,omitempty"`
 }
 
 // holdEnd is how the command ended, as the caller side reports it.
@@ -60,124 +54,32 @@ type holdEnd struct {
 	Orphans int    `json:"orphans,omitempty"`
 }
 
-// helperEnded is why the caller side stops the command when the owner side's pipe closes.
-const helperEnded = "the guarded store's helper ended, and with it the leases"
-
 // execGuarded runs in through the owner side of the guarded store c.
 func (a *app) execGuarded(ctx context.Context, c *guard.Config, in vault.ExecInput) (*reply, error) {
 	p, err := in.Project.Load()
 	if err != nil {
 		return nil, err
 	}
-	req := holdRequest{File: p.File, Project: p.Data, Secrets: p.Secrets, TTL: in.TTL, ClientID: in.ClientID, Wait: in.Wait, Command: in.Argv}
 	if in.Tool != nil {
-		req.Tool, req.ToolExec = in.Tool.Name, in.Tool.Registered
+		// Its gate (the commands a policy allows a tool) would be the caller side's word
+		// here: the values reach the caller's own process, whatever it runs.
+		return nil, fmt.Errorf("%w: an agent host's secrets_exec is not served in a guarded store in this release; run secrets exec yourself", guard.ErrNotPermitted)
 	}
+	req := holdRequest{File: p.File, Project: p.Data, Secrets: p.Secrets, TTL: in.TTL, ClientID: in.ClientID, Wait: in.Wait, Command: in.Argv}
 	if len(req.Secrets) > 0 {
 		req.File = ""
 	}
-	// Signals meant for the command are ours from now on: the grant may wait for a
-	// person's approval, and ^C then must end the request, not us.
-	sigs, err := supervisor.Listen()
-	if err != nil {
-		return nil, err
-	}
-	defer sigs.Close()
-	sudo, err := exec.LookPath("sudo")
-	if err != nil {
-		return nil, fmt.Errorf("%w: sudo is not installed, and a guarded store is reached only through it", guard.ErrUnavailable)
-	}
-	helper := exec.Command(sudo, "-n", "-u", c.Owner, c.Binary, guard.OwnerArg)
-	helper.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
-	helper.Stderr = a.stderr // its warnings are the caller's
-	helper.WaitDelay = time.Second
-	toHelper, err := helper.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	fromHelper, err := helper.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := helper.Start(); err != nil {
-		return nil, fmt.Errorf("%w: start %s: %v", guard.ErrUnavailable, sudo, err)
-	}
-	children.Add(helper.Process.Pid)
-	defer func() {
-		toHelper.Close()
-		helper.Wait()
-		children.Remove(helper.Process.Pid)
-	}()
-	if err := json.NewEncoder(toHelper).Encode(ownerRequest{Release: version, ClientID: a.clientLabel(), Agent: agentLabel(a.environ), Hold: &req}); err != nil {
-		return nil, fmt.Errorf("%w: sudo -n -u %s %s %s did not take the request: %v", guard.ErrUnavailable, c.Owner, c.Binary, guard.OwnerArg, err)
-	}
-	dec := json.NewDecoder(io.LimitReader(fromHelper, 4<<20))
-	first := make(chan error, 1)
-	var grant holdMessage
-	go func() { first <- dec.Decode(&grant) }()
-	// Until the grant, a signal ends the request: the owner side, told by sudo, gives up.
-	for waiting := true; waiting; {
-		select {
-		case err = <-first:
-			waiting = false
-		case sig := <-sigs.C():
-			if sig != supervisor.SigRevoke {
-				helper.Process.Signal(sig)
-			}
-		}
-	}
+	h := &sudoHolder{c: c, req: ownerRequest{Release: version, ClientID: a.clientLabel(), Agent: agentLabel(a.environ), Hold: &req}, stderr: a.stderr}
+	defer h.close()
+	res, err := vault.RunHeld(ctx, in, h, a.environ, a.warn)
+	var refused *holdRefusal
 	switch {
+	case errors.As(err, &refused):
+		a.stderr.Write(refused.stderr)
+		return &reply{quiet: true, exit: refused.exit}, nil
 	case err != nil:
-		return nil, fmt.Errorf("%w: sudo -n -u %s %s %s did not answer (%v)", guard.ErrUnavailable, c.Owner, c.Binary, guard.OwnerArg, err)
-	case grant.Release != version:
-		return nil, fmt.Errorf("%w: this secrets is release %s and the guarded store's is %s", guard.ErrUnavailable, version, grant.Release)
-	case grant.Refused:
-		a.stderr.Write(grant.Stderr)
-		return &reply{quiet: true, exit: grant.Exit}, nil
+		return nil, err
 	}
-	secrets := make([]redact.Secret, len(grant.Vars))
-	for i, x := range grant.Vars {
-		secrets[i] = redact.Secret{Name: x.Name, Value: x.Value}
-	}
-	// What the owner side says next moves the state Ended reads, and pokes the
-	// supervisor to read it.
-	var mu sync.Mutex
-	why, until := "", grant.Expiry
-	go func() {
-		for {
-			var m holdMessage
-			err := dec.Decode(&m)
-			mu.Lock()
-			switch {
-			case err != nil:
-				if why == "" {
-					why = helperEnded
-				}
-			case m.Stop != "":
-				why = m.Stop
-			case !m.Expiry.IsZero():
-				until = m.Expiry
-			}
-			mu.Unlock()
-			sigs.Poke()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	stderr := in.Stderr
-	res := sigs.Run(ctx, supervisor.Command{
-		Argv: in.Argv, Env: vault.ChildEnv(a.environ, in.Pristine, in.Keep, grant.Vars),
-		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: stderr,
-		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: grant.Expiry,
-		Ended: func() (string, time.Time) {
-			mu.Lock()
-			defer mu.Unlock()
-			return why, until
-		},
-		Warn: a.warn,
-	})
-	json.NewEncoder(toHelper).Encode(holdEnd{Exit: res.ExitCode, Stopped: res.Stopped, Orphans: res.Orphans})
 	if res.Stopped != "" {
 		a.warn(fmt.Sprintf("%s was stopped: %s", filepath.Base(in.Argv[0]), res.Stopped))
 	}
@@ -185,6 +87,100 @@ func (a *app) execGuarded(ctx context.Context, c *guard.Config, in vault.ExecInp
 		fmt.Fprintf(a.stderr, "secrets: error: %v\nsecrets: hint: check the command's name and that it is on PATH\n", res.StartErr)
 	}
 	return &reply{quiet: true, exit: res.ExitCode}, nil
+}
+
+// holdRefusal is the owner side's refusal of a hold, as it printed it.
+type holdRefusal struct {
+	exit   int
+	stderr []byte
+}
+
+func (r *holdRefusal) Error() string { return string(r.stderr) }
+
+// sudoHolder is vault.Holder over `sudo -n -u OWNER BINARY __owner`: the hold request
+// and the command's end on its stdin, the owner side's words on its stdout.
+type sudoHolder struct {
+	c      *guard.Config
+	req    ownerRequest
+	stderr io.Writer
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	dec    *json.Decoder
+}
+
+func (h *sudoHolder) Grant(ctx context.Context, sigs <-chan os.Signal) ([]vault.Var, time.Time, error) {
+	sudo, err := exec.LookPath("sudo")
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%w: sudo is not installed, and a guarded store is reached only through it", guard.ErrUnavailable)
+	}
+	c := h.c
+	h.cmd = exec.Command(sudo, "-n", "-u", c.Owner, c.Binary, guard.OwnerArg)
+	h.cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
+	h.cmd.Stderr = h.stderr // its warnings are the caller's
+	h.cmd.WaitDelay = time.Second
+	if h.in, err = h.cmd.StdinPipe(); err != nil {
+		return nil, time.Time{}, err
+	}
+	out, err := h.cmd.StdoutPipe()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	if err := h.cmd.Start(); err != nil {
+		h.cmd = nil
+		return nil, time.Time{}, fmt.Errorf("%w: start %s: %v", guard.ErrUnavailable, sudo, err)
+	}
+	unavailable := func(err error) error {
+		return fmt.Errorf("%w: sudo -n -u %s %s %s did not answer (%v)", guard.ErrUnavailable, c.Owner, c.Binary, guard.OwnerArg, err)
+	}
+	if err := json.NewEncoder(h.in).Encode(h.req); err != nil {
+		return nil, time.Time{}, unavailable(err)
+	}
+	h.dec = json.NewDecoder(io.LimitReader(out, 4<<20))
+	first := make(chan error, 1)
+	var grant holdMessage
+	go func() { first <- h.dec.Decode(&grant) }()
+	// Until the grant, a signal the command would get goes to the owner side, which
+	// sudo passes on: ^C ends a wait for approval there.
+	for waiting := true; waiting; {
+		select {
+		case err = <-first:
+			waiting = false
+		case sig := <-sigs:
+			if !vault.Revocation(sig) {
+				h.cmd.Process.Signal(sig)
+			}
+		}
+	}
+	switch {
+	case err != nil:
+		return nil, time.Time{}, unavailable(err)
+	case grant.Release != version:
+		return nil, time.Time{}, fmt.Errorf("%w: this secrets is release %s and the guarded store's is %s", guard.ErrUnavailable, version, grant.Release)
+	case grant.Refused:
+		return nil, time.Time{}, &holdRefusal{exit: grant.Exit, stderr: grant.Stderr}
+	}
+	return grant.Vars, grant.Expiry, nil
+}
+
+func (h *sudoHolder) Next() (string, time.Time, error) {
+	var m holdMessage
+	if err := h.dec.Decode(&m); err != nil {
+		return "", time.Time{}, err
+	}
+	return m.Stop, m.Expiry, nil
+}
+
+func (h *sudoHolder) Ended(res vault.ExecResult, orphans int) {
+	json.NewEncoder(h.in).Encode(holdEnd{Exit: res.ExitCode, Stopped: res.Stopped, Orphans: orphans})
+}
+
+// close ends the pipe, which ends the hold, and waits for sudo.
+func (h *sudoHolder) close() {
+	if h.cmd == nil {
+		return
+	}
+	h.in.Close()
+	h.cmd.Wait()
 }
 
 // clientLabel is the client id the caller side passes on: $SECRETS_CLIENT_ID, or ours
@@ -201,7 +197,7 @@ const maxCommand = 256
 
 // ownerHold serves a hold request on the owner side: v grants and holds the leases; the
 // rest of stdin (dec) is the caller side's report of the command's end.
-func ownerHold(v *vault.Vault, req *holdRequest, dec *json.Decoder, stdout io.Writer, refuse func(error) int) int {
+func ownerHold(ctx context.Context, v *vault.Vault, req *holdRequest, dec *json.Decoder, stdout io.Writer, refuse func(error) int) int {
 	switch {
 	case len(req.Command) == 0 || len(req.Command) > maxCommand || slices.Contains(req.Command, ""):
 		return refuse(vault.Usagef("the hold request names no command it can run"))
@@ -215,19 +211,14 @@ func ownerHold(v *vault.Vault, req *holdRequest, dec *json.Decoder, stdout io.Wr
 	if in.Project.File == "" {
 		in.Project.File = ".secrets.json"
 	}
-	if req.Tool != "" || req.ToolExec != nil {
-		in.Tool = &vault.ToolGate{Name: printable(req.Tool, 32), Registered: req.ToolExec}
-	}
-	// sudo relays to us what the caller's terminal or the caller sends it: ^C, a
-	// SIGTERM, a hang-up. Each ends the hold (the caller side is told, and stops the
-	// command), as the pipe closing does.
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
-	link := &pipeLink{enc: json.NewEncoder(stdout), ended: make(chan supervisor.Result, 1)}
+	// ctx is done when sudo relays a signal from the caller's terminal or the caller:
+	// ^C, a SIGTERM, a hang-up. Each ends the hold (the caller side is told, and stops
+	// the command), as the pipe closing does.
+	link := newPipeLink(stdout)
 	go func() {
 		var end holdEnd
 		if err := dec.Decode(&end); err == nil {
-			link.ended <- supervisor.Result{ExitCode: end.Exit, Stopped: printable(end.Stopped, 256), Orphans: max(end.Orphans, 0)}
+			link.ended <- vault.HoldEnd{Exit: end.Exit, Stopped: printable(end.Stopped, 256), Orphans: max(end.Orphans, 0)}
 		}
 		close(link.ended)
 	}()
@@ -237,18 +228,64 @@ func ownerHold(v *vault.Vault, req *holdRequest, dec *json.Decoder, stdout io.Wr
 	return 0
 }
 
-// pipeLink is vault.HoldLink over the owner side's stdout and stdin.
+// pipeLink is vault.HoldLink over the owner side's stdout and stdin. What it says goes
+// out through a goroutine: a caller side that stops reading must not stop the hold, which
+// would then miss a revocation or an expiry. When its words pile up unread, it is taken
+// for gone (the hold ends, as when the pipe closes).
 type pipeLink struct {
-	enc   *json.Encoder
-	ended chan supervisor.Result
+	out   chan holdMessage
+	ended chan vault.HoldEnd
+	gone  chan struct{}
+	once  sync.Once
 }
 
-func (l *pipeLink) Granted(vars []envfile.Var, expiry time.Time) error {
-	return l.enc.Encode(holdMessage{Release: version, Vars: vars, Expiry: expiry})
+func newPipeLink(w io.Writer) *pipeLink {
+	l := &pipeLink{out: make(chan holdMessage, 16), ended: make(chan vault.HoldEnd, 1), gone: make(chan struct{})}
+	go func() {
+		enc := json.NewEncoder(w)
+		for m := range l.out {
+			if enc.Encode(m) != nil {
+				l.lost()
+			}
+		}
+	}()
+	return l
+}
+
+// lost ends the hold: the caller side does not hear us.
+func (l *pipeLink) lost() { l.once.Do(func() { close(l.gone) }) }
+
+func (l *pipeLink) say(m holdMessage) error {
+	m.Release = version
+	select {
+	case l.out <- m:
+		return nil
+	default:
+		l.lost()
+		return fmt.Errorf("the caller side reads nothing")
+	}
+}
+
+func (l *pipeLink) Granted(vars []vault.Var, expiry time.Time) error {
+	return l.say(holdMessage{Vars: vars, Expiry: expiry})
 }
 
 func (l *pipeLink) Changed(why string, expiry time.Time) {
-	l.enc.Encode(holdMessage{Release: version, Stop: why, Expiry: expiry})
+	l.say(holdMessage{Stop: why, Expiry: expiry})
 }
 
-func (l *pipeLink) Ended() <-chan supervisor.Result { return l.ended }
+// Ended is the caller side's report, or closed when it went away or stopped reading.
+func (l *pipeLink) Ended() <-chan vault.HoldEnd {
+	merged := make(chan vault.HoldEnd, 1)
+	go func() {
+		defer close(merged)
+		select {
+		case r, ok := <-l.ended:
+			if ok {
+				merged <- r
+			}
+		case <-l.gone:
+		}
+	}()
+	return merged
+}

@@ -14,15 +14,16 @@ func TestAgentRequest(t *testing.T) {
 		{"lease", "gh"}, {"--json", "lease", "gh", "--ttl", "5m"}, {"--lock-timeout", "2s", "status"}, {"--lock-timeout=2s", "leases"},
 		{"list"}, {"revoke", "--all"}, {"renew", "lease_x"}, {"killswitch", "--reason", "x"},
 		{"exec", "--secret", "gh", "--", "true"}, {"exec", "--", "ls", "--dir", "/x", "--show-canaries"},
+		{"add", "x"}, {"env", "--secret", "gh"}, {"cleanup", "--all"}, {"watch", "--once"}, {"audit", "--tail", "5", "--event", "lease_grant"},
 	} {
 		if err := agentRequest(argv); err != nil {
 			t.Errorf("%v refused: %v", argv, err)
 		}
 	}
 	for _, argv := range [][]string{
-		{}, {"--json"}, {"add", "x"}, {"--dir", "/tmp", "lease", "gh"}, {"--dir=/tmp", "lease", "gh"}, {"lease", "gh", "--dir", "/x"},
+		{}, {"--json"}, {"add", "x", "--rotate-via", "y"}, {"add", "x", "--canary"}, {"--dir", "/tmp", "lease", "gh"}, {"--dir=/tmp", "lease", "gh"}, {"lease", "gh", "--dir", "/x"},
 		{"lease", "gh", "-dir=/x"}, {"killswitch", "--wipe"}, {"killswitch", "--rotate-all=true"}, {"list", "--show-canaries"},
-		{"exec", "--dir", "/x", "--", "true"}, {"env"}, {"mcp"}, {"audit", "--reset", "--yes"}, {"audit", "--rotate"}, {"audit", "--tail", "5"}, {"unlock"}, {"approve", "req"}, {"policy", "set"}, {"guard"},
+		{"exec", "--dir", "/x", "--", "true"}, {"env", "--dir", "/x"}, {"mcp"}, {"audit", "--reset", "--yes"}, {"audit", "--rotate"}, {"audit", "--verify"}, {"unlock"}, {"approve", "req"}, {"policy", "set"}, {"guard"},
 		{"--identity", "x", "lease", "gh"},
 	} {
 		if err := agentRequest(argv); !errors.Is(err, guard.ErrNotPermitted) {

@@ -52,8 +52,9 @@ type app struct {
 	now            func() time.Time
 	args           []string
 	exit           int
-	caller         *vault.Caller // who the owner side of a guarded store serves, or nil
-	guarded        *guard.Config // the guarded store this caller side asks, or nil
+	caller         *vault.Caller            // who the owner side of a guarded store serves, or nil
+	guarded        *guard.Config            // the guarded store this caller side asks, or nil
+	due            func([]vault.FileRecord) // the owner side's: the caller's .env files due for removal
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer, environ []string, now func() time.Time) *app {
@@ -342,6 +343,17 @@ func classify(err error) problem {
 	if errors.As(err, &f) {
 		p.fix = f.Fix()
 	}
+	// The owner side of a guarded store classified it already.
+	if oe := (*ownerError)(nil); errors.As(err, &oe) {
+		for _, row := range problems {
+			if row.code == oe.Code {
+				p = row
+			}
+		}
+		if oe.Fix != "" {
+			p.fix = oe.Fix
+		}
+	}
 	return p
 }
 
@@ -444,6 +456,9 @@ func (a *app) vaultOptions(c *cli.Command) (vault.Options, error) {
 		Dir: dir, IdentityKey: a.getenv("SECRETS_IDENTITY"), IdentityFile: a.getenv("SECRETS_IDENTITY_FILE"),
 		Now: a.now, Environ: a.environ, ClientID: a.getenv("SECRETS_CLIENT_ID"), Warn: a.warn,
 		Command: vault.EscapeCommand(withoutWait(a.args)), Caller: a.caller,
+	}
+	if a.caller != nil {
+		o.Due = a.due
 	}
 	if o.LockTimeout, err = durationFlag(c, "lock-timeout", duration.Positive); err != nil {
 		return o, err

@@ -34,10 +34,13 @@ type Entry struct {
 	Secret   string    `json:"secret,omitempty"`
 	LeaseID  string    `json:"lease_id,omitempty"`
 	ClientID string    `json:"client_id,omitempty"`
-	OK       bool      `json:"ok"`
-	Code     string    `json:"code,omitempty"`
-	Detail   string    `json:"detail,omitempty"`
-	Actor    Actor     `json:"actor"`
+	// Holder is the OS user a guarded store granted the entry's lease to (lease.UID),
+	// which is what an agent user's own view of the log goes by; 0 elsewhere.
+	Holder int    `json:"holder,omitempty"`
+	OK     bool   `json:"ok"`
+	Code   string `json:"code,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	Actor  Actor  `json:"actor"`
 	// State is what replaying the entry changes, for the log as the state's write-ahead
 	// log: its owner's document (a grant's lease, a lockdown, …), opaque to this package.
 	State json.RawMessage `json:"state,omitempty"`
@@ -213,6 +216,10 @@ func encodeEntry(e *Entry) ([]byte, error) {
 			b = append(b, f.key...)
 			b = codec.AppendString(b, f.v)
 		}
+	}
+	if e.Holder != 0 {
+		b = append(b, `,"holder":`...)
+		b = strconv.AppendInt(b, int64(e.Holder), 10)
 	}
 	b = append(b, `,"ok":`...)
 	b = strconv.AppendBool(b, e.OK)

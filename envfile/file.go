@@ -28,6 +28,9 @@ type Record struct {
 	SHA256    string    `json:"sha256"`
 	LeaseIDs  []string  `json:"lease_ids"`
 	CreatedAt time.Time `json:"created_at"`
+	// UID is set in a guarded store: the caller whose file it is, who wrote it and
+	// removes it. The owner side never opens its path (DESIGN.md section 10).
+	UID *int `json:"uid,omitempty"`
 }
 
 // Var is one line of a .env file.

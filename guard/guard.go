@@ -239,14 +239,16 @@ func checkAllowed(allow []string, owner, admin string) error {
 }
 
 // sudoers is the drop-in for c: the allowed users may run the binary as the owner with
-// the one argument OwnerArg, without a password, with input and output never logged.
+// the one argument OwnerArg, without a password, with input and output never logged,
+// and with the owner's umask, not the caller's (0777 there would make every file the
+// owner side creates 0000, and the store unwritable for everyone).
 func sudoers(c *Config) string {
 	who := c.Allow
 	return "# Written by `secrets guard`; `secrets guard --remove` removes it. The allowed users run\n" +
 		"# the secrets binary as the store's owner, as its owner side only, without a password.\n" +
 		"# Values cross its stdout: sudo never logs its input or output.\n" +
 		"Cmnd_Alias SECRETS_OWNER_SIDE = " + c.Binary + " " + OwnerArg + "\n" +
-		"Defaults!SECRETS_OWNER_SIDE !log_output, !log_input, !use_pty\n" +
+		"Defaults!SECRETS_OWNER_SIDE !log_output, !log_input, !use_pty, umask=0077, umask_override\n" +
 		strings.Join(who, ", ") + " ALL=(" + c.Owner + ") NOPASSWD: SECRETS_OWNER_SIDE\n"
 }
 

@@ -17,7 +17,7 @@ import (
 
 // Effect is one thing End did, for the audit log.
 type Effect struct {
-	Event   string // env_remove, env_kept, exec_signal, exec_gone
+	Event   string // env_remove, env_kept, env_remove_due, exec_signal, exec_gone
 	LeaseID string
 	Path    string
 	Detail  string
@@ -29,7 +29,9 @@ type Effect struct {
 // has the bytes secrets wrote, and its record dropped; a file someone changed is left, its
 // record kept for secrets cleanup to report. The other leases such a file held end with
 // it: End takes each out with take (which reports whether it was still active) and
-// returns them, for the caller to record and pass to End again.
+// returns them, for the caller to record and pass to End again. A caller's file in a
+// guarded store (Record.UID) is not this process's to open: its record is kept, due for
+// the caller side to remove (secrets cleanup there).
 func End(take func(id string) (lease.Lease, bool), files *[]envfile.Record, ended []lease.Lease) (more []lease.Lease, effects []Effect) {
 	gone := map[string]bool{}
 	signalled := map[int]bool{}
@@ -56,7 +58,10 @@ func End(take func(id string) (lease.Lease, bool), files *[]envfile.Record, ende
 			kept = append(kept, rec)
 			continue
 		}
-		e, keep := RemoveFile(rec)
+		e, keep := Effect{Event: "env_remove_due", Path: rec.Path, OK: true, Detail: "its leases ended; the caller side removes it"}, true
+		if rec.UID == nil {
+			e, keep = RemoveFile(rec)
+		}
 		e.LeaseID = hit
 		effects = append(effects, e)
 		if keep {

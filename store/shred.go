@@ -18,7 +18,7 @@ import (
 )
 
 // Shred crypto-shreds the store: secrets.age and its backups of older versions, leases.age
-// and its backup, store.key.age and identity.age (when the identity lives there) are each
+// and its backup, pending.age, store.key.age and identity.age (when the identity lives there) are each
 // overwritten with random bytes, fsynced and removed. The audit log and config.json stay, so the record of what happened survives.
 // It returns the files it shredded. The lock must be held.
 func (s *Store) Shred() ([]string, error) {
@@ -26,7 +26,7 @@ func (s *Store) Shred() ([]string, error) {
 		return nil, errUnlocked
 	}
 	var done []string
-	for _, name := range []string{SecretsFile, SecretsFile + ".v1.bak", SecretsFile + ".v2.bak", LeasesFile, LeasesFile + ".v1.bak", StoreKeyFile, IdentityFile} {
+	for _, name := range []string{SecretsFile, SecretsFile + ".v1.bak", SecretsFile + ".v2.bak", LeasesFile, LeasesFile + ".v1.bak", PendingFile, StoreKeyFile, IdentityFile} {
 		p := s.Path(name)
 		if base, ok := strings.CutSuffix(name, ".v1.bak"); ok && base == LeasesFile {
 			p = s.Path(LeasesFile) + ".v1.bak" // beside leases.age, in the local part

@@ -38,12 +38,15 @@ const (
 	AuditFile    = "audit.jsonl"
 	LockFile     = ".lock"
 	IntentFile   = "killswitch.intent"
+	// PendingFile holds the values of pending-secret requests (a guarded store's agent
+	// user asked for a secret to be added) until an admin decides them.
+	PendingFile = "pending.age"
 )
 
 // local reports whether name belongs to the state directory.
 func local(name string) bool {
 	switch name {
-	case LeasesFile, AuditFile, LockFile, IntentFile:
+	case LeasesFile, AuditFile, LockFile, IntentFile, PendingFile:
 		return true
 	}
 	return false
@@ -674,6 +677,35 @@ func (s *Store) stage(name string, plain []byte) (*safefile.Staged, error) {
 }
 
 func (s *Store) decryptFile(name string) ([]byte, error) { return s.decryptPath(s.Path(name)) }
+
+// ReadPending returns the decrypted pending.age, or nil when there is none. The lock must
+// be held.
+func (s *Store) ReadPending() ([]byte, error) {
+	b, err := s.decryptFile(PendingFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// WritePending replaces pending.age with plain, encrypted, atomically; nil removes it.
+// The lock must be held.
+func (s *Store) WritePending(plain []byte) error {
+	if s.unlocked {
+		return errUnlocked
+	}
+	if plain == nil {
+		if err := os.Remove(s.Path(PendingFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: remove %s: %w", safefile.ErrWrite, PendingFile, err)
+		}
+		return nil
+	}
+	f, err := s.stage(PendingFile, plain)
+	if err != nil {
+		return err
+	}
+	return safefile.Publish(s.stateDir, f)
+}
 
 func (s *Store) decryptPath(path string) ([]byte, error) {
 	data, err := safefile.Read(path)

@@ -139,6 +139,10 @@ func (l *Listener) Close() {
 	}
 }
 
+// Revocation reports whether sig is the revocation signal (never on a platform without
+// one), as against a signal for the command.
+func Revocation(sig os.Signal) bool { return revoke != nil && sig == revoke }
+
 // C is what the Listener receives, for a process that holds leases for a command
 // another process runs (the owner side of a guarded store).
 func (l *Listener) C() <-chan os.Signal { return l.sigs }

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
@@ -45,6 +46,14 @@ func (v *Vault) Audit(ctx context.Context, in AuditInput) (*AuditResult, error) 
 		entries, err := tx.log.Tail(in.Tail, f)
 		if err != nil {
 			return err
+		}
+		if v.o.Caller != nil {
+			for i := range entries {
+				if entries[i].Event == "killswitch" && strings.Contains(entries[i].Detail, "canary ") {
+					entries[i].Detail = "canary: a canary secret was handed out" // not which
+				}
+				entries[i].State = nil // the owner's document, not the caller's
+			}
 		}
 		out = &AuditResult{Entries: entries, Count: len(entries)}
 		return nil

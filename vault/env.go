@@ -24,6 +24,11 @@ type EnvInput struct {
 	TTL      string // for mappings that set none
 	ClientID string
 	Wait     time.Duration // for a person's approval, as LeaseInput.Wait
+	// Elsewhere is set by the owner side of a guarded store: the caller side writes the
+	// file, as the caller, and removes it once its leases end. Output is then the
+	// caller's absolute path, a name only: nothing here opens, checks or writes it, and
+	// the result carries the file's Content.
+	Elsewhere bool
 }
 
 // EnvResult is the file written.
@@ -37,6 +42,9 @@ type EnvResult struct {
 	Warnings []string `json:"warnings"`
 	// Source is where the mappings came from: the mapping file, or "--secret".
 	Source string `json:"-"`
+	// Content is what to write, with EnvInput.Elsewhere; nil when nothing must be (a
+	// canary's trip ended the leases at once).
+	Content []byte `json:"-"`
 }
 
 // Env leases the project's secrets (one lease each, kind env) and writes them to a .env
@@ -52,9 +60,18 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := v.outsideStore(out); err != nil {
-		return nil, err
+	var owner *int // whose file it is, in a guarded store
+	switch {
+	case in.Elsewhere && (v.o.Caller == nil || !filepath.IsAbs(in.Output)):
+		return nil, Usagef("a .env file written elsewhere needs a caller and an absolute path")
+	case in.Elsewhere:
+		owner = &v.o.Caller.UID
+	default:
+		if err := v.outsideStore(out); err != nil {
+			return nil, err
+		}
 	}
+	var content []byte
 	client, err := v.projectClient(in.ClientID, m)
 	if err != nil {
 		return nil, err
@@ -71,15 +88,20 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 			if err != nil {
 				return err
 			}
-			if i := slices.IndexFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == out }); i >= 0 && in.Force {
+			same := func(r envfile.Record) bool {
+				return r.Path == out && (owner == nil) == (r.UID == nil) && (owner == nil || *owner == *r.UID)
+			}
+			if i := slices.IndexFunc(tx.state.EnvFiles, same); i >= 0 && in.Force {
 				ended, err := tx.revokeIDs(tx.state.EnvFiles[i].LeaseIDs)
 				if err != nil {
 					return err
 				}
 				tx.End(ended, "lease_revoke", "replaced by secrets env --force")
 			}
-			if err := envfile.CheckOutput(out, in.Force); err != nil {
-				return tx.Deny(denied, err)
+			if owner == nil {
+				if err := envfile.CheckOutput(out, in.Force); err != nil {
+					return tx.Deny(denied, err)
+				}
 			}
 			var vars []envfile.Var
 			leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindEnv, Path: out}, "env "+out+", ")
@@ -87,14 +109,14 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 				return tx.Deny(denied, err)
 			}
 			ids, expires := leaseIDs(leases), latest(leases)
-			content, only, err := envfile.Render(vars, ids, expires)
+			var only []string
+			content, only, err = envfile.Render(vars, ids, expires)
 			if err != nil {
 				tx.ungrant(leases)
 				return tx.Deny(denied, err)
 			}
-			defer clear(content)
 			bashOnly = only
-			rec := envfile.Record{Path: out, SHA256: envfile.Hash(content), LeaseIDs: ids, CreatedAt: tx.now.UTC()}
+			rec := envfile.Record{Path: out, SHA256: envfile.Hash(content), LeaseIDs: ids, CreatedAt: tx.now.UTC(), UID: owner}
 			tx.state.EnvFiles = append(tx.state.EnvFiles, rec)
 			tx.Record(audit.Entry{Event: "env_write", OK: true, Detail: fmt.Sprintf("%s: %d variables", out, len(vars)), State: change{EnvFile: &rec}.raw()})
 			// A canary's trip is durable with the grant, before the file exists; its own
@@ -104,6 +126,19 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 			if err != nil {
 				return err
 			}
+			if owner != nil {
+				if tripped && tx.cfg.CanaryAction.RevokeAll {
+					ended, err := tx.revokeIDs(ids)
+					if err != nil {
+						return err
+					}
+					tx.End(ended, "lease_revoke", "killswitch")
+					clear(content)
+					content = nil // ended before it was written: the caller side writes nothing
+				}
+				return nil // the caller side writes it
+			}
+			defer clear(content)
 			// The grant is durable before any value reaches the disk, and the file is written
 			// under the same hold of the lock, so no other command can end its leases (and
 			// drop its record) before it exists.
@@ -134,13 +169,20 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	gitignore := "" // the caller side's to add
+	if owner == nil {
+		gitignore = envfile.Gitignore(out)
+	}
 	names := make([]string, len(m.ms))
 	for i, mp := range m.ms {
 		names[i] = mp.EnvVar
 	}
+	if owner == nil {
+		content = nil // cleared; written already
+	}
 	return &EnvResult{
 		Path: out, Variables: names, LeaseIDs: leaseIDs(leases), ExpiresAt: rfc3339(latest(leases)),
-		Gitignore: envfile.Gitignore(out), Warnings: nonNil(bashOnly), Source: m.source,
+		Gitignore: gitignore, Warnings: nonNil(bashOnly), Source: m.source, Content: content,
 	}, nil
 }
 
@@ -196,6 +238,9 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 		m = 0
 	}
 	err = v.update(ctx, m, client, func(tx *Tx) error {
+		if v.o.Caller != nil {
+			return tx.cleanupFor(v.o.Caller.UID, in, out)
+		}
 		// Files whose leases expired were removed as the transaction began (pruning):
 		// they are what this cleanup removed too.
 		for _, e := range tx.pruned {
@@ -212,6 +257,11 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 			active[l.ID] = true
 		}
 		for _, rec := range slices.Clone(tx.state.EnvFiles) {
+			if rec.UID != nil {
+				// A caller's file in a guarded store: not this process's to open.
+				out.Skipped = append(out.Skipped, Cleaned{rec.Path, fmt.Sprintf("uid %d's file; its secrets cleanup removes it", *rec.UID)})
+				continue
+			}
 			if !in.DryRun {
 				envfile.RemoveTemps(rec.Path)
 			}
@@ -252,6 +302,64 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 		return nil, err
 	}
 	return out, nil
+}
+
+// cleanupFor is Cleanup on the owner side of a guarded store, for the caller uid: of its
+// files only, and without opening one. A file whose leases ended is due, for the caller
+// side to remove (Options.Due tells it which); with All the leases still using one end
+// first. Another user's files are not named.
+func (tx *Tx) cleanupFor(uid int, in CleanupInput, out *CleanupResult) error {
+	live, err := tx.active()
+	if err != nil {
+		return err
+	}
+	active := map[string]bool{}
+	for _, l := range live {
+		active[l.ID] = true
+	}
+	for _, rec := range slices.Clone(tx.state.EnvFiles) {
+		if rec.UID == nil || *rec.UID != uid {
+			continue
+		}
+		if !slices.ContainsFunc(rec.LeaseIDs, func(id string) bool { return active[id] }) {
+			continue // due already
+		}
+		switch {
+		case !in.All:
+			out.Skipped = append(out.Skipped, Cleaned{rec.Path, "its leases are active (use --all, or revoke them)"})
+		case in.DryRun:
+			out.Removed = append(out.Removed, Cleaned{rec.Path, "would be removed, and its leases ended"})
+		default:
+			ended, err := tx.revokeIDs(rec.LeaseIDs)
+			if err != nil {
+				return err
+			}
+			tx.End(ended, "lease_revoke", "secrets cleanup --all")
+		}
+	}
+	return nil
+}
+
+// Forget drops the records of the caller's .env files at paths, which the caller side
+// removed (or found gone) after their leases ended: in a guarded store it is the caller
+// side that removes them. A record whose leases are all still active, or another user's,
+// is kept.
+func (v *Vault) Forget(ctx context.Context, paths []string) error {
+	if v.o.Caller == nil {
+		return Usagef("only a guarded store's caller side forgets the files it removed")
+	}
+	uid := v.o.Caller.UID
+	return v.update(ctx, write, "", func(tx *Tx) error {
+		due := tx.callerDue(uid)
+		for _, p := range paths {
+			if !slices.ContainsFunc(due, func(r envfile.Record) bool { return r.Path == p }) {
+				continue
+			}
+			tx.dropEnvFile(p)
+			tx.effects([]killswitch.Effect{{Event: "env_remove", Path: p, OK: true, Detail: "removed by the caller side"}})
+		}
+		return nil
+	})
 }
 
 // dropEnvFile forgets the record of a managed file that is gone.

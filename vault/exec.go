@@ -161,7 +161,7 @@ func (v *Vault) grantExec(ctx context.Context, in ExecInput, sigs *supervisor.Li
 	if err != nil {
 		return nil, err
 	}
-	prog := filepath.Base(in.Argv[0])
+	prog := escapeControl(filepath.Base(in.Argv[0]))
 	var leases []lease.Lease
 	var vars []envfile.Var
 	var envFiles []string

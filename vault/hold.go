@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/store"
 	"github.com/agent-secrets/secrets/supervisor"
 )
@@ -15,13 +14,20 @@ import (
 // section 10).
 type HoldLink interface {
 	// Granted hands over the values and when the first lease expires.
-	Granted(vars []envfile.Var, expiry time.Time) error
+	Granted(vars []Var, expiry time.Time) error
 	// Changed says a lease ended (why is not ""), and the command must stop, or that
 	// the leases' earliest expiry moved (a renew).
 	Changed(why string, expiry time.Time)
 	// Ended delivers how the command ended, once; it is closed without a value when the
 	// other process went away or the pipe closed.
-	Ended() <-chan supervisor.Result
+	Ended() <-chan HoldEnd
+}
+
+// HoldEnd is how a held command ended, as the process that ran it reports it.
+type HoldEnd struct {
+	Exit    int
+	Stopped string
+	Orphans int
 }
 
 // holdAfterStop is how long Hold waits for the command's end once it has said stop: the
@@ -88,7 +94,7 @@ wait:
 			if !ok {
 				res.Stopped = "the caller side went away"
 			} else {
-				res = r
+				res = supervisor.Result{ExitCode: r.Exit, Stopped: r.Stopped, Orphans: r.Orphans}
 			}
 			break wait
 		case <-sigs.C():

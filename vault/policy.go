@@ -331,7 +331,7 @@ func (tx *Tx) countUses(leases []lease.Lease) error {
 		}
 		u := UseCount{Secret: l.Secret, Count: tx.uses(l.Secret) + 1, Value: tx.known(l.Secret).UpdatedAt.UTC()}
 		tx.state.setUses(u)
-		tx.Record(audit.Entry{Event: "lease_use", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: fmt.Sprintf("use %d of %d", u.Count, n), State: useChange(u)})
+		tx.Record(audit.Entry{Event: "lease_use", Secret: l.Secret, LeaseID: l.ID, Holder: l.UID, OK: true, Detail: fmt.Sprintf("use %d of %d", u.Count, n), State: useChange(u)})
 	}
 	return nil
 }
@@ -400,8 +400,13 @@ func (v *Vault) cwd() string {
 	return escapeControl(d)
 }
 
-// parent is the command line of the process that ran this one, for a person to see.
+// parent is the command line of the process that ran this one, for a person to see. On
+// the owner side of a guarded store it is sudo, and the command line shown is the one
+// the caller side states, which this side cannot check: the person is told so.
 func (v *Vault) parent() string {
+	if v.o.Caller != nil {
+		return "the caller side of a guarded store, as " + v.o.Caller.User + " (the command line is its own account)"
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", os.Getppid()))
 	if err != nil {
 		return v.actor.Parent
@@ -639,7 +644,11 @@ func (v *Vault) Decide(ctx context.Context, in DecideInput) (*Approval, error) {
 		seen.ID, seen.Secret, seen.Delivery, seen.Caller, seen.Client, seen.Command, seen.Cwd, seen.Parent, seen.TTL, seen.Approve, verb, verb)
 	answer, askErr := in.Confirm(prompt)
 	var out Approval
-	err = v.update(ctx, write, client, func(tx *Tx) error {
+	m := write
+	if seen.Delivery == DeliveryNew {
+		m |= withSecrets // an approved pending secret is added in the same commit
+	}
+	err = v.update(ctx, m, client, func(tx *Tx) error {
 		e := audit.Entry{Event: "approval_decided", Secret: seen.Secret, Detail: seen.ID}
 		i := slices.IndexFunc(tx.state.Requests, func(r Approval) bool { return r.ID == in.ID })
 		switch {
@@ -659,6 +668,17 @@ func (v *Vault) Decide(ctx context.Context, in DecideInput) (*Approval, error) {
 			r.Status = "approved"
 			if r.Approve == policy.ApproveOnce {
 				r.Expires = now.Add(onceTTL)
+			}
+		}
+		if r.Delivery == DeliveryNew {
+			// Decided once, whichever way: the value goes into the store or away.
+			r.Done = true
+			if in.Approve {
+				if err := tx.addPending(r); err != nil {
+					return tx.Deny(e, err)
+				}
+			} else {
+				tx.OnCommit(tx.v.dropPending)
 			}
 		}
 		tx.state.putRequest(r)

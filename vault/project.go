@@ -23,6 +23,10 @@ type Project struct {
 	Data    []byte
 }
 
+// MaxMappings bounds the secrets one project or command maps: one grant is one
+// transaction, which holds the store lock for every lease it writes.
+const MaxMappings = 100
+
 // mapping is a Project read: its mappings, where they came from (for error paths), and
 // the file's client_id.
 type mapping struct {
@@ -32,6 +36,9 @@ type mapping struct {
 }
 
 func (p Project) read() (mapping, error) {
+	if len(p.Secrets) > MaxMappings {
+		return mapping{source: "--secret"}, Usagef("--secret is given %d times; a command maps at most %d secrets", len(p.Secrets), MaxMappings)
+	}
 	if len(p.Secrets) > 0 {
 		ms, err := envfile.ParseFlags(p.Secrets)
 		return mapping{ms: ms, source: "--secret"}, err
@@ -43,6 +50,9 @@ func (p Project) read() (mapping, error) {
 	proj, err := envfile.ParseProject(p.File, data)
 	if err != nil {
 		return mapping{source: p.File}, err
+	}
+	if len(proj.Secrets) > MaxMappings {
+		return mapping{source: p.File}, &envfile.ProblemError{File: p.File, Msg: fmt.Sprintf("names %d secrets; a project maps at most %d", len(proj.Secrets), MaxMappings)}
 	}
 	return mapping{ms: proj.Secrets, source: p.File, clientID: proj.ClientID}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/envfile"
 	names "github.com/agent-secrets/secrets/internal/name"
 	"github.com/agent-secrets/secrets/internal/safefile"
 	"github.com/agent-secrets/secrets/killswitch"
@@ -417,6 +418,9 @@ func (tx *Tx) close(err error) error {
 	if err == nil && tx.restamp {
 		tx.stamp() // a transaction that wrote nothing still spares the next one the full read
 	}
+	if err == nil && tx.v.o.Due != nil && tx.v.o.Caller != nil {
+		tx.v.o.Due(tx.callerDue(tx.v.o.Caller.UID))
+	}
 	tx.release()
 	if err != nil {
 		return err
@@ -425,6 +429,24 @@ func (tx *Tx) close(err error) error {
 		fn()
 	}
 	return nil
+}
+
+// callerDue are uid's .env files (in a guarded store) any of whose leases has ended.
+func (tx *Tx) callerDue(uid int) []envfile.Record {
+	var due []envfile.Record
+	for _, rec := range tx.state.EnvFiles {
+		if rec.UID == nil || *rec.UID != uid {
+			continue
+		}
+		for _, id := range rec.LeaseIDs {
+			l, ok, err := tx.table.find(id)
+			if err == nil && (!ok || !l.ExpiresAt.After(tx.now)) {
+				due = append(due, rec)
+				break
+			}
+		}
+	}
+	return due
 }
 
 func (tx *Tx) release() {
@@ -573,7 +595,7 @@ func (tx *Tx) grantAll(reqs []lease.Request, detail string) ([]lease.Lease, erro
 			var c json.RawMessage
 			if c, err = leaseChange(l); err == nil {
 				tx.table.grant(l)
-				tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: detail + "ttl " + l.TTL, State: c})
+				tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, Holder: l.UID, OK: true, Detail: detail + "ttl " + l.TTL, State: c})
 				out = append(out, l)
 				continue
 			}
@@ -634,7 +656,7 @@ func (tx *Tx) renew(id, ttl string) (lease.Lease, error) {
 		return lease.Lease{}, err
 	}
 	tx.table.put(l)
-	tx.Record(audit.Entry{Event: "lease_renew", Secret: l.Secret, LeaseID: l.ID, OK: true, Detail: "ttl " + l.TTL, State: c})
+	tx.Record(audit.Entry{Event: "lease_renew", Secret: l.Secret, LeaseID: l.ID, Holder: l.UID, OK: true, Detail: "ttl " + l.TTL, State: c})
 	return l, nil
 }
 
@@ -691,7 +713,7 @@ func (tx *Tx) End(ended []lease.Lease, event, reason string) []killswitch.Effect
 	}
 	for len(ended) > 0 {
 		for _, l := range ended {
-			tx.Record(audit.Entry{Event: event, Secret: l.Secret, LeaseID: l.ID, ClientID: l.ClientID, OK: true, Detail: reason})
+			tx.Record(audit.Entry{Event: event, Secret: l.Secret, LeaseID: l.ID, ClientID: l.ClientID, Holder: l.UID, OK: true, Detail: reason})
 		}
 		more, effects := killswitch.End(take, &tx.state.EnvFiles, ended)
 		tx.effects(effects)

@@ -12,6 +12,7 @@ package vault
 
 import (
 	"fmt"
+	"github.com/agent-secrets/secrets/envfile"
 	"os"
 	"time"
 
@@ -53,6 +54,10 @@ type Options struct {
 	// audit actor's uid and what policy matches; the working directory, which the caller
 	// chose, is not recorded.
 	Caller *Caller
+	// Due receives, after each transaction that succeeded, the caller's .env files whose
+	// leases ended (in a guarded store the caller side removes them, not this process):
+	// set only with Caller.
+	Due func([]envfile.Record)
 }
 
 // Caller is the OS user a guarded store's owner side serves.
@@ -117,10 +122,10 @@ func (v *Vault) client(flag string) (string, error) {
 	if len(id) > 128 {
 		return "", Usagef("client id is longer than 128 bytes")
 	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return "", Usagef("client id contains a control character")
-		}
+	if escapeControl(id) != id {
+		// C0 and C1 controls and the marks that reorder text: an approval shows the
+		// client id to a person at a terminal.
+		return "", Usagef("client id contains a control character")
 	}
 	return id, nil
 }

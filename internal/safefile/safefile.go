@@ -133,6 +133,16 @@ func OpenFile(path string, flag int) (*os.File, error) {
 		}
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
+	if flag&os.O_CREATE != 0 {
+		// The umask we inherit is our caller's (sudo passes an agent user's on to a
+		// guarded store's owner side): 0777 would make the file we create 0000, which
+		// Check accepts, being tight, and no later command could write it. A mode with
+		// no bits for others is made 0600; a loose one is left for Check to report.
+		var st syscall.Stat_t
+		if syscall.Fstat(fd, &st) == nil && st.Mode&0o077 == 0 && st.Mode&0o600 != 0o600 {
+			syscall.Fchmod(fd, 0o600)
+		}
+	}
 	f := os.NewFile(uintptr(fd), path)
 	fi, err := f.Stat()
 	if err == nil {

@@ -147,3 +147,20 @@ func TestRemoveTemps(t *testing.T) {
 		t.Errorf("left %v, want .env and env.tmp-keep", left)
 	}
 }
+
+// A file OpenFile creates is 0600 whatever umask we inherit: a guarded store's owner side
+// inherits the agent user's through sudo, and 0777 would make a new audit segment 0000,
+// which no later command could append to.
+func TestOpenFileIgnoresUmask(t *testing.T) {
+	old := syscall.Umask(0o777)
+	defer syscall.Umask(old)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	f, err := safefile.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("created under umask 0777: %v %v", fi.Mode(), err)
+	}
+}
