@@ -177,6 +177,18 @@ func TestGuardedStore(t *testing.T) {
 	if _, err := os.Stat(guard.SudoersPath); err == nil {
 		t.Fatal("a refused guard left a sudoers rule")
 	}
+	// A binary another user could replace: guard does not install it there.
+	if libexec := filepath.Dir(guard.BinaryPath); !exists(libexec) {
+		os.MkdirAll(libexec, 0o755)
+		uid, _ := strconv.Atoi(strings.TrimSpace(sys(t, "id", "-u", agent)))
+		os.Chown(libexec, uid, -1)
+		r := root(t, bin, "", "guard", "--allow", agent, "--user", owner, "--dir", dir)
+		os.RemoveAll(libexec)
+		wantCode(t, "guard with a binary directory the agent owns", r, exitGuard, "not_permitted")
+		if exists(guard.SudoersPath) || exists(guard.BinaryPath) {
+			t.Fatal("a refused guard left its rule or binary")
+		}
+	}
 
 	// A broken sudoers configuration elsewhere: guard does not add its rule to it.
 	broken := "/etc/sudoers.d/zz-secrets-t-broken"
@@ -442,10 +454,20 @@ func TestGuardedStore(t *testing.T) {
 	// The caller side's own commands never run on the owner side: exec there would run
 	// the caller's command as the store's user.
 	for _, argv := range [][]string{{"add", "x"}, {"--dir", "/tmp/x", "lease", "gh_token"}, {"lease", "gh_token", "--dir", "/tmp/x"}, {"rm", "gh_token"},
-		{"exec", "--secret", "gh_token", "--", "cat", dir + "/identity.age"}, {"env", "--secret", "gh_token", "--output", "/tmp/x.env"}, {"cleanup"}, {"watch", "--once"}} {
+		{"exec", "--secret", "gh_token", "--", "cat", dir + "/identity.age"}, {"env", "--secret", "gh_token", "--output", "/tmp/x.env"}, {"cleanup"}, {"watch", "--once"},
+		// helper-8's F1: a global flag with one dash, which urfave/cli takes as well.
+		{"-lock-timeout", "5s", "exec", "--secret", "gh_token", "--", "cat", dir + "/identity.age"}, {"-lock-timeout=5s", "env", "--secret", "gh_token", "--output", "/tmp/x.env"}} {
 		if resp := raw(ownerRequest{Release: version, Argv: argv}); resp.Exit != exitGuard || bytes.Contains(resp.Stdout, []byte(value)) || bytes.Contains(resp.Stdout, []byte("AGE-SECRET-KEY")) {
 			t.Errorf("owner side, %v: %+v", argv, resp)
 		}
+	}
+	// helper-8's F2: an env request without the mapping's content names a file for the
+	// owner side to read; it reads none.
+	if resp := raw(ownerRequest{Release: version, Env: &envRequest{File: dir + "/config.json", Output: "/tmp/x.env"}}); resp.Error == nil || strings.Contains(resp.Error.Message, "audit_rotate_size") || strings.Contains(resp.Error.Message, "config.json") {
+		t.Errorf("an env request naming an owner's file: %+v", resp.Error)
+	}
+	if exists("/tmp/x.env") {
+		t.Error("the owner side wrote the caller's .env file")
 	}
 	if resp := raw(ownerRequest{Release: "0.0.1-other", Argv: []string{"status"}}); resp.Exit != exitGuard || !strings.Contains(string(resp.Stderr), "0.0.1-other") || !strings.Contains(string(resp.Stderr), version) {
 		t.Errorf("a caller side of another release: %+v", resp)
@@ -488,6 +510,24 @@ func TestGuardedStore(t *testing.T) {
 		t.Fatalf("killswitch as the agent: %+v", r)
 	}
 	wantCode(t, "unlock as the agent", as(t, agent, "", secrets, "unlock"), exitGuard, "not_permitted")
+	// Root lifts it, at a terminal, typing the fingerprint status shows.
+	var st struct {
+		Result struct {
+			Lockdown struct {
+				Fingerprint string `json:"fingerprint"`
+			} `json:"lockdown"`
+		} `json:"result"`
+	}
+	json.Unmarshal([]byte(root(t, bin, "", "status").stdout), &st)
+	if st.Result.Lockdown.Fingerprint == "" {
+		t.Fatal("status shows root no fingerprint to lift the lockdown with")
+	}
+	if code := rootAnswers(t, bin, st.Result.Lockdown.Fingerprint, "unlock"); code != 0 {
+		t.Fatalf("root's unlock at a terminal: exit %d", code)
+	}
+	if r := as(t, agent, "", secrets, "lease", "gh_token"); r.code != 0 || r.stdout != value {
+		t.Fatalf("a lease after root lifted the lockdown: %+v", r)
+	}
 
 	// A user guard.json does not name is refused before sudo is asked.
 	wantCode(t, "an unlisted user", as(t, admin, "", secrets, "status"), exitGuard, "not_permitted")
@@ -556,8 +596,15 @@ func rootApprover(t *testing.T, bin, id string) int { return rootDecides(t, bin,
 // rootDecides answers root's secrets approve|deny ID as rootApprover does.
 func rootDecides(t *testing.T, bin, verb, id string) int {
 	t.Helper()
+	return rootAnswers(t, bin, verb, verb, id)
+}
+
+// rootAnswers runs root's secrets ARGS… on a pseudo-terminal and types answer at its
+// prompt, as a person would.
+func rootAnswers(t *testing.T, bin, answer string, args ...string) int {
+	t.Helper()
 	ptmx, tty := openPTY(t)
-	cmd := exec.Command(bin, verb, id)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + t.TempDir()}
 	cmd.Stdin = strings.NewReader("")
 	cmd.ExtraFiles = []*os.File{tty}
@@ -567,7 +614,7 @@ func rootDecides(t *testing.T, bin, verb, id string) int {
 	}
 	tty.Close()
 	readUntil(t, ptmx, "it: ")
-	ptmx.Write([]byte(verb + "\n"))
+	ptmx.Write([]byte(answer + "\n"))
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode()
@@ -585,6 +632,10 @@ func guardedExec(t *testing.T, bin, agent, dir, value string) {
 	r := as(t, agent, "", secrets, "exec", "--secret", "gh_token", "--", "sh", "-c", script)
 	if r.code != 0 || r.stdout != agent+"\nhas-the-value\nno-store\n[REDACTED:GH_TOKEN]\n" {
 		t.Fatalf("exec as the agent: %+v", r)
+	}
+	// With a global flag of one dash, exec still runs on the caller side, as the caller.
+	if r := as(t, agent, "", secrets, "-lock-timeout", "5s", "exec", "--secret", "gh_token", "--", "id", "-un"); r.code != 0 || r.stdout != agent+"\n" {
+		t.Fatalf("exec after -lock-timeout: %+v", r)
 	}
 	// A command line of the user's own that looks like our flags is the command's.
 	if r := as(t, agent, "", secrets, "exec", "--secret", "gh_token", "--", "echo", "--dir", "x"); r.code != 0 || r.stdout != "--dir x\n" {
@@ -749,4 +800,9 @@ func guardedEnv(t *testing.T, bin, agent, dir, value string) {
 	if r := as(t, agent, "", secrets, "lease", "gh_token"); r.code != 0 || r.stdout != value {
 		t.Fatalf("the store after the hostile path: %+v", r)
 	}
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

@@ -89,8 +89,11 @@ var callerSide = []string{"exec", "env", "cleanup", "watch", "add"}
 var notYet = []string{"mcp"}
 
 // agentRequest checks argv (the words after "secrets") as a request an agent user may
-// make; both sides run it, the owner side because it trusts no caller side.
-func agentRequest(argv []string) error {
+// make, and returns its command; both sides run it, the owner side because it trusts no
+// caller side. It reads global flags as urfave/cli does (one dash or two, a value after
+// the flag or after =): the command it names is the one that runs, and both sides route
+// by it, never by a reading of their own.
+func agentRequest(argv []string) (string, error) {
 	i := 0
 	for i < len(argv) && strings.HasPrefix(argv[i], "-") {
 		flag, _, hasValue := strings.Cut(strings.TrimLeft(argv[i], "-"), "=")
@@ -101,19 +104,19 @@ func agentRequest(argv []string) error {
 				i++
 			}
 		default:
-			return fmt.Errorf("%w: the global flag %s is not for a guarded store (its directory and identity are the owner's)", guard.ErrNotPermitted, argv[i])
+			return "", fmt.Errorf("%w: the global flag %s is not for a guarded store (its directory and identity are the owner's)", guard.ErrNotPermitted, argv[i])
 		}
 		i++
 	}
 	if i == len(argv) {
-		return fmt.Errorf("%w: name a command", guard.ErrNotPermitted)
+		return "", fmt.Errorf("%w: name a command", guard.ErrNotPermitted)
 	}
 	cmd, rest := argv[i], argv[i+1:]
 	switch {
 	case slices.Contains(notYet, cmd):
-		return fmt.Errorf("%w: %s is not yet available in a guarded store in this release", guard.ErrNotPermitted, cmd)
+		return "", fmt.Errorf("%w: %s is not yet available in a guarded store in this release", guard.ErrNotPermitted, cmd)
 	case !slices.Contains(agentCommands, cmd) && !slices.Contains(callerSide, cmd):
-		return fmt.Errorf("%w: %s changes the guarded store: only an admin runs it (sudo secrets %s)", guard.ErrNotPermitted, cmd, cmd)
+		return "", fmt.Errorf("%w: %s changes the guarded store: only an admin runs it (sudo secrets %s)", guard.ErrNotPermitted, cmd, cmd)
 	}
 	for _, a := range rest {
 		if a == "--" {
@@ -125,18 +128,18 @@ func agentRequest(argv []string) error {
 		}
 		switch {
 		case cmd == "killswitch" && (flag == "wipe" || flag == "rotate-all"):
-			return fmt.Errorf("%w: an agent pulls the killswitch (every lease revoked, the store locked down); --%s is an admin's (sudo secrets killswitch --%s)", guard.ErrNotPermitted, flag, flag)
+			return "", fmt.Errorf("%w: an agent pulls the killswitch (every lease revoked, the store locked down); --%s is an admin's (sudo secrets killswitch --%s)", guard.ErrNotPermitted, flag, flag)
 		case cmd == "audit" && (flag == "rotate" || flag == "reset" || flag == "verify"):
-			return fmt.Errorf("%w: audit --%s is an admin's (sudo secrets audit --%s)", guard.ErrNotPermitted, flag, flag)
+			return "", fmt.Errorf("%w: audit --%s is an admin's (sudo secrets audit --%s)", guard.ErrNotPermitted, flag, flag)
 		case cmd == "add" && (flag == "rotate-via" || flag == "verify-via" || flag == "canary"):
-			return fmt.Errorf("%w: an agent user's add is a request an admin decides; --%s is an admin's (sudo secrets add … --%s)", guard.ErrNotPermitted, flag, flag)
+			return "", fmt.Errorf("%w: an agent user's add is a request an admin decides; --%s is an admin's (sudo secrets add … --%s)", guard.ErrNotPermitted, flag, flag)
 		case cmd == "list" && flag == "show-canaries":
-			return fmt.Errorf("%w: which secrets are canaries is an admin's to know", guard.ErrNotPermitted)
+			return "", fmt.Errorf("%w: which secrets are canaries is an admin's to know", guard.ErrNotPermitted)
 		case flag == "dir":
-			return fmt.Errorf("%w: --dir is not for a guarded store", guard.ErrNotPermitted)
+			return "", fmt.Errorf("%w: --dir is not for a guarded store", guard.ErrNotPermitted)
 		}
 	}
-	return nil
+	return cmd, nil
 }
 
 // explicitStore reports whether the invocation names a store itself (--dir or
@@ -200,10 +203,11 @@ func (a *app) routeGuarded(ctx context.Context, args []string) (int, bool) {
 	if !c.Allowed(me, self.Groups) {
 		return a.failGuard(fmt.Errorf("%w: %s is not an agent user of the guarded store %s (an admin allows one with: sudo secrets guard --allow %s)", guard.ErrNotPermitted, me, c.Store, me)), true
 	}
-	if err := agentRequest(args[1:]); err != nil {
+	cmd, err := agentRequest(args[1:])
+	if err != nil {
 		return a.failGuard(err), true
 	}
-	if slices.Contains(callerSide, commandWord(args)) {
+	if slices.Contains(callerSide, cmd) {
 		a.guarded = c // the command runs here, and asks the owner side for what it needs
 		return 0, false
 	}
@@ -233,7 +237,7 @@ func (a *app) failGuard(err error) int {
 func commandWord(args []string) string {
 	for i := 1; i < len(args); i++ {
 		switch x := args[i]; {
-		case x == "--lock-timeout" || x == "--dir":
+		case x == "--lock-timeout" || x == "--dir" || x == "-lock-timeout" || x == "-dir":
 			i++
 		case !strings.HasPrefix(x, "-"):
 			return x
@@ -353,12 +357,14 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 		return refuse(fmt.Errorf("%w: this secrets is release %s and the guarded store's is %s; use the one an admin installed (%s), or an admin runs sudo secrets guard with the new release", guard.ErrUnavailable, req.Release, version, c.Binary))
 	}
 	if req.Argv != nil {
-		if err := agentRequest(req.Argv); err != nil {
+		cmd, err := agentRequest(req.Argv)
+		if err != nil {
 			return refuse(err)
 		}
 		// What the caller side serves itself never runs here: exec would start the
-		// caller's command as the store's user.
-		if cmd := commandWord(append([]string{"secrets"}, req.Argv...)); slices.Contains(callerSide, cmd) {
+		// caller's command as the store's user. (Nor could it: the owner side's command
+		// tree holds agentCommands only.)
+		if !slices.Contains(agentCommands, cmd) {
 			return refuse(fmt.Errorf("%w: %s runs on the caller side; the owner side takes its own request", guard.ErrNotPermitted, cmd))
 		}
 	}

@@ -197,6 +197,9 @@ func ownerFiles(ctx context.Context, o vault.Options, req ownerRequest, stdout i
 	resp := ownerResponse{Release: version}
 	var err error
 	switch {
+	case req.Env != nil && req.Env.Project == nil && len(req.Env.Secrets) == 0:
+		// The mapping file is the caller's to read; its name here is a label only.
+		err = vault.Usagef("the env request names no secrets")
 	case req.Env != nil:
 		e := req.Env
 		var res *vault.EnvResult
