@@ -434,6 +434,15 @@ func TestGuardedStore(t *testing.T) {
 	} {
 		wantCode(t, fmt.Sprint(argv), as(t, agent, "x", append([]string{secrets}, argv...)...), exitGuard, "not_permitted")
 	}
+	// An admin's flag hidden behind a "--" that is a flag's value, through the CLI.
+	for _, argv := range [][]string{{"killswitch", "--reason", "--", "--wipe", "--yes"}, {"killswitch", "--reason", "--", "--rotate-all"}, {"list", "--output", "--", "--show-canaries"}} {
+		if r := as(t, agent, "", append([]string{secrets}, argv...)...); r.code == 0 || strings.Contains(r.stdout, "canary_key") {
+			t.Fatalf("%v as the agent: %+v", argv, r)
+		}
+	}
+	if !exists(dir + "/identity.age") {
+		t.Fatal("an agent's killswitch wiped the store")
+	}
 	// Naming the store as a plain one opens nothing: its files are the owner's.
 	if r := as(t, agent, "", secrets, "--dir", dir, "lease", "gh_token"); r.code == 0 || strings.Contains(r.stdout, value) {
 		t.Fatalf("--dir to the guarded store as the agent: %+v", r)
@@ -455,6 +464,8 @@ func TestGuardedStore(t *testing.T) {
 	// the caller's command as the store's user.
 	for _, argv := range [][]string{{"add", "x"}, {"--dir", "/tmp/x", "lease", "gh_token"}, {"lease", "gh_token", "--dir", "/tmp/x"}, {"rm", "gh_token"},
 		{"exec", "--secret", "gh_token", "--", "cat", dir + "/identity.age"}, {"env", "--secret", "gh_token", "--output", "/tmp/x.env"}, {"cleanup"}, {"watch", "--once"},
+		// helper-9's: an admin's flag after a "--" taken as a flag's value.
+		{"killswitch", "--reason", "--", "--wipe", "--yes"}, {"list", "--output", "--", "--show-canaries"}, {"lease", "--ttl", "--", "--dir=/tmp", "gh_token"},
 		// helper-8's F1: a global flag with one dash, which urfave/cli takes as well.
 		{"-lock-timeout", "5s", "exec", "--secret", "gh_token", "--", "cat", dir + "/identity.age"}, {"-lock-timeout=5s", "env", "--secret", "gh_token", "--output", "/tmp/x.env"}} {
 		if resp := raw(ownerRequest{Release: version, Argv: argv}); resp.Exit != exitGuard || bytes.Contains(resp.Stdout, []byte(value)) || bytes.Contains(resp.Stdout, []byte("AGE-SECRET-KEY")) {

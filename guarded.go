@@ -19,6 +19,7 @@ import (
 
 	"github.com/agent-secrets/secrets/guard"
 	"github.com/agent-secrets/secrets/vault"
+	"github.com/urfave/cli/v3"
 )
 
 // The two sides of a guarded store (DESIGN.md section 10). An agent user's `secrets …`
@@ -140,6 +141,31 @@ func agentRequest(argv []string) (string, error) {
 		}
 	}
 	return cmd, nil
+}
+
+// adminFlags are the flags of the agent-level commands that only an admin may give:
+// the owner side's tree does not have them, so no reading of a request's words can set
+// one (helper-9 set killswitch --wipe past agentRequest with `--reason -- --wipe`).
+var adminFlags = map[string][]string{
+	"":           {"dir", "human", "output"}, // the root's: the store is the owner's, always
+	"killswitch": {"wipe", "rotate-all", "yes"},
+	"audit":      {"verify", "rotate", "reset", "yes"},
+	"list":       {"show-canaries"},
+}
+
+// agentTree makes root the owner side's command tree: the agent-level commands only,
+// without adminFlags. A flag it lacks is a usage error, as any unknown flag is.
+func agentTree(root *cli.Command) {
+	drop := func(c *cli.Command, names []string) {
+		c.Flags = slices.DeleteFunc(c.Flags, func(f cli.Flag) bool {
+			return slices.ContainsFunc(f.Names(), func(n string) bool { return slices.Contains(names, n) })
+		})
+	}
+	drop(root, adminFlags[""])
+	root.Commands = slices.DeleteFunc(root.Commands, func(c *cli.Command) bool { return !slices.Contains(agentCommands, c.Name) })
+	for _, c := range root.Commands {
+		drop(c, adminFlags[c.Name])
+	}
 }
 
 // explicitStore reports whether the invocation names a store itself (--dir or
@@ -360,6 +386,11 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 		cmd, err := agentRequest(req.Argv)
 		if err != nil {
 			return refuse(err)
+		}
+		// No agent-level command takes a "--"; one here is a flag's value, which hides
+		// what follows from a reading of the words (agentTree is what holds).
+		if slices.Contains(req.Argv, "--") {
+			return refuse(fmt.Errorf("%w: a request to the owner side has no --", guard.ErrNotPermitted))
 		}
 		// What the caller side serves itself never runs here: exec would start the
 		// caller's command as the store's user. (Nor could it: the owner side's command

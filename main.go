@@ -386,9 +386,7 @@ func (a *app) commands() *cli.Command {
 		ExitErrHandler:  func(context.Context, *cli.Command, error) {},
 	}
 	if a.caller != nil {
-		// The owner side of a guarded store serves an agent user's requests: its tree
-		// holds those and nothing else, whatever a request's words say.
-		root.Commands = slices.DeleteFunc(root.Commands, func(c *cli.Command) bool { return !slices.Contains(agentCommands, c.Name) })
+		agentTree(root)
 	}
 	onUsage := func(_ context.Context, _ *cli.Command, err error, _ bool) error {
 		return vault.Usagef("%s", usageMessage(err.Error()))

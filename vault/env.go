@@ -248,13 +248,9 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 				note(e)
 			}
 		}
-		live, err := tx.active()
+		active, err := tx.activeIDs()
 		if err != nil {
 			return err
-		}
-		active := map[string]bool{}
-		for _, l := range live {
-			active[l.ID] = true
 		}
 		for _, rec := range slices.Clone(tx.state.EnvFiles) {
 			if rec.UID != nil {
@@ -309,13 +305,9 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 // side to remove (Options.Due tells it which); with All the leases still using one end
 // first. Another user's files are not named.
 func (tx *Tx) cleanupFor(uid int, in CleanupInput, out *CleanupResult) error {
-	live, err := tx.active()
+	active, err := tx.activeIDs()
 	if err != nil {
 		return err
-	}
-	active := map[string]bool{}
-	for _, l := range live {
-		active[l.ID] = true
 	}
 	for _, rec := range slices.Clone(tx.state.EnvFiles) {
 		if rec.UID == nil || *rec.UID != uid {
@@ -360,6 +352,19 @@ func (v *Vault) Forget(ctx context.Context, paths []string) error {
 		}
 		return nil
 	})
+}
+
+// activeIDs are the ids of the active leases.
+func (tx *Tx) activeIDs() (map[string]bool, error) {
+	live, err := tx.active()
+	if err != nil {
+		return nil, err
+	}
+	active := make(map[string]bool, len(live))
+	for _, l := range live {
+		active[l.ID] = true
+	}
+	return active, nil
 }
 
 // dropEnvFile forgets the record of a managed file that is gone.
