@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/guard"
+	"github.com/agent-secrets/secrets/vault"
 	"github.com/gofrs/flock"
 )
 
@@ -255,6 +256,23 @@ func TestGuardedStore(t *testing.T) {
 	if r := as(t, agent, "", secrets, "lease", "gh_token"); r.code != 0 || r.stdout != value {
 		t.Fatalf("lease as the agent: %+v", r)
 	}
+	// The caller's umask is not the owner side's; resource limits too low to finish what
+	// it starts (sudo passes them on) stop it before it starts anything.
+	if r := as(t, agent, "", "sh", "-c", "umask 0777; exec "+secrets+" lease gh_token --ttl 1m"); r.code != 0 || r.stdout != value {
+		t.Fatalf("lease under the caller's umask 0777: %+v", r)
+	}
+	for _, limit := range []string{"ulimit -f 1000", "ulimit -t 5", "ulimit -v 3000000"} {
+		if r := as(t, agent, "", "sh", "-c", limit+"; exec "+secrets+" lease gh_token --ttl 1m"); r.code != exitGuard || !strings.Contains(r.stderr, "limit is") || r.stdout != "" {
+			t.Fatalf("a lease under %s: %+v", limit, r)
+		}
+	}
+	if r := root(t, bin, "", "audit", "--verify"); r.code != 0 {
+		t.Fatalf("the log after the limited callers: %+v", r)
+	}
+	as(t, agent, "", secrets, "revoke", "--all")
+	if r := as(t, agent, "", secrets, "lease", "gh_token"); r.code != 0 || r.stdout != value {
+		t.Fatalf("lease as the agent: %+v", r)
+	}
 	if r := as(t, agent, "", secrets, "leases"); r.code != 0 || !strings.Contains(r.stdout, `"count": 1`) {
 		t.Fatalf("leases as the agent: %+v", r)
 	}
@@ -363,7 +381,6 @@ func TestGuardedStore(t *testing.T) {
 		t.Fatalf("a denied pending secret was added: %s", r.stdout)
 	}
 	wantCode(t, "an agent user's add of a stored name", as(t, other, "x", secrets, "add", "gh_token"), exitConflict, "secret_exists")
-
 	// Another agent user neither sees nor changes that lease.
 	var lid string
 	if r := as(t, agent, "", secrets, "leases"); r.code == 0 {
@@ -415,6 +432,23 @@ func TestGuardedStore(t *testing.T) {
 	if !strings.Contains(root(t, bin, "", "audit", "--tail", "1000").stdout, lid) {
 		t.Fatal("root's log lacks the revoke of the other user's lease")
 	}
+	// helper-10's: what one caller may leave in the state is bounded, and another's
+	// revoke --all neither drops its pending secret nor shows it its name or id.
+	wantCode(t, "a pending value of 65 KiB", as(t, other, strings.Repeat("v", 65<<10), secrets, "add", "big"), exitUsage, "usage")
+	kept := as(t, other, "FAKE-kept-pending-63", secrets, "add", "kept")
+	keptID := requestID(t, kept.stderr)
+	as(t, agent, "", secrets, "revoke", "--all")
+	if r := root(t, bin, "", "approve"); !strings.Contains(r.stdout, keptID) {
+		t.Fatalf("an agent's revoke --all dropped another's pending secret: %s", r.stdout)
+	}
+	if r := as(t, agent, "", secrets, "audit", "--tail", "1000"); strings.Contains(r.stdout, keptID) || strings.Contains(r.stdout, `"kept"`) {
+		t.Fatalf("an agent's log shows another's pending secret: %s", r.stdout)
+	}
+	for i := range vault.MaxCallerRequests {
+		as(t, other, "FAKE-flood", secrets, "add", fmt.Sprintf("flood_%d", i))
+	}
+	wantCode(t, "one pending request too many", as(t, other, "FAKE-flood", secrets, "add", "flood_last"), exitUsage, "usage")
+	rootDecides(t, bin, "deny", keptID)
 
 	// What the agent user cannot do: read the store, decrypt it, change anything.
 	for _, argv := range [][]string{{"cat", dir + "/identity.age"}, {"ls", dir}, {"cp", "/dev/null", dir + "/secrets.age"}} {
@@ -799,6 +833,10 @@ func guardedEnv(t *testing.T, bin, agent, dir, value string) {
 	req, _ := json.Marshal(ownerRequest{Release: version, Env: &envRequest{Secrets: []string{"gh_token"}, Output: dir + "/secrets.age", Force: true}})
 	if r := as(t, agent, string(req), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg); r.code != 0 || !strings.Contains(r.stdout, `"content"`) {
 		t.Fatalf("the raw env request: %+v", r)
+	}
+	long, _ := json.Marshal(ownerRequest{Release: version, Env: &envRequest{Secrets: []string{"gh_token"}, Output: "/tmp/" + strings.Repeat("x", 5000)}})
+	if r := as(t, agent, string(long), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg); !strings.Contains(r.stdout, `"code":"usage"`) {
+		t.Fatalf("an env request with a 5000-byte path: %+v", r)
 	}
 	before, _ := os.ReadFile(dir + "/secrets.age")
 	root(t, bin, "", "revoke", "--all")

@@ -345,6 +345,16 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	// commit (a canary's rotate-all or wipe) runs to its end.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// Nor does it outlive its caller: a wait ends when the caller side is gone.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-guard.CallerGone(ctx):
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	// A request that never comes ties up nothing for long.
 	deadline := time.AfterFunc(30*time.Second, func() { os.Exit(exitGuard) })
 	answer := func(exit int, out, errs []byte) int {
@@ -354,6 +364,9 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	refuse := func(err error) int {
 		p := classify(err)
 		return answer(p.exit, nil, []byte(fmt.Sprintf("secrets: error: %s\nsecrets: hint: %s\n", err, p.fix)))
+	}
+	if err := guard.CheckLimits(); err != nil {
+		return refuse(err)
 	}
 	c, err := guard.ReadConfig()
 	if err != nil {

@@ -283,7 +283,7 @@ type Filter struct {
 	Event    string
 	Since    time.Time
 	// UID, when set, keeps the entries of that OS user only, as a guarded store's agent
-	// user may read them: those it made, less any that name a lease not granted to it
+	// user may read them: those it made, less any about a lease or a request of another's
 	// (its revoke --all ends everyone's) and the canary's trip (which names the canary).
 	UID *int
 }
@@ -292,7 +292,7 @@ func (f Filter) match(e *Entry) bool {
 	return (f.Secret == "" || e.Secret == f.Secret) &&
 		(f.ClientID == "" || e.ClientID == f.ClientID) &&
 		(f.Event == "" || e.Event == f.Event) &&
-		(f.UID == nil || e.Actor.UID == *f.UID && (e.LeaseID == "" || e.Holder == *f.UID) && e.Event != "canary_tripped")
+		(f.UID == nil || e.Actor.UID == *f.UID && e.Event != "canary_tripped" && (e.Holder == *f.UID || e.Holder == 0 && e.LeaseID == ""))
 }
 
 // Tail returns up to n of the last entries that match f, oldest first. It reads from the

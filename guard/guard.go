@@ -8,9 +8,11 @@ package guard
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"os/exec"
@@ -20,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Where the pieces live. Fixed paths: the owner side trusts nothing a caller names.
@@ -240,8 +243,10 @@ func checkAllowed(allow []string, owner, admin string) error {
 
 // sudoers is the drop-in for c: the allowed users may run the binary as the owner with
 // the one argument OwnerArg, without a password, with input and output never logged,
-// and with the owner's umask, not the caller's (0777 there would make every file the
-// owner side creates 0000, and the store unwritable for everyone).
+// and with the owner's umask, not the caller's: a umask of 0777 there would make every
+// file the owner side creates 0000, and the store unwritable for everyone. (sudo keeps
+// the caller's resource limits whatever rlimit_* says, as sudo 1.9.13 does here: the
+// owner side checks them itself, CheckLimits.)
 func sudoers(c *Config) string {
 	who := c.Allow
 	return "# Written by `secrets guard`; `secrets guard --remove` removes it. The allowed users run\n" +
@@ -400,4 +405,85 @@ func lookupOwner(name string) (uid, gid int, err error) {
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(u.Gid)
 	return uid, gid, nil
+}
+
+// CallerGone returns a channel closed when the process that ran sudo for us goes away
+// (its pid is gone, or sudo has another parent): an owner-side process then has no one to
+// answer, and ends its waits. Where /proc cannot tell, it is never closed.
+func CallerGone(ctx context.Context) <-chan struct{} {
+	gone := make(chan struct{})
+	sudo := os.Getppid()
+	caller := parentOf(sudo)
+	if caller <= 1 {
+		return gone
+	}
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if parentOf(sudo) != caller || syscall.Kill(caller, 0) == syscall.ESRCH {
+					close(gone)
+					return
+				}
+			}
+		}
+	}()
+	return gone
+}
+
+// parentOf is the parent pid of pid (field 4 of /proc/PID/stat), or 0.
+func parentOf(pid int) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(string(f[1]))
+	return ppid
+}
+
+// limitFloors are the resource limits below which the owner side does not start: a
+// caller that lowers its own (sudo passes them on) could otherwise cut its work short
+// after a commit, a canary's rotate-all or the record of an exec's end.
+var limitFloors = []struct {
+	name     string
+	resource int
+	floor    uint64
+}{
+	{"file size (ulimit -f)", unix.RLIMIT_FSIZE, 1 << 30},
+	{"CPU time (ulimit -t)", unix.RLIMIT_CPU, 600},
+	{"open files (ulimit -n)", unix.RLIMIT_NOFILE, 256},
+	{"data size (ulimit -d)", unix.RLIMIT_DATA, 1 << 30},
+	{"address space (ulimit -v)", unix.RLIMIT_AS, 4 << 30},
+	{"processes (ulimit -u)", unix.RLIMIT_NPROC, 64},
+}
+
+// CheckLimits raises this process's soft resource limits to their hard ones and fails
+// with ErrUnavailable when a hard one is below what the owner side needs.
+func CheckLimits() error {
+	for _, l := range limitFloors {
+		var r unix.Rlimit
+		if unix.Getrlimit(l.resource, &r) != nil {
+			continue
+		}
+		if r.Cur < r.Max {
+			r.Cur = r.Max
+			unix.Setrlimit(l.resource, &r)
+		}
+		if r.Max != unix.RLIM_INFINITY && r.Max < l.floor {
+			return fmt.Errorf("%w: the caller's %s limit is %d, below the %d the owner side needs to finish what it starts; raise it (or run secrets from a shell with the system's limits)", ErrUnavailable, l.name, r.Max, l.floor)
+		}
+	}
+	return nil
 }

@@ -291,11 +291,13 @@ func (r Rule) Check(req Request) error {
 			return want == c.User
 		})
 		if !ok {
-			return fmt.Errorf("%w: %s may be leased by %s, not the user %s", ErrCallerNotAllowed, req.Secret, strings.Join(r.Callers, ", "), c.User)
+			// Who may is the policy's, which a caller refused is not shown (in a guarded
+			// store it is an admin's to read): secrets policy show names them.
+			return fmt.Errorf("%w: the policy of %s does not let the user %s lease it", ErrCallerNotAllowed, req.Secret, c.User)
 		}
 	}
 	if r.Clients != nil && !slices.ContainsFunc(r.Clients, func(want string) bool { return matchClient(want, req.Client) }) {
-		return fmt.Errorf("%w: %s may be leased by the clients %s, not %q", ErrCallerNotAllowed, req.Secret, strings.Join(r.Clients, ", "), req.Client)
+		return fmt.Errorf("%w: the policy of %s does not let the client %q lease it", ErrCallerNotAllowed, req.Secret, req.Client)
 	}
 	if max := r.TTL(); max > 0 && req.TTL > max {
 		return fmt.Errorf("%w: %s is more than %s's max_ttl %s", ErrTTLExceedsMax, duration.Format(req.TTL), req.Secret, *r.MaxTTL)

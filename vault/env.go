@@ -64,6 +64,10 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 	switch {
 	case in.Elsewhere && (v.o.Caller == nil || !filepath.IsAbs(in.Output)):
 		return nil, Usagef("a .env file written elsewhere needs a caller and an absolute path")
+	case in.Elsewhere && len(in.Output) > MaxEnvPath:
+		// The path goes into the state and the log: a path no file system takes must
+		// not make either larger than its reader allows.
+		return nil, Usagef("--output is %d bytes; a path is at most %d", len(in.Output), MaxEnvPath)
 	case in.Elsewhere:
 		owner = &v.o.Caller.UID
 	default:
@@ -88,6 +92,11 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 			if err != nil {
 				return err
 			}
+			if owner != nil {
+				if err := tx.callerFileRoom(*owner, out); err != nil {
+					return tx.Deny(denied, err)
+				}
+			}
 			same := func(r envfile.Record) bool {
 				return r.Path == out && (owner == nil) == (r.UID == nil) && (owner == nil || *owner == *r.UID)
 			}
@@ -97,6 +106,12 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 					return err
 				}
 				tx.End(ended, "lease_revoke", "replaced by secrets env --force")
+				if owner != nil {
+					// The caller side writes the new file over it: the old record would
+					// only ever find it changed.
+					tx.dropEnvFile(out)
+					tx.effects([]killswitch.Effect{{Event: "env_remove", Path: out, OK: true, Detail: "replaced by the caller side's secrets env --force"}})
+				}
 			}
 			if owner == nil {
 				if err := envfile.CheckOutput(out, in.Force); err != nil {
@@ -352,6 +367,28 @@ func (v *Vault) Forget(ctx context.Context, paths []string) error {
 		}
 		return nil
 	})
+}
+
+// MaxEnvPath bounds the path of a caller's .env file in a guarded store (PATH_MAX).
+const MaxEnvPath = 4096
+
+// MaxCallerFiles bounds the .env files one caller of a guarded store has on record: each
+// is in the state, which every command reads, and only the caller side removes them.
+const MaxCallerFiles = 32
+
+// callerFileRoom refuses another .env file for uid when it has MaxCallerFiles on record
+// (a file written again at the same path, with --force, replaces its record).
+func (tx *Tx) callerFileRoom(uid int, path string) error {
+	n := 0
+	for _, r := range tx.state.EnvFiles {
+		if r.UID != nil && *r.UID == uid && r.Path != path {
+			n++
+		}
+	}
+	if n >= MaxCallerFiles {
+		return fixed{Usagef("%d .env files of yours are on record already", n), "remove the ended ones with secrets cleanup (and end the others with secrets cleanup --all)"}
+	}
+	return nil
 }
 
 // activeIDs are the ids of the active leases.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
@@ -202,11 +203,13 @@ func (v *Vault) RevokeAll(ctx context.Context, clientFlag string) (*RevokeAllRes
 	}
 	in := newIntent(intentRevokeAll, "", "", client, v.o.Now())
 	var ended []lease.Lease
+	n := 0
 	err = v.cutAccess(ctx, client, &in, func(tx *Tx) error {
 		var err error
 		if ended, err = tx.revokeWhere(func(lease.Lease) bool { return true }); err != nil {
 			return err
 		}
+		n = len(ended)
 		tx.End(ended, "lease_revoke", "revoke --all")
 		tx.stopSalvaged()
 		tx.dropApprovals("revoke --all")
@@ -216,6 +219,11 @@ func (v *Vault) RevokeAll(ctx context.Context, clientFlag string) (*RevokeAllRes
 	})
 	if err != nil {
 		return nil, err
+	}
+	if c := v.o.Caller; c != nil {
+		// A guarded caller is told the count, and the ids of its own leases only.
+		ended = slices.DeleteFunc(ended, func(l lease.Lease) bool { return l.UID != c.UID })
+		return &RevokeAllResult{LeasesRevoked: n, LeaseIDs: leaseIDs(ended)}, nil
 	}
 	return &RevokeAllResult{LeasesRevoked: len(ended), LeaseIDs: leaseIDs(ended)}, nil
 }

@@ -16,6 +16,10 @@ import (
 // request in the state names it; an admin's secrets approve adds the secret, deny (or
 // the request's expiry) drops the value.
 
+// MaxPendingValue bounds a pending secret's value: a credential, not a file; every
+// request rewrites pending.age under the lock.
+const MaxPendingValue = 64 << 10
+
 // DeliveryNew is the delivery of a pending-secret request: a new secret, not a value out.
 const DeliveryNew = "new"
 
@@ -89,6 +93,9 @@ func (v *Vault) RequestSecret(ctx context.Context, in RequestInput) error {
 		if err := store.CheckValue(in.Value); err != nil {
 			return tx.Deny(e, err)
 		}
+		if len(in.Value) > MaxPendingValue {
+			return tx.Deny(e, Usagef("the value is %d bytes; a pending secret holds at most %d (an admin adds a larger one: sudo secrets add)", len(in.Value), MaxPendingValue))
+		}
 		found, err := tx.lookup(in.Name)
 		if err != nil {
 			return err
@@ -108,11 +115,14 @@ func (v *Vault) RequestSecret(ctx context.Context, in RequestInput) error {
 		if i >= 0 {
 			id = tx.state.Requests[i].ID // the waiting value is replaced
 		} else {
-			want.ID, want.Status = newRequestID(), "pending"
+			if err := tx.requestRoom(); err != nil {
+				return tx.Deny(e, err)
+			}
+			want.ID, want.Status, want.UID = newRequestID(), "pending", tx.v.o.Caller.UID
 			want.Created, want.Expires = tx.now.UTC(), tx.now.Add(requestTTL).UTC()
 			tx.state.putRequest(want)
 			id = want.ID
-			tx.Record(audit.Entry{Event: "approval_request", Secret: in.Name, OK: true,
+			tx.Record(audit.Entry{Event: "approval_request", Secret: in.Name, Holder: want.UID, OK: true,
 				Detail: fmt.Sprintf("%s: %s as a new secret by %s, client %s: %s", id, in.Name, want.Caller, client, want.Command),
 				State:  change{Request: &want}.raw()})
 		}
@@ -123,7 +133,7 @@ func (v *Vault) RequestSecret(ctx context.Context, in RequestInput) error {
 		if err := tx.writePending(vals); err != nil {
 			return err
 		}
-		tx.Record(audit.Entry{Event: "secret_request", Secret: in.Name, OK: true, Detail: id + ": waits for an admin (secrets approve " + id + ")"})
+		tx.Record(audit.Entry{Event: "secret_request", Secret: in.Name, Holder: tx.v.o.Caller.UID, OK: true, Detail: id + ": waits for an admin (secrets approve " + id + ")"})
 		return nil
 	})
 	if err != nil {

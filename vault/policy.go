@@ -37,6 +37,8 @@ var (
 
 // How long approval requests stand.
 const (
+	// MaxGuardedWait bounds --wait for a guarded store's caller.
+	MaxGuardedWait = time.Hour
 	// requestTTL is how long a request waits for a person before it expires.
 	requestTTL = 15 * time.Minute
 	// onceTTL is how long an approval of a rule with approve once stands for the same
@@ -74,6 +76,31 @@ type Approval struct {
 	DecidedBy string     `json:"decided_by,omitempty"`
 	// Done is set when an approval was used up (approve always) or expired: replay drops it.
 	Done bool `json:"done,omitempty"`
+	// UID is the guarded store's caller who asked (0 elsewhere): the entries about the
+	// request carry it as their holder, which is what an agent user's own view goes by.
+	UID int `json:"uid,omitempty"`
+}
+
+// MaxCallerRequests bounds the requests one caller of a guarded store has waiting: each
+// is in the state, which every command reads.
+const MaxCallerRequests = 16
+
+// requestRoom refuses a new request when the caller has MaxCallerRequests waiting.
+func (tx *Tx) requestRoom() error {
+	c := tx.v.o.Caller
+	if c == nil {
+		return nil
+	}
+	n := 0
+	for _, r := range tx.state.Requests {
+		if r.UID == c.UID && r.Status == "pending" && r.Expires.After(tx.now) {
+			n++
+		}
+	}
+	if n >= MaxCallerRequests {
+		return fixed{Usagef("%d requests of yours wait for an admin already", n), "wait for an admin to decide them (sudo secrets approve), or for them to expire in 15 minutes"}
+	}
+	return nil
 }
 
 // binds reports whether a and b ask the same thing.
@@ -284,7 +311,7 @@ func (tx *Tx) approval(want Approval) (string, error) {
 			if r.Approve == policy.ApproveAlways {
 				r.Done = true
 				tx.state.putRequest(r)
-				tx.Record(audit.Entry{Event: "approval_used", Secret: r.Secret, OK: true, Detail: r.ID, State: change{Request: &r}.raw()})
+				tx.Record(audit.Entry{Event: "approval_used", Secret: r.Secret, Holder: r.UID, OK: true, Detail: r.ID, State: change{Request: &r}.raw()})
 			}
 			return "", nil
 		case "denied":
@@ -293,10 +320,16 @@ func (tx *Tx) approval(want Approval) (string, error) {
 			return r.ID, nil
 		}
 	}
+	if err := tx.requestRoom(); err != nil {
+		return "", err
+	}
 	want.ID, want.Status = newRequestID(), "pending"
 	want.Created, want.Expires = tx.now.UTC(), tx.now.Add(requestTTL).UTC()
+	if c := tx.v.o.Caller; c != nil {
+		want.UID = c.UID
+	}
 	tx.state.putRequest(want)
-	tx.Record(audit.Entry{Event: "approval_request", Secret: want.Secret, OK: true,
+	tx.Record(audit.Entry{Event: "approval_request", Secret: want.Secret, Holder: want.UID, OK: true,
 		Detail: fmt.Sprintf("%s: %s as %s by %s, client %s, ttl %s: %s (in %s)", want.ID, want.Secret, want.Delivery, want.Caller, want.Client, want.TTL, want.Command, want.Cwd),
 		State:  change{Request: &want}.raw()})
 	return want.ID, nil
@@ -343,18 +376,22 @@ func (tx *Tx) pruneRequests() {
 		if !r.Expires.After(tx.now) {
 			r.Done = true
 			tx.state.putRequest(r)
-			tx.Record(audit.Entry{Event: "approval_expire", Secret: r.Secret, OK: true, Detail: r.ID + " " + r.Status, State: change{Request: &r}.raw()})
+			tx.Record(audit.Entry{Event: "approval_expire", Secret: r.Secret, Holder: r.UID, OK: true, Detail: r.ID + " " + r.Status, State: change{Request: &r}.raw()})
 		}
 	}
 }
 
-// dropApprovals ends every request, pending or approved: after a revoke --all or a
-// killswitch, nothing a person approved before still stands.
+// dropApprovals ends every request for a value, pending or approved: after a revoke
+// --all or a killswitch, nothing a person approved before still stands. A pending secret
+// (delivery new) hands nothing out and stays for an admin to decide.
 func (tx *Tx) dropApprovals(why string) {
 	for _, r := range slices.Clone(tx.state.Requests) {
+		if r.Delivery == DeliveryNew {
+			continue
+		}
 		r.Done = true
 		tx.state.putRequest(r)
-		tx.Record(audit.Entry{Event: "approval_expire", Secret: r.Secret, OK: true, Detail: r.ID + " " + r.Status + ": " + why, State: change{Request: &r}.raw()})
+		tx.Record(audit.Entry{Event: "approval_expire", Secret: r.Secret, Holder: r.UID, OK: true, Detail: r.ID + " " + r.Status + ": " + why, State: change{Request: &r}.raw()})
 	}
 }
 
@@ -649,7 +686,7 @@ func (v *Vault) Decide(ctx context.Context, in DecideInput) (*Approval, error) {
 		m |= withSecrets // an approved pending secret is added in the same commit
 	}
 	err = v.update(ctx, m, client, func(tx *Tx) error {
-		e := audit.Entry{Event: "approval_decided", Secret: seen.Secret, Detail: seen.ID}
+		e := audit.Entry{Event: "approval_decided", Secret: seen.Secret, Holder: seen.UID, Detail: seen.ID}
 		i := slices.IndexFunc(tx.state.Requests, func(r Approval) bool { return r.ID == in.ID })
 		switch {
 		case i < 0 || tx.state.Requests[i] != seen:
@@ -697,6 +734,11 @@ func (v *Vault) Decide(ctx context.Context, in DecideInput) (*Approval, error) {
 // run out, waits for a person to decide and runs it again. The store lock is not held
 // while it waits: each try is its own transaction.
 func (v *Vault) retryApproved(ctx context.Context, wait time.Duration, try func() error) error {
+	if v.o.Caller != nil && wait > MaxGuardedWait {
+		// An owner-side process waits for as long as it is told: bounded, it cannot be
+		// left behind by a caller that went away.
+		return Usagef("--wait is %s; a guarded store waits at most %s for an approval", wait, MaxGuardedWait)
+	}
 	err := try()
 	if wait <= 0 || RequestIDs(err) == nil {
 		return err
