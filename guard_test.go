@@ -261,6 +261,7 @@ func TestGuardedStore(t *testing.T) {
 	if r := as(t, agent, "", "sh", "-c", "umask 0777; exec "+secrets+" lease gh_token --ttl 1m"); r.code != 0 || r.stdout != value {
 		t.Fatalf("lease under the caller's umask 0777: %+v", r)
 	}
+	wantCode(t, "a lease under ulimit -f, with --json", as(t, agent, "", "sh", "-c", "ulimit -f 1000; exec "+secrets+" lease gh_token --json"), exitGuard, "guard_unavailable")
 	for _, limit := range []string{"ulimit -f 1000", "ulimit -t 5", "ulimit -v 3000000"} {
 		if r := as(t, agent, "", "sh", "-c", limit+"; exec "+secrets+" lease gh_token --ttl 1m"); r.code != exitGuard || !strings.Contains(r.stderr, "limit is") || r.stdout != "" {
 			t.Fatalf("a lease under %s: %+v", limit, r)
@@ -514,7 +515,7 @@ func TestGuardedStore(t *testing.T) {
 	if exists("/tmp/x.env") {
 		t.Error("the owner side wrote the caller's .env file")
 	}
-	if resp := raw(ownerRequest{Release: "0.0.1-other", Argv: []string{"status"}}); resp.Exit != exitGuard || !strings.Contains(string(resp.Stderr), "0.0.1-other") || !strings.Contains(string(resp.Stderr), version) {
+	if resp := raw(ownerRequest{Release: "0.0.1-other", Argv: []string{"status"}}); resp.Exit != exitGuard || resp.Error == nil || !strings.Contains(resp.Error.Message, "0.0.1-other") || !strings.Contains(resp.Error.Message, version) {
 		t.Errorf("a caller side of another release: %+v", resp)
 	}
 

@@ -279,6 +279,9 @@ func (a *app) callOwner(ctx context.Context, c *guard.Config, argv []string) (in
 	if err != nil {
 		return 0, err
 	}
+	if resp.Error != nil {
+		return 0, resp.Error // refused before the command ran
+	}
 	a.stdout.Write(resp.Stdout)
 	a.removeDue(ctx, c, resp.Due)
 	return resp.Exit, nil
@@ -357,13 +360,12 @@ func ownerSide(stdin io.Reader, stdout, stderr io.Writer) int {
 	}()
 	// A request that never comes ties up nothing for long.
 	deadline := time.AfterFunc(30*time.Second, func() { os.Exit(exitGuard) })
-	answer := func(exit int, out, errs []byte) int {
-		json.NewEncoder(stdout).Encode(ownerResponse{Release: version, Exit: exit, Stdout: out, Stderr: errs})
-		return 0
-	}
+	// A refusal carries the error, classified: the caller side reports it as any failure
+	// of its own (the error and the fix on stderr, the envelope where stdout is ours).
 	refuse := func(err error) int {
 		p := classify(err)
-		return answer(p.exit, nil, []byte(fmt.Sprintf("secrets: error: %s\nsecrets: hint: %s\n", err, p.fix)))
+		json.NewEncoder(stdout).Encode(ownerResponse{Release: version, Exit: p.exit, Error: &ownerError{Message: err.Error(), Code: p.code, Fix: p.fix}})
+		return 0
 	}
 	if err := guard.CheckLimits(); err != nil {
 		return refuse(err)
