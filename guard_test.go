@@ -403,6 +403,21 @@ func TestGuardedStore(t *testing.T) {
 	if r := as(t, other, "", secrets, "leases"); r.code != 0 || strings.Contains(r.stdout, lid) || !strings.Contains(r.stdout, `"count": 3`) {
 		t.Fatalf("leases as another agent user (its own three only): %+v", r)
 	}
+	// helper-11's F4: list counts an agent user's own leases only.
+	var listed struct {
+		Result struct {
+			Secrets []struct {
+				Name         string `json:"name"`
+				ActiveLeases int    `json:"active_leases"`
+			} `json:"secrets"`
+		} `json:"result"`
+	}
+	json.Unmarshal([]byte(as(t, agent, "", secrets, "list").stdout), &listed)
+	for _, x := range listed.Result.Secrets {
+		if x.Name == "once" && x.ActiveLeases != 0 {
+			t.Fatalf("an agent user's list counts another's leases: %+v", x)
+		}
+	}
 	wantCode(t, "revoke another's lease", as(t, other, "", secrets, "revoke", lid), exitNotFound, "lease_not_found")
 	wantCode(t, "renew another's lease", as(t, other, "", secrets, "renew", lid), exitNotFound, "lease_not_found")
 	// An agent user reads its own entries: those it made, less any that name another's
@@ -450,6 +465,17 @@ func TestGuardedStore(t *testing.T) {
 	}
 	wantCode(t, "one pending request too many", as(t, other, "FAKE-flood", secrets, "add", "flood_last"), exitUsage, "usage")
 	rootDecides(t, bin, "deny", keptID)
+	// helper-11's F3: a new value for a waiting name is a new request, so an approval
+	// cannot take in a value swapped in while root read the old one.
+	first := requestID(t, as(t, agent, "FAKE-swap-a", secrets, "add", "swapped").stderr)
+	second := requestID(t, as(t, agent, "FAKE-swap-b", secrets, "add", "swapped").stderr)
+	if first == second || strings.Contains(root(t, bin, "", "approve").stdout, first) {
+		t.Fatalf("a replaced pending value kept its request: %s %s", first, second)
+	}
+	if r := root(t, bin, "", "approve", first); r.code == 0 || !strings.Contains(r.stderr, "no pending request") {
+		t.Fatalf("root's approve of a request whose value was replaced: %+v", r)
+	}
+	rootDecides(t, bin, "deny", second)
 
 	// What the agent user cannot do: read the store, decrypt it, change anything.
 	for _, argv := range [][]string{{"cat", dir + "/identity.age"}, {"ls", dir}, {"cp", "/dev/null", dir + "/secrets.age"}} {
@@ -525,7 +551,7 @@ func TestGuardedStore(t *testing.T) {
 	// A canary locks the store down when it is used; the agents are not told which it was.
 	// The lockdown stops a guarded exec's command, through the owner side's helper.
 	watched := startAs(t, agent, secrets, "exec", "--secret", "gh_token", "--", "sleep", "64")
-	if !waitFor(10*time.Second, func() bool { return len(procsWith("sleep 64")) > 0 }) {
+	if !waitFor(10*time.Second, func() bool { return running("sleep 64") }) {
 		t.Fatalf("exec did not start: %s", watched.stderr.String())
 	}
 	as(t, agent, "", secrets, "lease", "canary_key")
@@ -696,7 +722,7 @@ func guardedExec(t *testing.T, bin, agent, dir, value string) {
 	}
 	start := func(marker string) *started {
 		s := startAs(t, agent, secrets, "exec", "--secret", "gh_token", "--", "sleep", marker)
-		if !waitFor(10*time.Second, func() bool { return execs() == 1 && len(procsWith("sleep "+marker)) > 0 }) {
+		if !waitFor(10*time.Second, func() bool { return execs() == 1 && running("sleep "+marker) }) {
 			t.Fatalf("no exec lease while the command runs: %s", s.stderr.String())
 		}
 		return s
@@ -719,7 +745,7 @@ func guardedExec(t *testing.T, bin, agent, dir, value string) {
 			syscall.Kill(n, syscall.SIGKILL)
 		}
 	}
-	if !waitFor(10*time.Second, func() bool { return execs() == 0 && len(procsWith("sleep 62")) == 0 }) {
+	if !waitFor(10*time.Second, func() bool { return execs() == 0 && !running("sleep 62") }) {
 		t.Fatalf("the caller side's SIGKILL left the lease or the command: %d leases", execs())
 	}
 	log := root(t, bin, "", "audit", "--event", "exec_exit")
@@ -766,7 +792,7 @@ func TestExecRevokeAsUser(t *testing.T) {
 		t.Fatalf("add: %+v", r)
 	}
 	s := startAs(t, user, "env", "SECRETS_DIR="+store, bin, "exec", "--secret", "tok", "--", "sleep", "63")
-	if !waitFor(10*time.Second, func() bool { return len(procsWith("sleep 63")) > 0 }) {
+	if !waitFor(10*time.Second, func() bool { return running("sleep 63") }) {
 		t.Fatalf("the command did not start: %s", s.stderr.String())
 	}
 	if r := run("", "revoke", "--all"); r.code != 0 {
@@ -839,6 +865,23 @@ func guardedEnv(t *testing.T, bin, agent, dir, value string) {
 	if r := as(t, agent, string(long), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg); !strings.Contains(r.stdout, `"code":"usage"`) {
 		t.Fatalf("an env request with a 5000-byte path: %+v", r)
 	}
+	// helper-11's F1: a command word that would make an audit line over 1 MiB.
+	huge, _ := json.Marshal(ownerRequest{Release: version, Hold: &holdRequest{Secrets: []string{"gh_token"}, Command: []string{strings.Repeat("x", 1100000)}}})
+	if r := as(t, agent, string(huge), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg); !strings.Contains(r.stdout, `"refused":true`) {
+		t.Fatalf("a hold with a 1.1 MB command word: %+v", r)
+	}
+	if r := root(t, bin, "", "audit", "--verify"); r.code != 0 {
+		t.Fatalf("the log after a huge hold request: %+v", r)
+	}
+	// helper-11's F2: another user's .env record at the same path is never touched.
+	if r := root(t, bin, "", "env", "--secret", "gh_token", "--output", "/tmp/secrets-t-root.env"); r.code != 0 {
+		t.Fatalf("root's env: %+v", r)
+	}
+	t.Cleanup(func() { os.Remove("/tmp/secrets-t-root.env") })
+	onRoots, _ := json.Marshal(ownerRequest{Release: version, Env: &envRequest{Secrets: []string{"gh_token"}, Output: "/tmp/secrets-t-root.env"}})
+	if r := as(t, agent, string(onRoots), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg); !strings.Contains(r.stdout, "another user's .env file is on record") {
+		t.Fatalf("an env request at root's .env path: %+v", r)
+	}
 	before, _ := os.ReadFile(dir + "/secrets.age")
 	root(t, bin, "", "revoke", "--all")
 	if r := root(t, bin, "", "cleanup", "--all"); r.code != 0 {
@@ -855,4 +898,15 @@ func guardedEnv(t *testing.T, bin, agent, dir, value string) {
 func exists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
+}
+
+// running reports whether a process runs the command line cmd itself (not one that
+// names it, as secrets exec … -- cmd does).
+func running(cmd string) bool {
+	for _, p := range procsWith(cmd) {
+		if _, line, _ := strings.Cut(p, ": "); strings.HasPrefix(line, cmd) {
+			return true
+		}
+	}
+	return false
 }

@@ -201,6 +201,9 @@ func ownerHold(ctx context.Context, v *vault.Vault, req *holdRequest, dec *json.
 	switch {
 	case len(req.Command) == 0 || len(req.Command) > maxCommand || slices.Contains(req.Command, ""):
 		return refuse(vault.Usagef("the hold request names no command it can run"))
+	case slices.ContainsFunc(req.Command, func(w string) bool { return len(w) > vault.MaxEnvPath }):
+		// The command goes into the log and an approval: bounded, as a path is.
+		return refuse(vault.Usagef("a word of the command is longer than %d bytes", vault.MaxEnvPath))
 	case len(req.Secrets) == 0 && req.Project == nil:
 		return refuse(vault.Usagef("the hold request names no secrets"))
 	}

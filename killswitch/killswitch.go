@@ -20,6 +20,7 @@ type Effect struct {
 	Event   string // env_remove, env_kept, env_remove_due, exec_signal, exec_gone
 	LeaseID string
 	Path    string
+	UID     *int // whose file Path is (Record.UID)
 	Detail  string
 	OK      bool
 }
@@ -58,7 +59,7 @@ func End(take func(id string) (lease.Lease, bool), files *[]envfile.Record, ende
 			kept = append(kept, rec)
 			continue
 		}
-		e, keep := Effect{Event: "env_remove_due", Path: rec.Path, OK: true, Detail: "its leases ended; the caller side removes it"}, true
+		e, keep := Effect{Event: "env_remove_due", Path: rec.Path, UID: rec.UID, OK: true, Detail: "its leases ended; the caller side removes it"}, true
 		if rec.UID == nil {
 			e, keep = RemoveFile(rec)
 		}

@@ -109,8 +109,8 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 				if owner != nil {
 					// The caller side writes the new file over it: the old record would
 					// only ever find it changed.
-					tx.dropEnvFile(out)
-					tx.effects([]killswitch.Effect{{Event: "env_remove", Path: out, OK: true, Detail: "replaced by the caller side's secrets env --force"}})
+					tx.dropEnvFile(out, owner)
+					tx.effects([]killswitch.Effect{{Event: "env_remove", Path: out, UID: owner, OK: true, Detail: "replaced by the caller side's secrets env --force"}})
 				}
 			}
 			if owner == nil {
@@ -303,7 +303,7 @@ func (v *Vault) Cleanup(ctx context.Context, in CleanupInput) (*CleanupResult, e
 				tx.effects([]killswitch.Effect{e}) // an env_remove entry drops the record in replay
 				note(e)
 				if !keep {
-					tx.dropEnvFile(rec.Path)
+					tx.dropEnvFile(rec.Path, nil)
 				}
 			}
 		}
@@ -362,8 +362,8 @@ func (v *Vault) Forget(ctx context.Context, paths []string) error {
 			if !slices.ContainsFunc(due, func(r envfile.Record) bool { return r.Path == p }) {
 				continue
 			}
-			tx.dropEnvFile(p)
-			tx.effects([]killswitch.Effect{{Event: "env_remove", Path: p, OK: true, Detail: "removed by the caller side"}})
+			tx.dropEnvFile(p, &uid)
+			tx.effects([]killswitch.Effect{{Event: "env_remove", Path: p, UID: &uid, OK: true, Detail: "removed by the caller side"}})
 		}
 		return nil
 	})
@@ -381,6 +381,10 @@ const MaxCallerFiles = 32
 func (tx *Tx) callerFileRoom(uid int, path string) error {
 	n := 0
 	for _, r := range tx.state.EnvFiles {
+		if r.Path == path && !sameUID(r.UID, &uid) {
+			// Ending this record's leases, or forgetting it, must never touch that one.
+			return fixed{Usagef("another user's .env file is on record at %s", path), "write the file somewhere of your own (--output)"}
+		}
 		if r.UID != nil && *r.UID == uid && r.Path != path {
 			n++
 		}
@@ -404,10 +408,13 @@ func (tx *Tx) activeIDs() (map[string]bool, error) {
 	return active, nil
 }
 
-// dropEnvFile forgets the record of a managed file that is gone.
-func (tx *Tx) dropEnvFile(path string) {
-	tx.state.EnvFiles = slices.DeleteFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == path })
+// dropEnvFile forgets the record of a managed file that is gone: the one at path that uid
+// wrote (nil: a file of the store's own user), never another user's at the same path.
+func (tx *Tx) dropEnvFile(path string, uid *int) {
+	tx.state.EnvFiles = slices.DeleteFunc(tx.state.EnvFiles, func(r envfile.Record) bool { return r.Path == path && sameUID(r.UID, uid) })
 }
+
+func sameUID(a, b *int) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
 
 // ErrPathInStore reports a file we would write for a project that lies in the store's
 // own directories: a .env written over identity.age would lose every secret.

@@ -71,7 +71,7 @@ type RequestInput struct {
 // in pending.age, the request (delivery new) in the state, for an admin to decide. It
 // fails with ErrApprovalRequired naming the request, since nothing was added: the error
 // is the answer. A name the store holds already is refused; asking again for the same
-// name replaces the waiting value.
+// name replaces the waiting value, under a new request.
 func (v *Vault) RequestSecret(ctx context.Context, in RequestInput) error {
 	if v.o.Caller == nil {
 		return Usagef("a pending-secret request is a guarded store's")
@@ -113,8 +113,14 @@ func (v *Vault) RequestSecret(ctx context.Context, in RequestInput) error {
 			return r.Delivery == DeliveryNew && r.Secret == in.Name && r.Caller == want.Caller && r.Status == "pending" && !r.Done && r.Expires.After(tx.now)
 		})
 		if i >= 0 {
-			id = tx.state.Requests[i].ID // the waiting value is replaced
-		} else {
+			// A new value is a new request: an admin who read the old one (its prompt
+			// open at a terminal) must not approve a value swapped in meanwhile.
+			old := tx.state.Requests[i]
+			old.Done = true
+			tx.state.putRequest(old)
+			tx.Record(audit.Entry{Event: "approval_expire", Secret: old.Secret, Holder: old.UID, OK: true, Detail: old.ID + " pending: replaced by a new value", State: change{Request: &old}.raw()})
+		}
+		{
 			if err := tx.requestRoom(); err != nil {
 				return tx.Deny(e, err)
 			}

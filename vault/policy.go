@@ -677,8 +677,12 @@ func (v *Vault) Decide(ctx context.Context, in DecideInput) (*Approval, error) {
 	if in.Approve {
 		verb = "approve"
 	}
+	shownClient := seen.Client
+	if seen.UID != 0 {
+		shownClient += " (a label the caller chose)"
+	}
 	prompt := fmt.Sprintf("Request %s\n  secret:   %s\n  delivery: %s\n  caller:   %s\n  client:   %s\n  command:  %s\n  cwd:      %s\n  parent:   %s\n  ttl:      %s (approve %s)\nType %s to %s it: ",
-		seen.ID, seen.Secret, seen.Delivery, seen.Caller, seen.Client, seen.Command, seen.Cwd, seen.Parent, seen.TTL, seen.Approve, verb, verb)
+		seen.ID, seen.Secret, seen.Delivery, seen.Caller, shownClient, seen.Command, seen.Cwd, seen.Parent, seen.TTL, seen.Approve, verb, verb)
 	answer, askErr := in.Confirm(prompt)
 	var out Approval
 	m := write

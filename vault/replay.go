@@ -20,6 +20,7 @@ type change struct {
 	Lease      *lease.Lease          `json:"lease,omitempty"`      // lease_grant, lease_renew
 	EnvFile    *envfile.Record       `json:"env_file,omitempty"`   // env_write
 	Path       string                `json:"path,omitempty"`       // env_remove
+	UID        *int                  `json:"uid,omitempty"`        // env_remove: whose file (a guarded store's caller), nil the store user's
 	Lockdown   *killswitch.Lockdown  `json:"lockdown,omitempty"`   // killswitch
 	Heartbeat  *killswitch.Heartbeat `json:"heartbeat,omitempty"`  // heartbeat_failed, heartbeat_recovered
 	Witness    *Witness              `json:"witness,omitempty"`    // witness
@@ -170,7 +171,7 @@ func (tx *Tx) applyOne(r replayed) error {
 	case r.event == "env_write" && c.EnvFile != nil:
 		s.EnvFiles = append(s.EnvFiles, *c.EnvFile)
 	case r.event == "env_remove" && c.Path != "":
-		s.EnvFiles = slices.DeleteFunc(s.EnvFiles, func(e envfile.Record) bool { return e.Path == c.Path })
+		s.EnvFiles = slices.DeleteFunc(s.EnvFiles, func(e envfile.Record) bool { return e.Path == c.Path && sameUID(e.UID, c.UID) })
 	case r.event == "killswitch" && c.Lockdown != nil:
 		s.Lockdown = c.Lockdown
 	case r.event == "unlock":

@@ -249,7 +249,10 @@ func (v *Vault) List(ctx context.Context, showCanaries bool) (*ListResult, error
 		}
 		counts := map[string]int{}
 		for _, l := range active {
-			counts[l.Secret]++
+			// A guarded store's caller counts its own: another's are not its to see.
+			if c := v.o.Caller; c == nil || l.UID == c.UID {
+				counts[l.Secret]++
+			}
 		}
 		for _, name := range sec.Names() {
 			out.Secrets = append(out.Secrets, ListedSecret{secretInfo(name, sec.Secrets[name], showCanaries), counts[name]})

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
@@ -545,8 +546,16 @@ func (tx *Tx) Record(e audit.Entry) {
 	if e.TS.IsZero() {
 		e.TS = tx.now
 	}
+	if len(e.Detail) > maxDetail {
+		// A detail names what was asked, which a caller chose: a line the log's reader
+		// would refuse (over 1 MiB) must never be written, whatever a request held.
+		e.Detail = strings.ToValidUTF8(e.Detail[:maxDetail], "") + "… (cut)"
+	}
 	tx.pending = append(tx.pending, e)
 }
+
+// maxDetail bounds an entry's detail.
+const maxDetail = 8 << 10
 
 // Deny records a refused request (with its stable error code) and returns err, for fn to
 // return: the transaction still commits, so the refusal is in the log although the
@@ -733,7 +742,7 @@ func (tx *Tx) effects(effects []killswitch.Effect) {
 		}
 		entry := audit.Entry{Event: e.Event, LeaseID: e.LeaseID, OK: e.OK, Detail: detail}
 		if e.Event == "env_remove" && e.OK {
-			entry.State = change{Path: e.Path}.raw()
+			entry.State = change{Path: e.Path, UID: e.UID}.raw()
 		}
 		tx.Record(entry)
 	}
