@@ -75,7 +75,7 @@ func TestAttackMCPExecPolicyCommands(t *testing.T) {
 		t.Fatalf("an allowed command: %+v", out)
 	}
 	// Even an allowed cat does not reach the key where the kernel lets us hide the store.
-	res, out = callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"cat", filepath.Join(dir, "identity.age")}, "secrets": []map[string]any{{"name": "github_token"}}})
+	_, out = callTool(t, cs, "secrets_exec", map[string]any{"command": []string{"cat", filepath.Join(dir, "identity.age")}, "secrets": []map[string]any{{"name": "github_token"}}})
 	if strings.Contains(out["stdout"].(string), "AGE-SECRET-KEY") != (out["store_hidden"] == false) {
 		t.Fatalf("store_hidden must say whether the key could be read: %+v", out)
 	}
