@@ -75,9 +75,9 @@ func (r *ownerRequest) kinds() int {
 // vault.MaxProjectFile) and command.
 const maxRequest = vault.MaxProjectFile*4/3 + 128<<10
 
-// agentCommands are what an agent user may ask of a guarded store: the agent-level
-// requests of section 10 this release serves. The rest (add, set, rm, rotate, unlock,
-// approve, policy, config, audit --reset, guard) are an admin's.
+// agentCommands are what the owner side runs for an agent user: the agent-level requests
+// of section 10 that are a command there. The rest (set, rm, rotate, unlock, approve,
+// policy, config, audit --reset, guard, and add that stores at once) are an admin's.
 var agentCommands = []string{"lease", "leases", "list", "status", "renew", "revoke", "killswitch", "audit"}
 
 // callerSide are the agent-level requests the caller side serves itself, asking the
@@ -90,10 +90,12 @@ var callerSide = []string{"exec", "env", "cleanup", "watch", "add"}
 var notYet = []string{"mcp"}
 
 // agentRequest checks argv (the words after "secrets") as a request an agent user may
-// make, and returns its command; both sides run it, the owner side because it trusts no
-// caller side. It reads global flags as urfave/cli does (one dash or two, a value after
-// the flag or after =): the command it names is the one that runs, and both sides route
-// by it, never by a reading of their own.
+// make, and returns its command; both sides run it, for a clear not_permitted. It reads
+// global flags as urfave/cli does (one dash or two, a value after the flag or after =),
+// and both sides route by the command it returns. It is not the boundary: a reading of
+// words can be made to differ from the parser's (a "--" that is a flag's value), so the
+// owner side runs requests in a command tree that holds only agentCommands, without
+// adminFlags (agentTree).
 func agentRequest(argv []string) (string, error) {
 	i := 0
 	for i < len(argv) && strings.HasPrefix(argv[i], "-") {
