@@ -709,6 +709,10 @@ func guardedExec(t *testing.T, bin, agent, dir, value string) {
 	if r := as(t, agent, "", secrets, "-lock-timeout", "5s", "exec", "--secret", "gh_token", "--", "id", "-un"); r.code != 0 || r.stdout != agent+"\n" {
 		t.Fatalf("exec after -lock-timeout: %+v", r)
 	}
+	// Root's exec runs its command as root, not as the store's user.
+	if r := root(t, bin, "", "exec", "--secret", "gh_token", "--", "sh", "-c", `id -un; [ "$GH_TOKEN" = `+value+` ] && echo has-the-value`); r.code != 0 || r.stdout != "root\nhas-the-value\n" {
+		t.Fatalf("root's exec: %+v", r)
+	}
 	// A command line of the user's own that looks like our flags is the command's.
 	if r := as(t, agent, "", secrets, "exec", "--secret", "gh_token", "--", "echo", "--dir", "x"); r.code != 0 || r.stdout != "--dir x\n" {
 		t.Fatalf("exec of a command with --dir: %+v", r)
@@ -879,8 +883,31 @@ func guardedEnv(t *testing.T, bin, agent, dir, value string) {
 	}
 	t.Cleanup(func() { os.Remove("/tmp/secrets-t-root.env") })
 	onRoots, _ := json.Marshal(ownerRequest{Release: version, Env: &envRequest{Secrets: []string{"gh_token"}, Output: "/tmp/secrets-t-root.env"}})
-	if r := as(t, agent, string(onRoots), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg); !strings.Contains(r.stdout, "another user's .env file is on record") {
-		t.Fatalf("an env request at root's .env path: %+v", r)
+	as(t, agent, string(onRoots), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg)
+	as(t, agent, "", secrets, "revoke", "--all")
+	as(t, agent, `{"release":"`+version+`","forget":["/tmp/secrets-t-root.env"]}`, "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg)
+	if r := root(t, bin, "", "revoke", "--all"); r.code != 0 || exists("/tmp/secrets-t-root.env") {
+		t.Fatalf("root's .env file after an agent's record at its path: %+v (still there: %v)", r, exists("/tmp/secrets-t-root.env"))
+	}
+	// helper-12's F4: the leases one caller holds at once are bounded.
+	as(t, agent, "", secrets, "revoke", "--all")
+	var specs []string
+	for i := range vault.MaxMappings {
+		specs = append(specs, fmt.Sprintf("gh_token=V%d", i))
+	}
+	var last result
+	for i := range vault.MaxCallerLeases/vault.MaxMappings + 1 {
+		req, _ := json.Marshal(ownerRequest{Release: version, Env: &envRequest{Secrets: specs, Output: fmt.Sprintf("%s/project/many%d.env", home, i)}})
+		last = as(t, agent, string(req), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg)
+	}
+	if !strings.Contains(last.stdout, "leases of yours are active") {
+		t.Fatalf("a caller past %d leases: %+v", vault.MaxCallerLeases, last)
+	}
+	as(t, agent, "", secrets, "revoke", "--all")
+	// helper-12's F2: a path that would put control characters on root's terminal.
+	ctl, _ := json.Marshal(ownerRequest{Release: version, Env: &envRequest{Secrets: []string{"gh_token"}, Output: "/tmp/a\u009b2J\u202eenv"}})
+	if r := as(t, agent, string(ctl), "sudo", "-n", "-u", "_secrets_t", guard.BinaryPath, guard.OwnerArg); !strings.Contains(r.stdout, "control character") {
+		t.Fatalf("an env path with C1 and bidi characters: %+v", r)
 	}
 	before, _ := os.ReadFile(dir + "/secrets.age")
 	root(t, bin, "", "revoke", "--all")

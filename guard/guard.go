@@ -466,7 +466,10 @@ var limitFloors = []struct {
 	{"open files (ulimit -n)", unix.RLIMIT_NOFILE, 256},
 	{"data size (ulimit -d)", unix.RLIMIT_DATA, 1 << 30},
 	{"address space (ulimit -v)", unix.RLIMIT_AS, 4 << 30},
-	{"processes (ulimit -u)", unix.RLIMIT_NPROC, 64},
+	// The owner's processes and threads count against it, all callers' together: a
+	// caller may run at most vault.MaxCallerHolds execs, and the floor leaves room for
+	// many callers' worth.
+	{"processes (ulimit -u)", unix.RLIMIT_NPROC, 4096},
 }
 
 // CheckLimits raises this process's soft resource limits to their hard ones and fails

@@ -64,6 +64,10 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 	switch {
 	case in.Elsewhere && (v.o.Caller == nil || !filepath.IsAbs(in.Output)):
 		return nil, Usagef("a .env file written elsewhere needs a caller and an absolute path")
+	case in.Elsewhere && escapeControl(in.Output) != in.Output:
+		// The path is shown to root (cleanup, audit): no character that a terminal acts
+		// on or that reorders what a person reads.
+		return nil, Usagef("--output holds a control character")
 	case in.Elsewhere && len(in.Output) > MaxEnvPath:
 		// The path goes into the state and the log: a path no file system takes must
 		// not make either larger than its reader allows.
@@ -379,12 +383,10 @@ const MaxCallerFiles = 32
 // callerFileRoom refuses another .env file for uid when it has MaxCallerFiles on record
 // (a file written again at the same path, with --force, replaces its record).
 func (tx *Tx) callerFileRoom(uid int, path string) error {
+	// Records are a caller's own (path and uid): another user's at the same path is
+	// neither touched by this one nor in its way.
 	n := 0
 	for _, r := range tx.state.EnvFiles {
-		if r.Path == path && !sameUID(r.UID, &uid) {
-			// Ending this record's leases, or forgetting it, must never touch that one.
-			return fixed{Usagef("another user's .env file is on record at %s", path), "write the file somewhere of your own (--output)"}
-		}
 		if r.UID != nil && *r.UID == uid && r.Path != path {
 			n++
 		}

@@ -432,6 +432,44 @@ func (tx *Tx) close(err error) error {
 	return nil
 }
 
+// MaxCallerLeases and MaxCallerHolds bound what one caller of a guarded store holds at
+// once: its leases are in the state every command reads, and each exec it runs keeps an
+// owner-side process (and its threads, which count against the owner's process limit
+// for everyone) alive.
+const (
+	MaxCallerLeases = 256
+	MaxCallerHolds  = 16
+)
+
+// leaseRoom refuses a grant that would take a guarded caller past MaxCallerLeases, or
+// an exec past MaxCallerHolds running at once.
+func (tx *Tx) leaseRoom(reqs []lease.Request) error {
+	c := tx.v.o.Caller
+	if c == nil || len(reqs) == 0 {
+		return nil
+	}
+	live, err := tx.active()
+	if err != nil {
+		return err
+	}
+	n, holders := 0, map[int]bool{}
+	for _, l := range live {
+		if l.UID == c.UID {
+			n++
+			if l.Kind == lease.KindExec {
+				holders[l.PID] = true
+			}
+		}
+	}
+	if n+len(reqs) > MaxCallerLeases {
+		return fixed{Usagef("%d leases of yours are active; a caller holds at most %d", n, MaxCallerLeases), "revoke the ones you no longer use (secrets leases, secrets revoke ID), or let them expire"}
+	}
+	if reqs[0].Kind == lease.KindExec && !holders[reqs[0].PID] && len(holders) >= MaxCallerHolds {
+		return fixed{Usagef("%d commands of yours run with secrets already; a caller runs at most %d", len(holders), MaxCallerHolds), "wait for one to end"}
+	}
+	return nil
+}
+
 // callerDue are uid's .env files (in a guarded store) any of whose leases has ended.
 func (tx *Tx) callerDue(uid int) []envfile.Record {
 	var due []envfile.Record
@@ -589,6 +627,9 @@ func (tx *Tx) Grant(r lease.Request, detail string) (lease.Lease, error) {
 
 // grantAll authorizes every request, then grants them all, or none.
 func (tx *Tx) grantAll(reqs []lease.Request, detail string) ([]lease.Lease, error) {
+	if err := tx.leaseRoom(reqs); err != nil {
+		return nil, err
+	}
 	reqs, err := tx.authorize(reqs)
 	if err != nil {
 		return nil, err
