@@ -116,7 +116,8 @@ wait:
 	if stopped != "" && res.Stopped == "" {
 		res.Stopped = stopped
 	}
-	v.execEnd(context.Background(), g.client, leaseIDs(g.leases), g.prog, res)
+	// How it ended is the word of the process that ran it, and the log says so.
+	v.execEnd(context.Background(), g.client, leaseIDs(g.leases), g.prog+" (as the caller side reports)", res)
 	return nil
 }
 
