@@ -295,18 +295,28 @@ func (a *app) callOwner(ctx context.Context, c *guard.Config, argv []string) (in
 	return resp.Exit, nil
 }
 
-// callSudo runs `sudo -n -u OWNER BINARY __owner` with req on its stdin and reads its
-// answer.
-func callSudo(ctx context.Context, c *guard.Config, req []byte) (*ownerResponse, error) {
+// ownerCommand is `sudo -n -u OWNER BINARY __owner`, with an environment of its own,
+// killed when ctx is done.
+func ownerCommand(ctx context.Context, c *guard.Config) (*exec.Cmd, error) {
 	sudo, err := exec.LookPath("sudo")
 	if err != nil {
 		return nil, fmt.Errorf("%w: sudo is not installed, and a guarded store is reached only through it", guard.ErrUnavailable)
 	}
-	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(ctx, sudo, "-n", "-u", c.Owner, c.Binary, guard.OwnerArg)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(req), &out, &errb
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
 	cmd.WaitDelay = time.Second
+	return cmd, nil
+}
+
+// callSudo runs `sudo -n -u OWNER BINARY __owner` with req on its stdin and reads its
+// answer.
+func callSudo(ctx context.Context, c *guard.Config, req []byte) (*ownerResponse, error) {
+	cmd, err := ownerCommand(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(req), &out, &errb
 	runErr := cmd.Run()
 	var resp ownerResponse
 	if err := json.Unmarshal(out.Bytes(), &resp); err != nil {

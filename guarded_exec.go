@@ -109,15 +109,13 @@ type sudoHolder struct {
 }
 
 func (h *sudoHolder) Grant(ctx context.Context, sigs <-chan os.Signal) ([]vault.Var, time.Time, error) {
-	sudo, err := exec.LookPath("sudo")
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("%w: sudo is not installed, and a guarded store is reached only through it", guard.ErrUnavailable)
-	}
 	c := h.c
-	h.cmd = exec.Command(sudo, "-n", "-u", c.Owner, c.Binary, guard.OwnerArg)
-	h.cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
+	var err error
+	// The hold ends with its pipe, not a context: the caller side closes it last.
+	if h.cmd, err = ownerCommand(context.Background(), c); err != nil {
+		return nil, time.Time{}, err
+	}
 	h.cmd.Stderr = h.stderr // its warnings are the caller's
-	h.cmd.WaitDelay = time.Second
 	if h.in, err = h.cmd.StdinPipe(); err != nil {
 		return nil, time.Time{}, err
 	}
@@ -126,8 +124,9 @@ func (h *sudoHolder) Grant(ctx context.Context, sigs <-chan os.Signal) ([]vault.
 		return nil, time.Time{}, err
 	}
 	if err := h.cmd.Start(); err != nil {
+		path := h.cmd.Path
 		h.cmd = nil
-		return nil, time.Time{}, fmt.Errorf("%w: start %s: %v", guard.ErrUnavailable, sudo, err)
+		return nil, time.Time{}, fmt.Errorf("%w: start %s: %v", guard.ErrUnavailable, path, err)
 	}
 	unavailable := func(err error) error {
 		return fmt.Errorf("%w: sudo -n -u %s %s %s did not answer (%v)", guard.ErrUnavailable, c.Owner, c.Binary, guard.OwnerArg, err)

@@ -78,8 +78,8 @@ type ExecResult struct {
 // codes of a grant; after, the result carries the command's status. ctx done is a
 // timeout: the command is stopped as a revocation would stop it.
 func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
-	if in.Grace > MaxGrace {
-		return nil, Usagef("--grace: %s is more than %s; a command gets at most that long to stop after its lease ends", in.Grace, MaxGrace)
+	if err := checkGrace(in.Grace); err != nil {
+		return nil, err
 	}
 	// The lease names this process by pid and start time, so that revocation reaches it
 	// and never a process that reused the pid. Where that cannot be read (macOS, for
@@ -102,10 +102,7 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		return nil, err
 	}
 	client, leases, vars, envFiles, prog := g.client, g.leases, g.vars, g.envFiles, g.prog
-	secrets := make([]redact.Secret, len(vars))
-	for i, x := range vars {
-		secrets[i] = redact.Secret{Name: x.Name, Value: x.Value}
-	}
+	secrets := redactions(vars)
 	ids := leaseIDs(leases)
 	env := ChildEnv(v.o.Environ, in.Pristine, in.Keep, vars)
 	var hide []string
@@ -204,6 +201,23 @@ func (v *Vault) grantExec(ctx context.Context, in ExecInput, sigs *supervisor.Li
 		return nil, err
 	}
 	return &execGrant{client: client, leases: leases, vars: vars, envFiles: envFiles, prog: prog}, nil
+}
+
+// checkGrace refuses a grace longer than MaxGrace.
+func checkGrace(grace time.Duration) error {
+	if grace > MaxGrace {
+		return Usagef("--grace: %s is more than %s; a command gets at most that long to stop after its lease ends", grace, MaxGrace)
+	}
+	return nil
+}
+
+// redactions are the values of vars, named by their variables, for the redactor.
+func redactions(vars []envfile.Var) []redact.Secret {
+	secrets := make([]redact.Secret, len(vars))
+	for i, x := range vars {
+		secrets[i] = redact.Secret{Name: x.Name, Value: x.Value}
+	}
+	return secrets
 }
 
 // execEnded looks in the store whether any of the leases has ended, and says how, and

@@ -10,7 +10,6 @@ import (
 
 	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/internal/safefile"
-	"github.com/agent-secrets/secrets/redact"
 	"github.com/agent-secrets/secrets/supervisor"
 )
 
@@ -54,8 +53,8 @@ const HolderGone = "the guarded store's helper ended, and with it the leases"
 // h says stop; then it tells h how it ended. It fails with Grant's error when nothing
 // was granted.
 func RunHeld(ctx context.Context, in ExecInput, h Holder, environ []string, warn func(string)) (*ExecResult, error) {
-	if in.Grace > MaxGrace {
-		return nil, Usagef("--grace: %s is more than %s; a command gets at most that long to stop after its lease ends", in.Grace, MaxGrace)
+	if err := checkGrace(in.Grace); err != nil {
+		return nil, err
 	}
 	sigs, err := supervisor.Listen()
 	if err != nil {
@@ -66,10 +65,7 @@ func RunHeld(ctx context.Context, in ExecInput, h Holder, environ []string, warn
 	if err != nil {
 		return nil, err
 	}
-	secrets := make([]redact.Secret, len(vars))
-	for i, x := range vars {
-		secrets[i] = redact.Secret{Name: x.Name, Value: x.Value}
-	}
+	secrets := redactions(vars)
 	// What h says next moves the state Ended reads, and pokes the supervisor to read it.
 	var mu sync.Mutex
 	why, until := "", expiry
