@@ -14,8 +14,11 @@ func (a *app) cmdExec() *cli.Command {
 	return &cli.Command{
 		Name:      "exec",
 		Usage:     "Run a command with the project's secrets in its environment, never on disk, its output redacted",
-		UsageText: "secrets exec [--file .secrets.json | --secret NAME[=ENV_VAR] …] [--ttl D] [--pristine] [--keep VAR,…] [--no-redact] [--grace 10s] -- CMD [ARGS…]",
+		UsageText: "secrets exec [--file .secrets.json | --secret NAME[=ENV_VAR] … | --inject NAME[=ENV_VAR]@HOST[,HOST…] …] [--strict-egress] [--on-revoke stop|deny] [--ttl D] [--pristine] [--keep VAR,…] [--no-redact] [--grace 10s] -- CMD [ARGS…]",
 		Flags: append(mappingFlags(),
+			&cli.StringSliceFlag{Name: "inject", Usage: "NAME[=ENV_VAR]@HOST[,HOST…], repeatable: the variable holds a placeholder and the value goes into the command's requests to those hosts (Authorization header)"},
+			&cli.BoolFlag{Name: "strict-egress", Usage: "with injection, refuse (403) the command's requests to every other host instead of passing them through"},
+			&cli.StringFlag{Name: "on-revoke", Value: vault.OnRevokeStop, Usage: "when a lease ends: stop the command, or (deny) only stop injecting, for a command whose secrets are all injected"},
 			&cli.BoolFlag{Name: "pristine", Usage: "give the command only the secrets plus PATH, HOME, USER, LANG, TERM and --keep"},
 			&cli.StringSliceFlag{Name: "keep", Usage: "with --pristine, also pass these variables"},
 			&cli.BoolFlag{Name: "no-redact", Usage: "connect the command straight to our stdio (terminal programs keep their tty)"},
@@ -72,8 +75,14 @@ func (a *app) exec(ctx context.Context, c *cli.Command) (*reply, error) {
 		}
 		stderr = a.stdout
 	}
-	in := vault.ExecInput{Wait: wait, Tool: gate,
-		Project: project(c), TTL: c.String("ttl"), ClientID: c.String("client-id"), Argv: argv,
+	onRevoke := c.String("on-revoke")
+	if onRevoke != vault.OnRevokeStop && onRevoke != vault.OnRevokeDeny {
+		return nil, vault.Usagef("--on-revoke: %q is not stop or deny", onRevoke)
+	}
+	p := project(c)
+	p.Inject = c.StringSlice("inject")
+	in := vault.ExecInput{Wait: wait, Tool: gate, StrictEgress: c.Bool("strict-egress"), OnRevoke: onRevoke,
+		Project: p, TTL: c.String("ttl"), ClientID: c.String("client-id"), Argv: argv,
 		Pristine: c.Bool("pristine"), Keep: c.StringSlice("keep"), NoRedact: c.Bool("no-redact"), Grace: grace,
 		Stdin: a.stdin, Stdout: a.stdout, Stderr: stderr,
 	}

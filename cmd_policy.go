@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/agent-secrets/secrets/policy"
@@ -23,7 +25,7 @@ func (a *app) cmdPolicy() *cli.Command {
 			{Name: "show", Usage: "Show the default rule, each secret's own rule, the effective rules and the uses counted here", Action: a.act(a.policyShow)},
 			{
 				Name: "set", Usage: "Change a rule: only the flags given change",
-				UsageText: "secrets policy set NAME|--default [--callers U,%G] [--clients ID,PREFIX*] [--max-ttl D] [--max-uses N] [--deliver raw,env,exec,inject] [--approve never|once|always] [--exec 'ARGV' …]",
+				UsageText: "secrets policy set NAME|--default [--callers U,%G] [--clients ID,PREFIX*] [--max-ttl D] [--max-uses N] [--deliver raw,env,exec,inject] [--approve never|once|always] [--exec 'ARGV' …] [--inject-host HOST … [--inject-header H] [--inject-format F | --inject-basic username|password | --inject-query P] [--inject-method M …] [--inject-path P …] [--inject-ca FILE …] [--inject-shared-suffix] | --no-inject]",
 				Flags: append(target(),
 					&cli.StringSliceFlag{Name: "callers", Usage: "OS users, or %group, who may lease it (* anyone)"},
 					&cli.StringSliceFlag{Name: "clients", Usage: "client ids that may lease it, exact or PREFIX* (* any); a client id is a label, not an identity"},
@@ -32,6 +34,16 @@ func (a *app) cmdPolicy() *cli.Command {
 					&cli.StringSliceFlag{Name: "deliver", Usage: "how the value may leave: raw (lease), env (.env file), exec (a child's environment), inject"},
 					&cli.StringFlag{Name: "approve", Usage: "never, once (an approval stands for the same request for 8h) or always (one approval per lease)"},
 					&cli.StringSliceFlag{Name: "exec", Usage: "a command MCP and OpenClaw secrets_exec may run with it, e.g. 'npm test' or 'go test *' (a final * lets the agent choose the rest, options included; repeat for more; replaces the list)"},
+					&cli.StringSliceFlag{Name: "inject-host", Usage: "inject it, never hand it over: into requests to these hosts (api.github.com, *.example.com, host:port; replaces the list)"},
+					&cli.StringFlag{Name: "inject-header", Usage: "the header that carries it (default Authorization)"},
+					&cli.StringFlag{Name: "inject-format", Usage: "the header's value, with {value}, e.g. 'Bearer {value}' (default: the placeholder replaced where the command put it)"},
+					&cli.StringFlag{Name: "inject-basic", Usage: "carry it as the Basic auth username or password"},
+					&cli.StringFlag{Name: "inject-query", Usage: "carry it in this URL query parameter"},
+					&cli.StringSliceFlag{Name: "inject-method", Usage: "only for these methods (GET, POST, …)"},
+					&cli.StringSliceFlag{Name: "inject-path", Usage: "only for paths with these prefixes (/repos/, …)"},
+					&cli.StringSliceFlag{Name: "inject-ca", Usage: "a PEM certificate FILE to trust for these hosts besides the system's roots"},
+					&cli.BoolFlag{Name: "inject-shared-suffix", Usage: "acknowledge a wildcard on a suffix anyone can have a host under (*.github.io)"},
+					&cli.BoolFlag{Name: "no-inject", Usage: "remove the inject rule"},
 				),
 				Action: a.act(a.policySet),
 			},
@@ -84,7 +96,32 @@ func (a *app) policySet(ctx context.Context, c *cli.Command) (*reply, error) {
 		}
 		execs = append(execs, argv)
 	}
-	changed := false
+	var roots []string
+	for _, f := range c.StringSlice("inject-ca") {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, vault.Usagef("--inject-ca: %v", err)
+		}
+		for rest := data; ; {
+			var block *pem.Block
+			if block, rest = pem.Decode(rest); block == nil {
+				break
+			}
+			roots = append(roots, string(pem.EncodeToMemory(block)))
+		}
+		if len(roots) == 0 {
+			return nil, vault.Usagef("--inject-ca: %s holds no PEM certificate", f)
+		}
+	}
+	injectFlags := []string{"inject-host", "inject-header", "inject-format", "inject-basic", "inject-query", "inject-method", "inject-path", "inject-ca", "inject-shared-suffix"}
+	injecting := false
+	for _, f := range injectFlags {
+		injecting = injecting || c.IsSet(f)
+	}
+	if injecting && c.Bool("no-inject") {
+		return nil, vault.Usagef("--no-inject removes the rule; give it without the --inject-* flags")
+	}
+	changed := injecting || c.IsSet("no-inject")
 	for _, f := range []string{"callers", "clients", "max-ttl", "max-uses", "deliver", "approve", "exec"} {
 		changed = changed || c.IsSet(f)
 	}
@@ -115,6 +152,45 @@ func (a *app) policySet(ctx context.Context, c *cli.Command) (*reply, error) {
 		}
 		if c.IsSet("exec") {
 			r.Exec = execs
+		}
+		if c.Bool("no-inject") {
+			r.Inject = nil
+		}
+		if injecting {
+			in := &policy.InjectRule{}
+			if r.Inject != nil {
+				*in = *r.Inject
+			}
+			if c.IsSet("inject-host") {
+				in.Hosts = c.StringSlice("inject-host")
+			}
+			switch {
+			case c.IsSet("inject-basic"):
+				in.Header, in.Format, in.Query, in.Basic = "", "", "", c.String("inject-basic")
+			case c.IsSet("inject-query"):
+				in.Header, in.Format, in.Basic, in.Query = "", "", "", c.String("inject-query")
+			case c.IsSet("inject-header") || c.IsSet("inject-format"):
+				in.Basic, in.Query = "", ""
+				if c.IsSet("inject-header") {
+					in.Header = c.String("inject-header")
+				}
+				if c.IsSet("inject-format") {
+					in.Format = c.String("inject-format")
+				}
+			}
+			if c.IsSet("inject-method") {
+				in.Methods = c.StringSlice("inject-method")
+			}
+			if c.IsSet("inject-path") {
+				in.Paths = c.StringSlice("inject-path")
+			}
+			if c.IsSet("inject-ca") {
+				in.Roots = roots
+			}
+			if c.IsSet("inject-shared-suffix") {
+				in.SharedSuffix = c.Bool("inject-shared-suffix")
+			}
+			r.Inject = in
 		}
 	}
 	v, err := a.vault(c)

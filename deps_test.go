@@ -23,6 +23,7 @@ var forbidden = map[string][]string{
 	"supervisor": {"store", "lease", "audit", "envfile", "killswitch", "rotate"},
 	"mcp":        {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor", "redact"},
 	"policy":     {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor", "redact", "mcp"},
+	"proxy":      {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor", "mcp"},
 	"guard":      {"store", "lease", "audit", "envfile", "killswitch", "rotate", "supervisor", "redact", "mcp", "policy"},
 }
 

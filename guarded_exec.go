@@ -32,7 +32,10 @@ type holdRequest struct {
 	TTL      string        `json:"ttl,omitempty"`
 	ClientID string        `json:"client_id,omitempty"` // --client-id
 	Wait     time.Duration `json:"wait,omitempty"`
-	Command  []string      `json:"command"` // what the caller side runs, in its own account: for the log
+	Command  []string      `json:"command"`          // what the caller side runs, in its own account: for the log
+	Inject   []string      `json:"inject,omitempty"` // --inject NAME=VAR@HOST,…
+	Strict   bool          `json:"strict_egress,omitempty"`
+	OnRevoke string        `json:"on_revoke,omitempty"`
 }
 
 // holdMessage is what the owner side says while it holds: first a refusal (Exit and
@@ -45,13 +48,16 @@ type holdMessage struct {
 	Vars    []vault.Var `json:"vars,omitempty"`
 	Expiry  time.Time   `json:"expiry,omitzero"`
 	Stop    string      `json:"stop,omitempty"`
+	// Injection is where the owner side's proxy listens, the run CA and the routes.
+	Injection *vault.Injection `json:"injection,omitempty"`
 }
 
 // holdEnd is how the command ended, as the caller side reports it.
 type holdEnd struct {
-	Exit    int    `json:"exit"`
-	Stopped string `json:"stopped,omitempty"`
-	Orphans int    `json:"orphans,omitempty"`
+	Exit    int                `json:"exit"`
+	Stopped string             `json:"stopped,omitempty"`
+	Orphans int                `json:"orphans,omitempty"`
+	Front   *vault.FrontReport `json:"front,omitempty"` // what the caller side's proxy did
 }
 
 // execGuarded runs in through the owner side of the guarded store c.
@@ -65,8 +71,9 @@ func (a *app) execGuarded(ctx context.Context, c *guard.Config, in vault.ExecInp
 		// here: the values reach the caller's own process, whatever it runs.
 		return nil, fmt.Errorf("%w: an agent host's secrets_exec is not served in a guarded store in this release; run secrets exec yourself", guard.ErrNotPermitted)
 	}
-	req := holdRequest{File: p.File, Project: p.Data, Secrets: p.Secrets, TTL: in.TTL, ClientID: in.ClientID, Wait: in.Wait, Command: in.Argv}
-	if len(req.Secrets) > 0 {
+	req := holdRequest{File: p.File, Project: p.Data, Secrets: p.Secrets, Inject: p.Inject, TTL: in.TTL, ClientID: in.ClientID, Wait: in.Wait, Command: in.Argv,
+		Strict: in.StrictEgress, OnRevoke: in.OnRevoke}
+	if len(req.Secrets) > 0 || len(req.Inject) > 0 {
 		req.File = ""
 	}
 	h := &sudoHolder{c: c, req: ownerRequest{Release: version, ClientID: a.clientLabel(), Agent: agentLabel(a.environ), Hold: &req}, stderr: a.stderr}
@@ -108,31 +115,36 @@ type sudoHolder struct {
 	dec    *json.Decoder
 }
 
-func (h *sudoHolder) Grant(ctx context.Context, sigs <-chan os.Signal) ([]vault.Var, time.Time, error) {
+func (h *sudoHolder) Grant(ctx context.Context, sigs <-chan os.Signal) (vault.HoldGrant, error) {
+	vars, expiry, inj, err := h.grant(sigs)
+	return vault.HoldGrant{Vars: vars, Expiry: expiry, Injection: inj}, err
+}
+
+func (h *sudoHolder) grant(sigs <-chan os.Signal) ([]vault.Var, time.Time, *vault.Injection, error) {
 	c := h.c
 	var err error
 	// The hold ends with its pipe, not a context: the caller side closes it last.
 	if h.cmd, err = ownerCommand(context.Background(), c); err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, nil, err
 	}
 	h.cmd.Stderr = h.stderr // its warnings are the caller's
 	if h.in, err = h.cmd.StdinPipe(); err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, nil, err
 	}
 	out, err := h.cmd.StdoutPipe()
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, time.Time{}, nil, err
 	}
 	if err := h.cmd.Start(); err != nil {
 		path := h.cmd.Path
 		h.cmd = nil
-		return nil, time.Time{}, fmt.Errorf("%w: start %s: %v", guard.ErrUnavailable, path, err)
+		return nil, time.Time{}, nil, fmt.Errorf("%w: start %s: %v", guard.ErrUnavailable, path, err)
 	}
 	unavailable := func(err error) error {
 		return fmt.Errorf("%w: sudo -n -u %s %s %s did not answer (%v)", guard.ErrUnavailable, c.Owner, c.Binary, guard.OwnerArg, err)
 	}
 	if err := json.NewEncoder(h.in).Encode(h.req); err != nil {
-		return nil, time.Time{}, unavailable(err)
+		return nil, time.Time{}, nil, unavailable(err)
 	}
 	h.dec = json.NewDecoder(io.LimitReader(out, 4<<20))
 	first := make(chan error, 1)
@@ -152,13 +164,13 @@ func (h *sudoHolder) Grant(ctx context.Context, sigs <-chan os.Signal) ([]vault.
 	}
 	switch {
 	case err != nil:
-		return nil, time.Time{}, unavailable(err)
+		return nil, time.Time{}, nil, unavailable(err)
 	case grant.Release != version:
-		return nil, time.Time{}, fmt.Errorf("%w: this secrets is release %s and the guarded store's is %s", guard.ErrUnavailable, version, grant.Release)
+		return nil, time.Time{}, nil, fmt.Errorf("%w: this secrets is release %s and the guarded store's is %s", guard.ErrUnavailable, version, grant.Release)
 	case grant.Refused:
-		return nil, time.Time{}, &holdRefusal{exit: grant.Exit, stderr: grant.Stderr}
+		return nil, time.Time{}, nil, &holdRefusal{exit: grant.Exit, stderr: grant.Stderr}
 	}
-	return grant.Vars, grant.Expiry, nil
+	return grant.Vars, grant.Expiry, grant.Injection, nil
 }
 
 func (h *sudoHolder) Next() (string, time.Time, error) {
@@ -169,8 +181,8 @@ func (h *sudoHolder) Next() (string, time.Time, error) {
 	return m.Stop, m.Expiry, nil
 }
 
-func (h *sudoHolder) Ended(res vault.ExecResult, orphans int) {
-	json.NewEncoder(h.in).Encode(holdEnd{Exit: res.ExitCode, Stopped: res.Stopped, Orphans: orphans})
+func (h *sudoHolder) Ended(res vault.ExecResult, orphans int, front *vault.FrontReport) {
+	json.NewEncoder(h.in).Encode(holdEnd{Exit: res.ExitCode, Stopped: res.Stopped, Orphans: orphans, Front: front})
 }
 
 // close ends the pipe, which ends the hold, and waits for sudo.
@@ -203,12 +215,15 @@ func ownerHold(ctx context.Context, v *vault.Vault, req *holdRequest, dec *json.
 	case slices.ContainsFunc(req.Command, func(w string) bool { return len(w) > vault.MaxEnvPath }):
 		// The command goes into the log and an approval: bounded, as a path is.
 		return refuse(vault.Usagef("a word of the command is longer than %d bytes", vault.MaxEnvPath))
-	case len(req.Secrets) == 0 && req.Project == nil:
+	case len(req.Secrets) == 0 && len(req.Inject) == 0 && req.Project == nil:
 		return refuse(vault.Usagef("the hold request names no secrets"))
+	case req.OnRevoke != "" && req.OnRevoke != vault.OnRevokeStop && req.OnRevoke != vault.OnRevokeDeny:
+		return refuse(vault.Usagef("--on-revoke is stop or deny"))
 	}
 	in := vault.ExecInput{
-		Project: vault.Project{File: printable(req.File, 256), Secrets: req.Secrets, Data: req.Project},
+		Project: vault.Project{File: printable(req.File, 256), Secrets: req.Secrets, Inject: req.Inject, Data: req.Project},
 		TTL:     req.TTL, ClientID: req.ClientID, Wait: req.Wait, Argv: req.Command,
+		StrictEgress: req.Strict, OnRevoke: req.OnRevoke,
 	}
 	if in.Project.File == "" {
 		in.Project.File = ".secrets.json"
@@ -220,7 +235,7 @@ func ownerHold(ctx context.Context, v *vault.Vault, req *holdRequest, dec *json.
 	go func() {
 		var end holdEnd
 		if err := dec.Decode(&end); err == nil {
-			link.ended <- vault.HoldEnd{Exit: end.Exit, Stopped: printable(end.Stopped, 256), Orphans: max(end.Orphans, 0)}
+			link.ended <- vault.HoldEnd{Exit: end.Exit, Stopped: printable(end.Stopped, 256), Orphans: max(end.Orphans, 0), Front: end.Front}
 		}
 		close(link.ended)
 	}()
@@ -268,8 +283,8 @@ func (l *pipeLink) say(m holdMessage) error {
 	}
 }
 
-func (l *pipeLink) Granted(vars []vault.Var, expiry time.Time) error {
-	return l.say(holdMessage{Vars: vars, Expiry: expiry})
+func (l *pipeLink) Granted(g vault.HoldGrant) error {
+	return l.say(holdMessage{Vars: g.Vars, Expiry: g.Expiry, Injection: g.Injection})
 }
 
 func (l *pipeLink) Changed(why string, expiry time.Time) {

@@ -301,6 +301,8 @@ var problems = []problem{
 	{"caller_not_allowed", exitPolicy, "this user or client id may not lease it; an admin changes that with secrets policy set NAME --callers/--clients"},
 	{"uses_exhausted", exitPolicy, "the value was single use (or its uses are spent): rotate it, or an admin runs secrets policy reset-uses NAME"},
 	{"command_not_allowed", exitPolicy, "run a command the policy allows for these secrets (secrets policy show), or an admin adds it: secrets policy set NAME --exec 'ARGV'"},
+	{"inject_not_allowed", exitPolicy, "inject it only into the hosts its policy names (secrets policy show), or an admin changes them: secrets policy set NAME --inject-host HOST"},
+	{"inject_unavailable", exitSetup, "injection needs the system's trust roots (the ca-certificates package, root-owned) and a loopback port; see the message"},
 	{"approval_required", exitApproval, "a person runs secrets approve REQ at a terminal; then run this again, or wait for it with --wait 5m"},
 	{"approval_denied", exitPolicy, "a person denied the request; ask them, and make a new request once it expires"},
 	{"not_initialized", exitSetup, "run: secrets init"},

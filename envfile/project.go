@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	names "github.com/agent-secrets/secrets/internal/name"
+	"github.com/agent-secrets/secrets/policy"
 )
 
 // ErrInvalid matches every problem with a .secrets.json file or a --secret flag.
@@ -24,6 +25,10 @@ type Mapping struct {
 	Name   string `json:"name"`
 	EnvVar string `json:"env_var"`
 	TTL    string `json:"ttl,omitempty"`
+	// Inject, when set, keeps the value out of the child: its variable holds a
+	// placeholder, and the exec supervisor's proxy puts the value into its requests to
+	// the rule's hosts (DESIGN.md section 12).
+	Inject *policy.InjectRule `json:"inject,omitempty"`
 }
 
 // Project is a .secrets.json file.
@@ -110,8 +115,19 @@ func ParseProject(file string, data []byte) (*Project, error) {
 				dst = &m.EnvVar
 			case "ttl":
 				dst = &m.TTL
+			case "inject":
+				rule, err := policy.DecodeInject(fields[k], at+".inject", false)
+				if err != nil {
+					var ie *policy.InjectError
+					if errors.As(err, &ie) {
+						return nil, bad(ie.Path, "%s", ie.Msg)
+					}
+					return nil, bad(at+".inject", "%v", err)
+				}
+				m.Inject = rule
+				continue
 			default:
-				return nil, bad(at+"."+k, "unknown key (allowed: name, env_var, ttl)")
+				return nil, bad(at+"."+k, "unknown key (allowed: name, env_var, ttl, inject)")
 			}
 			if err := json.Unmarshal(fields[k], dst); err != nil {
 				return nil, bad(at+"."+k, "must be a string")
@@ -161,12 +177,45 @@ func ParseFlags(specs []string) ([]Mapping, error) {
 	return ms, nil
 }
 
+// ParseInjectFlags reads --inject NAME[=ENV_VAR]@HOST[,HOST…] values: the secret goes
+// into requests to those hosts in the Authorization header (where the child puts its
+// placeholder, Basic credentials included), and the variable holds the placeholder.
+func ParseInjectFlags(specs []string) ([]Mapping, error) {
+	var ms []Mapping
+	for _, s := range specs {
+		spec, hosts, ok := strings.Cut(s, "@")
+		name, env, named := strings.Cut(spec, "=")
+		if !named {
+			env = EnvName(name)
+		}
+		if !ok || name == "" || env == "" || hosts == "" {
+			return nil, &ProblemError{File: "--inject", Path: names.Word(name) + "=…", Msg: "want NAME=ENV_VAR@HOST[,HOST…]"}
+		}
+		if !names.Valid(name) {
+			return nil, &ProblemError{File: "--inject", Path: names.Word(name), Msg: "not a secret name (1-128 characters of A-Z a-z 0-9 _ . - /, starting with a letter or digit)"}
+		}
+		rule := &policy.InjectRule{Hosts: strings.Split(hosts, ",")}
+		if err := rule.Validate("--inject "+names.Word(name), false); err != nil {
+			var ie *policy.InjectError
+			if errors.As(err, &ie) {
+				return nil, &ProblemError{File: "--inject", Path: names.Word(name) + "@" + hosts, Msg: ie.Msg}
+			}
+			return nil, err
+		}
+		ms = append(ms, Mapping{Name: name, EnvVar: env, Inject: rule})
+	}
+	return ms, nil
+}
+
+// CheckVars refuses invalid and duplicate variable names among mappings from flags.
+func CheckVars(ms []Mapping) error { return checkVars("--secret", ms) }
+
 // checkVars refuses invalid and duplicate variable names.
 func checkVars(file string, ms []Mapping) error {
 	seen := map[string]int{}
 	for i, m := range ms {
 		at := fmt.Sprintf("secrets[%d].env_var", i)
-		if file == "--secret" {
+		if file == "--secret" || file == "--inject" {
 			at = names.Word(m.Name) + "=" + m.EnvVar
 		}
 		if !ValidVar(m.EnvVar) {
@@ -185,7 +234,7 @@ func checkVars(file string, ms []Mapping) error {
 func Check(file string, ms []Mapping, exists func(string) bool, checkTTL func(string) error) error {
 	for i, m := range ms {
 		at := fmt.Sprintf("secrets[%d]", i)
-		if file == "--secret" {
+		if file == "--secret" || file == "--inject" {
 			at = names.Word(m.Name)
 		}
 		if !exists(m.Name) {

@@ -39,7 +39,7 @@ func End(take func(id string) (lease.Lease, bool), files *[]envfile.Record, ende
 	for _, l := range ended {
 		gone[l.ID] = true
 		// A lease held by this very process (a supervisor ending its own) needs no notice.
-		if l.Kind == lease.KindExec && l.PID > 0 && l.PID != os.Getpid() && !signalled[l.PID] {
+		if l.Supervised() && l.PID != os.Getpid() && !signalled[l.PID] {
 			signalled[l.PID] = true
 			e := notify(l.PID, l.PIDStart)
 			e.LeaseID = l.ID
@@ -118,7 +118,7 @@ func notify(pid int, start uint64) Effect {
 // supervisors: for a killswitch that could write nothing a supervisor would check.
 func Stop(ended []lease.Lease) {
 	for _, l := range ended {
-		if l.Kind == lease.KindExec && l.PID > 0 && l.PID != os.Getpid() {
+		if l.Supervised() && l.PID != os.Getpid() {
 			supervisor.Stop(l.PID, l.PIDStart)
 		}
 	}

@@ -24,7 +24,14 @@ const (
 	KindLease Kind = "lease" // printed by `secrets lease`
 	KindEnv   Kind = "env"   // written to a .env file by `secrets env`
 	KindExec  Kind = "exec"  // placed in a child's environment by `secrets exec`
+	// KindInject is put by the exec supervisor's proxy into a child's requests to the
+	// hosts Path names; the child holds a placeholder.
+	KindInject Kind = "inject"
 )
+
+// Supervised reports whether the lease is held by an exec supervisor (PID), which
+// revocation signals.
+func (l Lease) Supervised() bool { return (l.Kind == KindExec || l.Kind == KindInject) && l.PID > 0 }
 
 // Lease is one grant of access to one secret. It never holds the value.
 type Lease struct {

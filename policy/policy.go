@@ -69,11 +69,15 @@ type Rule struct {
 	// Exec are the commands an agent's tool (MCP and OpenClaw secrets_exec) may run with
 	// the secret: exact argv, or with a final "*" for any trailing arguments.
 	Exec [][]string `json:"exec,omitempty"`
+	// Inject is where the value goes when a command uses it without holding it
+	// (DESIGN.md section 12): an exec of the secret then injects by this rule, and a
+	// project's own rule may only narrow its hosts.
+	Inject *InjectRule `json:"inject,omitempty"`
 }
 
 // IsZero reports whether the rule sets nothing.
 func (r Rule) IsZero() bool {
-	return r.Callers == nil && r.Clients == nil && r.MaxTTL == nil && r.MaxUses == nil && r.Deliver == nil && r.Approve == nil && r.Exec == nil
+	return r.Callers == nil && r.Clients == nil && r.MaxTTL == nil && r.MaxUses == nil && r.Deliver == nil && r.Approve == nil && r.Exec == nil && r.Inject == nil
 }
 
 // Over returns r with the fields it leaves unset taken from base.
@@ -98,6 +102,9 @@ func (r Rule) Over(base Rule) Rule {
 	}
 	if r.Exec == nil {
 		r.Exec = base.Exec
+	}
+	if r.Inject == nil {
+		r.Inject = base.Inject
 	}
 	return r
 }
@@ -166,6 +173,11 @@ func (r Rule) Validate() error {
 			return bad("exec", "%v", err)
 		}
 	}
+	if r.Inject != nil {
+		if err := r.Inject.Validate("inject", true); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -228,6 +240,13 @@ func Decode(raw []byte) (Rule, error) {
 				r.Deliver[i] = Delivery(x)
 			}
 			return err
+		case "inject":
+			raw, err := d.Raw()
+			if err != nil {
+				return err
+			}
+			r.Inject, err = DecodeInject(raw, "inject", true)
+			return err
 		case "exec":
 			r.Exec = [][]string{}
 			return d.Array(func() error {
@@ -279,7 +298,9 @@ type Request struct {
 // Check returns why the rule refuses req, or nil. Approval is not checked here: it needs
 // the state of pending requests (the vault's).
 func (r Rule) Check(req Request) error {
-	if r.Deliver != nil && !slices.Contains(r.Deliver, req.Delivery) {
+	// Injection hands out less than exec (the child holds a placeholder), so a rule that
+	// allows exec allows it too.
+	if r.Deliver != nil && !slices.Contains(r.Deliver, req.Delivery) && !(req.Delivery == Inject && slices.Contains(r.Deliver, Exec)) {
 		return fmt.Errorf("%w: %s may be delivered as %s, not %s", ErrDeliveryNotAllowed, req.Secret, joinDeliveries(r.Deliver), req.Delivery)
 	}
 	if r.Callers != nil && !slices.Contains(r.Callers, "*") {

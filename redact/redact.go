@@ -37,6 +37,9 @@ const MinLen = 6
 type Secret struct {
 	Name  string
 	Value []byte
+	// Shown, when set, replaces the value itself instead of [REDACTED:NAME] (its other
+	// forms are still shown as that): the injection proxy shows a child its placeholder.
+	Shown []byte
 }
 
 // Form is one byte string that reveals a value. A Wrapped form is matched also when a
@@ -82,8 +85,13 @@ func New(w io.Writer, secrets []Secret) (*Writer, []string) {
 			continue
 		}
 		repl := []byte("[REDACTED:" + s.Name + "]")
-		for _, f := range Forms(s.Value) {
+		for i, f := range Forms(s.Value) {
 			if len(f.Text) < MinLen {
+				continue
+			}
+			if i == 0 && s.Shown != nil {
+				seen[string(f.Text)] = len(r.patterns)
+				r.patterns = append(r.patterns, pattern{text: f.Text, repl: s.Shown})
 				continue
 			}
 			if i, ok := seen[string(f.Text)]; ok {

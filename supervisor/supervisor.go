@@ -58,6 +58,13 @@ type Command struct {
 	PollEvery time.Duration
 	// Warn receives problems that do not stop the command.
 	Warn func(string)
+	// Alert is called as soon as a revocation signal arrives, before Ended is asked: for
+	// what must not act on a lease that may just have ended (the injection proxy).
+	Alert func()
+	// KeepRunning leaves the command running when a lease ends or expires (Ended says
+	// so, or Expiry comes): for a command that holds placeholders only, whose use the
+	// proxy stops. A timeout (ctx done) still stops it.
+	KeepRunning bool
 	// Hide are absolute paths the command must not see (the store): it runs in the
 	// sandbox with them covered, where the kernel allows one, and as is where it does
 	// not (Result.HideErr says why). Nil runs it as is.
@@ -73,6 +80,9 @@ type Result struct {
 	StartErr error
 	// Stopped says why the supervisor stopped it, or "" when it exited on its own.
 	Stopped string
+	// LeaseEnded says why a lease ended while the command was left running
+	// (KeepRunning), or "".
+	LeaseEnded string
 	// Orphans is how many processes the command left running when it exited, which the
 	// supervisor stopped.
 	Orphans int
@@ -293,6 +303,18 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 		signalAll(syscall.SIGTERM)
 		kill = time.After(c.Grace)
 	}
+	// end is a lease's end: the command is stopped, unless it is to be kept running.
+	leaseEnded := ""
+	end := func(why string) {
+		if !c.KeepRunning {
+			stop(why)
+			return
+		}
+		if leaseEnded == "" {
+			leaseEnded = why
+			expiry.Stop()
+		}
+	}
 	var poll <-chan time.Time
 	if c.Pending != nil && c.PollEvery > 0 {
 		t := time.NewTicker(c.PollEvery)
@@ -311,7 +333,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			if c.Pending() {
 				why, at := c.Ended()
 				if why != "" {
-					stop(why)
+					end(why)
 					poll = nil
 				}
 				follow(at)
@@ -324,7 +346,7 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 			for _, cl := range closers {
 				cl.Close()
 			}
-			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped, HideErr: hideErr, Orphans: left}
+			return Result{ExitCode: exitCode(cmd, err), Stopped: stopped, LeaseEnded: leaseEnded, HideErr: hideErr, Orphans: left}
 		case <-sigchld:
 			if stopped == "" && stoppedGroup(pgid) { // not the stop of killTree
 				jobControl(term, pgid)
@@ -334,21 +356,26 @@ func (l *Listener) Run(ctx context.Context, c Command) Result {
 				syscall.Kill(-pgid, sig.(syscall.Signal))
 				continue
 			}
+			if c.Alert != nil {
+				c.Alert()
+			}
 			why, at := c.Ended()
 			if why != "" {
-				stop(why)
+				end(why)
 			}
-			follow(at)
+			if leaseEnded == "" {
+				follow(at)
+			}
 		case <-expiry.C:
 			// A renew whose signal was lost still counts: ask the store before stopping.
 			why, at := c.Ended()
 			switch {
 			case why != "":
-				stop(why)
+				end(why)
 			case !at.IsZero() && at.After(until):
 				follow(at)
 			default:
-				stop("lease expired")
+				end("lease expired")
 			}
 		case <-ctx.Done():
 			stop(stopReason(ctx))

@@ -56,6 +56,13 @@ func (v *Vault) Env(ctx context.Context, in EnvInput) (*EnvResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	for i, mp := range m.ms {
+		if mp.Inject != nil {
+			// The mapping keeps this value out of the command; a file would hand it over.
+			return nil, &envfile.ProblemError{File: m.source, Path: fmt.Sprintf("secrets[%d].inject", i),
+				Msg: mp.Name + " is to be injected into requests, never held: secrets env would write its value to a file; use secrets exec"}
+		}
+	}
 	out, err := filepath.Abs(in.Output)
 	if err != nil {
 		return nil, err

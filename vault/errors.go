@@ -46,6 +46,8 @@ var codes = []struct {
 	{policy.ErrCallerNotAllowed, "caller_not_allowed"},
 	{policy.ErrUsesExhausted, "uses_exhausted"},
 	{policy.ErrCommandNotAllowed, "command_not_allowed"},
+	{policy.ErrInjectNotAllowed, "inject_not_allowed"},
+	{ErrInjectUnavailable, "inject_unavailable"},
 	{ErrApprovalRequired, "approval_required"},
 	{ErrApprovalDenied, "approval_denied"},
 	{store.ErrNotInitialized, "not_initialized"},

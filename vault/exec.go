@@ -15,6 +15,7 @@ import (
 	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/lease"
 	"github.com/agent-secrets/secrets/policy"
+	"github.com/agent-secrets/secrets/proxy"
 	"github.com/agent-secrets/secrets/redact"
 	"github.com/agent-secrets/secrets/store"
 	"github.com/agent-secrets/secrets/supervisor"
@@ -40,6 +41,11 @@ type ExecInput struct {
 	// Tool is set when an agent's tool runs the command (MCP or OpenClaw secrets_exec):
 	// then only the commands the policy allows run (ToolGate).
 	Tool *ToolGate
+	// StrictEgress refuses (403) the child's requests to every host no inject rule
+	// names, instead of tunnelling them.
+	StrictEgress bool
+	// OnRevoke is OnRevokeStop ("" too) or OnRevokeDeny.
+	OnRevoke string
 	// InServer is set by a long-lived server that runs commands side by side and owns
 	// the process's signals (secrets mcp): none is forwarded to the command, and ctx
 	// done (a timeout, a cancellation, the server's own SIGTERM) stops it.
@@ -66,6 +72,9 @@ type ExecResult struct {
 	ExitCode int
 	StartErr error
 	Stopped  string // why the supervisor stopped it, or ""
+	// Injected are the secrets whose values went into the command's requests, never
+	// into the command.
+	Injected []Injected
 	// Unhidden says why the store's directories were visible to a tool's command (the
 	// kernel allowed no namespace), or "".
 	Unhidden string
@@ -102,41 +111,107 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		return nil, err
 	}
 	client, leases, vars, envFiles, prog := g.client, g.leases, g.vars, g.envFiles, g.prog
-	secrets := redactions(vars)
+	var secrets []redact.Secret
+	for _, x := range vars {
+		if !slices.ContainsFunc(g.injected, func(i injectedSecret) bool { return i.envVar == x.Name }) {
+			secrets = append(secrets, redact.Secret{Name: x.Name, Value: x.Value})
+		}
+	}
 	ids := leaseIDs(leases)
 	env := ChildEnv(v.o.Environ, in.Pristine, in.Keep, vars)
+	var inj *injection
+	if len(g.injected) > 0 {
+		for _, x := range g.injected {
+			// The child holds a placeholder, which it may print; what it prints is
+			// redacted of the value all the same.
+			secrets = append(secrets, redact.Secret{Name: x.envVar, Value: x.value})
+		}
+		inj, err = v.startInjection(g, in.StrictEgress, false, client)
+		if err == nil {
+			var remove func()
+			env, remove, err = childProxyEnv(env, inj.px.Endpoint(), inj.px.CA())
+			if err == nil {
+				defer remove()
+			} else {
+				inj.close()
+			}
+		}
+		if err != nil {
+			v.execEnd(context.Background(), client, ids, prog, supervisor.Result{ExitCode: supervisor.ExitNotStarted, Stopped: "the command was not started: " + err.Error()}, nil)
+			return nil, err
+		}
+	}
 	var hide []string
 	if in.Tool != nil {
 		env = toolEnv(env)
 		hide = append(v.storePaths(), envFiles...)
 	}
-	// The lock is released: a secrets call inside the command never waits on us.
-	res := sigs.Run(ctx, supervisor.Command{
+	cmd := supervisor.Command{
 		Argv: in.Argv, Env: env, Hide: hide,
 		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
 		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: earliest(leases),
-		Ended:   func() (string, time.Time) { return v.execEnded(context.Background(), client, leases) },
+		Ended: func() (string, time.Time) {
+			why, at := v.execEnded(context.Background(), client, leases)
+			inj.verdict(why, at)
+			return why, at
+		},
 		Pending: func() bool { return store.IntentWaiting(v.storeOptions()) }, PollEvery: time.Second,
-		Warn: v.o.Warn,
-	})
-	v.execEnd(context.Background(), client, ids, prog, res)
+		Warn:        v.o.Warn,
+		KeepRunning: in.OnRevoke == OnRevokeDeny,
+	}
+	if inj != nil {
+		cmd.Alert = inj.px.Pause
+	}
+	// The lock is released: a secrets call inside the command never waits on us.
+	res := sigs.Run(ctx, cmd)
+	extra := inj.close()
+	v.execEnd(context.Background(), client, ids, prog, res, extra)
 	if res.Stopped != "" {
 		v.warn("%s was stopped: %s", prog, res.Stopped)
 	}
+	if res.LeaseEnded != "" {
+		v.warn("%s no longer gets its secrets injected (%s); it was left running (--on-revoke deny)", prog, res.LeaseEnded)
+	}
 	out := &ExecResult{ExitCode: res.ExitCode, StartErr: res.StartErr, Stopped: res.Stopped}
+	if inj != nil {
+		out.Injected = inj.list
+	}
 	if in.Tool != nil && res.HideErr != nil {
 		out.Unhidden = res.HideErr.Error()
 	}
 	return out, nil
 }
 
+// childProxyEnv is env with the proxy's variables for a child, and its trust bundle (the
+// system's roots and the run's CA) written 0600 in a private directory that remove
+// takes away.
+func childProxyEnv(env []string, ep proxy.Endpoint, ca []byte) ([]string, func(), error) {
+	roots, err := proxy.SystemRoots()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInjectUnavailable, err)
+	}
+	bundle, remove, err := proxy.WriteBundle(roots, ca)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInjectUnavailable, err)
+	}
+	return proxy.Env(env, ep, bundle), remove, nil
+}
+
 // execGrant is what grantExec granted.
 type execGrant struct {
 	client   string
 	leases   []lease.Lease
-	vars     []envfile.Var
-	envFiles []string // for a tool: the .env files other projects hold values in
-	prog     string   // the command's name, for the log
+	vars     []envfile.Var // the child's: placeholders for the injected
+	envFiles []string      // for a tool: the .env files other projects hold values in
+	prog     string        // the command's name, for the log
+	injected []injectedSecret
+}
+
+// injectedSecret is a mapping whose value the proxy puts into requests.
+type injectedSecret struct {
+	name, envVar, placeholder string
+	value                     []byte
+	rule                      *policy.InjectRule
 }
 
 // grantExec grants the exec leases of in, naming the supervisor pid (which started at
@@ -162,7 +237,9 @@ func (v *Vault) grantExec(ctx context.Context, in ExecInput, sigs *supervisor.Li
 	var leases []lease.Lease
 	var vars []envfile.Var
 	var envFiles []string
+	var injected []injectedSecret
 	err = v.retryApproved(ctx, in.Wait, func() error {
+		injected = nil
 		return v.update(ctx, write, client, func(tx *Tx) error {
 			denied := audit.Entry{Event: "exec_denied", Detail: prog}
 			if err := tx.refuseInLockdown(denied); err != nil {
@@ -181,7 +258,31 @@ func (v *Vault) grantExec(ctx context.Context, in ExecInput, sigs *supervisor.Li
 					envFiles = append(envFiles, r.Path)
 				}
 			}
-			leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start}, "exec "+prog+", ")
+			rules, err := tx.injectRules(m, found)
+			if err != nil {
+				return tx.Deny(denied, err)
+			}
+			placeholders := make([]string, len(rules))
+			for i, r := range rules {
+				if r != nil {
+					mp := m.ms[i]
+					placeholders[i] = proxy.Placeholder(found[mp.Name].Value)
+					injected = append(injected, injectedSecret{name: mp.Name, envVar: mp.EnvVar, placeholder: placeholders[i], value: found[mp.Name].Value, rule: r})
+				}
+			}
+			if len(injected) == 0 && in.OnRevoke == OnRevokeDeny {
+				return Usagef("--on-revoke deny is for a command whose secrets are all injected (--inject); this one holds its values")
+			}
+			if len(injected) > 0 && len(injected) < len(m.ms) && in.OnRevoke == OnRevokeDeny {
+				return Usagef("--on-revoke deny is for a command whose secrets are all injected; %d of its %d are in its environment", len(m.ms)-len(injected), len(m.ms))
+			}
+			leases, vars, err = tx.grantMapped(found, m, in.TTL, lease.Request{Kind: lease.KindExec, PID: self, PIDStart: start}, "exec "+prog+", ",
+				func(i int, r *lease.Request, v *envfile.Var) {
+					if rules[i] != nil {
+						r.Kind = lease.KindInject
+						v.Value = []byte(placeholders[i])
+					}
+				})
 			if err != nil {
 				return tx.Deny(denied, err)
 			}
@@ -200,7 +301,7 @@ func (v *Vault) grantExec(ctx context.Context, in ExecInput, sigs *supervisor.Li
 	if err != nil {
 		return nil, err
 	}
-	return &execGrant{client: client, leases: leases, vars: vars, envFiles: envFiles, prog: prog}, nil
+	return &execGrant{client: client, leases: leases, vars: vars, envFiles: envFiles, prog: prog, injected: injected}, nil
 }
 
 // checkGrace refuses a grace longer than MaxGrace.
@@ -267,14 +368,20 @@ func (v *Vault) execEnded(ctx context.Context, client string, leases []lease.Lea
 }
 
 // execEnd records how the command ended and revokes its remaining leases.
-func (v *Vault) execEnd(ctx context.Context, client string, ids []string, prog string, res supervisor.Result) {
+func (v *Vault) execEnd(ctx context.Context, client string, ids []string, prog string, res supervisor.Result, extra []audit.Entry) {
 	err := v.update(ctx, write, client, func(tx *Tx) error {
 		ended, err := tx.revokeIDs(ids)
 		if err != nil {
 			return err
 		}
+		for _, e := range extra {
+			tx.Record(e)
+		}
 		if res.Stopped != "" {
 			tx.Record(audit.Entry{Event: "exec_terminated", OK: true, Detail: fmt.Sprintf("%s: %s; exit %d", prog, res.Stopped, res.ExitCode)})
+		}
+		if res.LeaseEnded != "" {
+			tx.Record(audit.Entry{Event: "inject_stop", OK: true, Detail: fmt.Sprintf("%s: %s; injection stopped, the command left running (--on-revoke deny)", prog, res.LeaseEnded)})
 		}
 		tx.End(ended, "lease_revoke", "exec_exit")
 		detail := fmt.Sprintf("%s exited %d", prog, res.ExitCode)

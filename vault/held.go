@@ -10,6 +10,8 @@ import (
 
 	"github.com/agent-secrets/secrets/envfile"
 	"github.com/agent-secrets/secrets/internal/safefile"
+	"github.com/agent-secrets/secrets/proxy"
+	"github.com/agent-secrets/secrets/redact"
 	"github.com/agent-secrets/secrets/supervisor"
 )
 
@@ -29,15 +31,16 @@ type FileRecord = envfile.Record
 // Holder is the process that holds an exec's leases for a command this one runs: the
 // owner side of a guarded store, over sudo's pipes (Hold is its half).
 type Holder interface {
-	// Grant asks for the leases and returns the values and when the first lease
-	// expires. Until it returns, the signals the command would get arrive on sigs, for
-	// Grant to pass on (^C ends a wait for approval).
-	Grant(ctx context.Context, sigs <-chan os.Signal) ([]Var, time.Time, error)
+	// Grant asks for the leases and returns the values, when the first lease expires,
+	// and where the injection proxy is. Until it returns, the signals the command would
+	// get arrive on sigs, for Grant to pass on (^C ends a wait for approval).
+	Grant(ctx context.Context, sigs <-chan os.Signal) (HoldGrant, error)
 	// Next returns the holder's next word: why a lease ended (the command must stop),
 	// or the leases' new earliest expiry. An error means the holder is gone.
 	Next() (stop string, expiry time.Time, err error)
-	// Ended tells the holder how the command ended.
-	Ended(res ExecResult, orphans int)
+	// Ended tells the holder how the command ended, and what the caller side's proxy
+	// did (nil when the run injects nothing).
+	Ended(res ExecResult, orphans int, front *FrontReport)
 }
 
 // Revocation reports whether sig is the revocation signal, which a Holder's Grant does
@@ -61,11 +64,48 @@ func RunHeld(ctx context.Context, in ExecInput, h Holder, environ []string, warn
 		return nil, err
 	}
 	defer sigs.Close()
-	vars, expiry, err := h.Grant(ctx, sigs.C())
+	g, err := h.Grant(ctx, sigs.C())
 	if err != nil {
 		return nil, err
 	}
-	secrets := redactions(vars)
+	vars, expiry := g.Vars, g.Expiry
+	var secrets []redact.Secret
+	env := ChildEnv(environ, in.Pristine, in.Keep, vars)
+	var front *proxy.Proxy
+	var events frontEvents
+	if g.Injection != nil {
+		// The values stay with the owner side's proxy: this one routes the rules' hosts
+		// to it and tunnels (or refuses) the rest, as the caller.
+		var routes []proxy.Secret
+		for _, r := range g.Injection.Routes {
+			routes = append(routes, proxy.Secret{Name: r.Name, Placeholder: r.Placeholder, Rule: r.Rule})
+		}
+		ep := g.Injection.Endpoint
+		front, err = proxy.Start(proxy.Config{Secrets: routes, Strict: in.StrictEgress, Chain: &ep, Expiry: expiry, Event: events.add})
+		if err != nil {
+			h.Ended(ExecResult{ExitCode: supervisor.ExitNotStarted, StartErr: err, Stopped: "not started"}, 0, nil)
+			return nil, fmt.Errorf("%w: %w", ErrInjectUnavailable, err)
+		}
+		var remove func()
+		env, remove, err = childProxyEnv(env, front.Endpoint(), g.Injection.CA)
+		if err != nil {
+			front.Close()
+			h.Ended(ExecResult{ExitCode: supervisor.ExitNotStarted, StartErr: err, Stopped: "not started"}, 0, nil)
+			return nil, err
+		}
+		defer remove()
+	}
+	injected := map[string]bool{}
+	if g.Injection != nil {
+		for _, r := range g.Injection.Routes {
+			injected[r.Placeholder] = true
+		}
+	}
+	for _, x := range vars {
+		if !injected[string(x.Value)] {
+			secrets = append(secrets, redact.Secret{Name: x.Name, Value: x.Value})
+		}
+	}
 	// What h says next moves the state Ended reads, and pokes the supervisor to read it.
 	var mu sync.Mutex
 	why, until := "", expiry
@@ -91,7 +131,7 @@ func RunHeld(ctx context.Context, in ExecInput, h Holder, environ []string, warn
 		}
 	}()
 	res := sigs.Run(ctx, supervisor.Command{
-		Argv: in.Argv, Env: ChildEnv(environ, in.Pristine, in.Keep, vars),
+		Argv: in.Argv, Env: env,
 		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
 		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: expiry,
 		Ended: func() (string, time.Time) {
@@ -99,14 +139,45 @@ func RunHeld(ctx context.Context, in ExecInput, h Holder, environ []string, warn
 			defer mu.Unlock()
 			return why, until
 		},
-		Warn: warn,
+		Warn:        warn,
+		KeepRunning: in.OnRevoke == OnRevokeDeny && g.Injection != nil && len(g.Injection.Routes) == len(vars),
 	})
 	for i := range vars {
 		clear(vars[i].Value)
 	}
 	out := ExecResult{ExitCode: res.ExitCode, StartErr: res.StartErr, Stopped: res.Stopped}
-	h.Ended(out, res.Orphans)
+	var report *FrontReport
+	if front != nil {
+		report = &FrontReport{Report: front.Close(), Events: events.list()}
+		for _, r := range g.Injection.Routes {
+			out.Injected = append(out.Injected, Injected{Name: r.Name, Hosts: r.Rule.Hosts})
+		}
+	}
+	if res.LeaseEnded != "" {
+		warn(fmt.Sprintf("%s no longer gets its secrets injected (%s); it was left running (--on-revoke deny)", in.Argv[0], res.LeaseEnded))
+	}
+	h.Ended(out, res.Orphans, report)
 	return &out, nil
+}
+
+// frontEvents collects a caller-side proxy's refusals for the owner side's log.
+type frontEvents struct {
+	mu     sync.Mutex
+	events []proxy.Event
+}
+
+func (f *frontEvents) add(e proxy.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.events) < MaxFrontEntries {
+		f.events = append(f.events, e)
+	}
+}
+
+func (f *frontEvents) list() []proxy.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.events
 }
 
 // CheckEnvOutput refuses to write a .env file at path, as env does: an existing file

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/agent-secrets/secrets/audit"
+	"github.com/agent-secrets/secrets/proxy"
 	"github.com/agent-secrets/secrets/store"
 	"github.com/agent-secrets/secrets/supervisor"
 )
@@ -13,8 +15,9 @@ import (
 // the caller side's supervisor, over the pipe sudo gives the owner side (DESIGN.md
 // section 10).
 type HoldLink interface {
-	// Granted hands over the values and when the first lease expires.
-	Granted(vars []Var, expiry time.Time) error
+	// Granted hands over the values (placeholders for those injected), when the first
+	// lease expires, and where the injection proxy is.
+	Granted(g HoldGrant) error
 	// Changed says a lease ended (why is not ""), and the command must stop, or that
 	// the leases' earliest expiry moved (a renew).
 	Changed(why string, expiry time.Time)
@@ -23,12 +26,30 @@ type HoldLink interface {
 	Ended() <-chan HoldEnd
 }
 
+// HoldGrant is what an exec's holder hands the process that runs the command.
+type HoldGrant struct {
+	Vars      []Var      `json:"vars,omitempty"`
+	Expiry    time.Time  `json:"expiry,omitzero"`
+	Injection *Injection `json:"injection,omitempty"`
+}
+
 // HoldEnd is how a held command ended, as the process that ran it reports it.
 type HoldEnd struct {
 	Exit    int
 	Stopped string
 	Orphans int
+	Front   *FrontReport // what its proxy did, when the run injects
 }
+
+// FrontReport is what the caller side's proxy did: the hosts it tunnelled and what it
+// refused. The owner side logs it as the caller side's word.
+type FrontReport struct {
+	Report proxy.Report  `json:"report"`
+	Events []proxy.Event `json:"events,omitempty"`
+}
+
+// MaxFrontEntries bounds what a caller side's report adds to the log.
+const MaxFrontEntries = 64
 
 // holdAfterStop is how long Hold waits for the command's end once it has said stop: the
 // longest grace and a margin. The leases have ended already; this is for the log.
@@ -55,14 +76,26 @@ func (v *Vault) Hold(ctx context.Context, in ExecInput, link HoldLink) error {
 	}
 	until := earliest(g.leases)
 	res := supervisor.Result{ExitCode: -1}
+	// The proxy runs here, on the owner side, so the value never enters a process the
+	// caller owns (DESIGN.md section 10); it serves the rules' hosts and nothing else.
+	var inj *injection
+	grant := HoldGrant{Vars: g.vars, Expiry: until}
+	if len(g.injected) > 0 {
+		if inj, err = v.startInjection(g, in.StrictEgress, true, g.client); err != nil {
+			v.execEnd(context.Background(), g.client, leaseIDs(g.leases), g.prog, supervisor.Result{ExitCode: supervisor.ExitNotStarted, Stopped: "not started: " + err.Error()}, nil)
+			return err
+		}
+		grant.Injection = &Injection{Endpoint: inj.px.Endpoint(), CA: inj.px.CA(), Routes: inj.routes}
+	}
 	stopped := ""
 	stop := func(why string) {
+		inj.verdict(why, time.Time{})
 		if stopped == "" {
 			stopped = why
 			link.Changed(why, time.Time{})
 		}
 	}
-	if err := link.Granted(g.vars, until); err != nil {
+	if err := link.Granted(grant); err != nil {
 		stop("the caller side could not be told the values: " + err.Error())
 	}
 	expiry := time.NewTimer(time.Until(until))
@@ -78,15 +111,21 @@ func (v *Vault) Hold(ctx context.Context, in ExecInput, link HoldLink) error {
 		case !at.IsZero() && !at.Equal(until):
 			until = at
 			expiry.Reset(time.Until(until))
+			inj.verdict("", until)
 			link.Changed("", until)
 		case timerFired:
 			stop("lease expired")
+		default:
+			inj.verdict("", until)
 		}
-		if stopped != "" && late == nil {
+		// A command left running on a lease's end (--on-revoke deny) holds placeholders
+		// only; the proxy answers it 403 here until it ends.
+		if stopped != "" && late == nil && in.OnRevoke != OnRevokeDeny {
 			late = time.After(holdAfterStop)
 		}
 	}
 	ended := link.Ended()
+	var front *FrontReport
 wait:
 	for {
 		select {
@@ -95,9 +134,13 @@ wait:
 				res.Stopped = "the caller side went away"
 			} else {
 				res = supervisor.Result{ExitCode: r.Exit, Stopped: r.Stopped, Orphans: r.Orphans}
+				front = r.Front
 			}
 			break wait
 		case <-sigs.C():
+			if inj != nil {
+				inj.px.Pause()
+			}
 			check(false)
 		case <-poll.C:
 			if store.IntentWaiting(v.storeOptions()) {
@@ -116,9 +159,41 @@ wait:
 	if stopped != "" && res.Stopped == "" {
 		res.Stopped = stopped
 	}
+	extra := inj.close()
+	extra = append(extra, frontEntries(front)...)
 	// How it ended is the word of the process that ran it, and the log says so.
-	v.execEnd(context.Background(), g.client, leaseIDs(g.leases), g.prog+" (as the caller side reports)", res)
+	v.execEnd(context.Background(), g.client, leaseIDs(g.leases), g.prog+" (as the caller side reports)", res, extra)
 	return nil
+}
+
+// frontEntries are the log entries of a caller side's proxy report, as its word: at
+// most MaxFrontEntries.
+func frontEntries(f *FrontReport) []audit.Entry {
+	if f == nil {
+		return nil
+	}
+	var out []audit.Entry
+	for _, e := range reportEntries(proxy.Report{Tunnelled: f.Report.Tunnelled}) {
+		e.Detail += " (as the caller side reports)"
+		out = append(out, e)
+	}
+	for _, e := range f.Events {
+		out = append(out, audit.Entry{Event: e.Kind, Secret: e.Secret, Detail: e.Host + ": " + e.Why + " (as the caller side reports)"})
+	}
+	for i := range out {
+		out[i].Detail = escapeControl(out[i].Detail)
+		if !validEventKind(out[i].Event) {
+			out[i].Event = "egress"
+		}
+	}
+	if len(out) > MaxFrontEntries {
+		out = out[:MaxFrontEntries]
+	}
+	return out
+}
+
+func validEventKind(k string) bool {
+	return k == "egress" || k == "egress_denied" || k == "inject_blocked" || k == "inject_refused"
 }
 
 // stopReason says why ctx is done, for the log.

@@ -417,7 +417,7 @@ func (tx *Tx) salvage() []lease.Lease {
 		if err != nil || r.event != "lease_grant" || !r.ok {
 			continue
 		}
-		if c, err := decodeChange(r.state); err == nil && c.Lease != nil && c.Lease.Kind == lease.KindExec && c.Lease.PID > 0 {
+		if c, err := decodeChange(r.state); err == nil && c.Lease != nil && c.Lease.Supervised() {
 			out = append(out, *c.Lease)
 		}
 	}

@@ -136,7 +136,7 @@ func (v *Vault) Renew(ctx context.Context, in RenewInput) (*LeaseInfo, error) {
 			return err
 		}
 		info = leaseInfo(l)
-		if l.Kind == lease.KindExec && l.PID > 0 {
+		if l.Supervised() {
 			// The supervisor follows the lease's expiry: tell it, once the renewal is
 			// durable, to read the new one (a lost signal is caught at the old expiry).
 			tx.OnCommit(func() { supervisor.Notify(l.PID, l.PIDStart) })

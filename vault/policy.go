@@ -221,6 +221,8 @@ func delivery(k lease.Kind) policy.Delivery {
 		return policy.Env
 	case lease.KindExec:
 		return policy.Exec
+	case lease.KindInject:
+		return policy.Inject
 	}
 	return policy.Raw
 }
@@ -587,6 +589,11 @@ func (v *Vault) PolicySet(ctx context.Context, in PolicyInput) (*policy.Rule, er
 }
 
 func ruleText(r policy.Rule) string {
+	if r.Inject != nil && len(r.Inject.Roots) > 0 {
+		in := *r.Inject
+		in.Roots = []string{fmt.Sprintf("(%d certificates)", len(r.Inject.Roots))}
+		r.Inject = &in
+	}
 	if b := policy.Encode(r); b != nil {
 		return string(b)
 	}

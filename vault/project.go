@@ -20,6 +20,7 @@ import (
 type Project struct {
 	File    string
 	Secrets []string
+	Inject  []string // --inject NAME[=ENV_VAR]@HOST[,HOST…]: with Secrets, in place of File
 	Data    []byte
 }
 
@@ -36,12 +37,24 @@ type mapping struct {
 }
 
 func (p Project) read() (mapping, error) {
-	if len(p.Secrets) > MaxMappings {
-		return mapping{source: "--secret"}, Usagef("--secret is given %d times; a command maps at most %d secrets", len(p.Secrets), MaxMappings)
+	if n := len(p.Secrets) + len(p.Inject); n > MaxMappings {
+		return mapping{source: "--secret"}, Usagef("--secret and --inject are given %d times; a command maps at most %d secrets", n, MaxMappings)
 	}
-	if len(p.Secrets) > 0 {
+	if len(p.Secrets) > 0 || len(p.Inject) > 0 {
 		ms, err := envfile.ParseFlags(p.Secrets)
-		return mapping{ms: ms, source: "--secret"}, err
+		if err != nil {
+			return mapping{source: "--secret"}, err
+		}
+		more, err := envfile.ParseInjectFlags(p.Inject)
+		if err != nil {
+			return mapping{source: "--inject"}, err
+		}
+		ms = append(ms, more...)
+		source := "--secret"
+		if len(p.Secrets) == 0 {
+			source = "--inject"
+		}
+		return mapping{ms: ms, source: source}, envfile.CheckVars(ms)
 	}
 	data, err := p.data()
 	if err != nil {
@@ -76,7 +89,7 @@ func (p Project) data() ([]byte, error) {
 // checks it: for a process that hands the mapping to another (the caller side of a
 // guarded store, which reads what the owner side may not).
 func (p Project) Load() (Project, error) {
-	if len(p.Secrets) > 0 {
+	if len(p.Secrets) > 0 || len(p.Inject) > 0 {
 		return p, nil
 	}
 	data, err := p.data()
@@ -111,7 +124,7 @@ func (tx *Tx) lookupMapped(m mapping) (map[string]*store.Secret, error) {
 // proto (kind, path, supervisor), returning the leases with their variables. Nothing is
 // granted if any check fails, including a value no environment variable can hold (a NUL
 // byte), which env and exec would both have to refuse.
-func (tx *Tx) grantMapped(found map[string]*store.Secret, m mapping, ttl string, proto lease.Request, detail string) ([]lease.Lease, []envfile.Var, error) {
+func (tx *Tx) grantMapped(found map[string]*store.Secret, m mapping, ttl string, proto lease.Request, detail string, each ...func(i int, r *lease.Request, v *envfile.Var)) ([]lease.Lease, []envfile.Var, error) {
 	exists := func(name string) bool { return found[name] != nil }
 	if err := envfile.Check(m.source, m.ms, exists, tx.mgr.CheckTTL); err != nil {
 		return nil, nil, err
@@ -136,8 +149,12 @@ func (tx *Tx) grantMapped(found map[string]*store.Secret, m mapping, ttl string,
 		}
 		r := proto
 		r.Secret, r.ClientID, r.TTL = mp.Name, tx.client, t
+		v := envfile.Var{Name: mp.EnvVar, Value: found[mp.Name].Value}
+		for _, f := range each {
+			f(len(reqs), &r, &v)
+		}
 		reqs = append(reqs, r)
-		vars = append(vars, envfile.Var{Name: mp.EnvVar, Value: found[mp.Name].Value})
+		vars = append(vars, v)
 	}
 	leases, err := tx.grantAll(reqs, detail)
 	if err != nil {

@@ -456,7 +456,7 @@ func (tx *Tx) leaseRoom(reqs []lease.Request) error {
 	for _, l := range live {
 		if l.UID == c.UID {
 			n++
-			if l.Kind == lease.KindExec {
+			if l.Supervised() {
 				holders[l.PID] = true
 			}
 		}
@@ -464,7 +464,7 @@ func (tx *Tx) leaseRoom(reqs []lease.Request) error {
 	if n+len(reqs) > MaxCallerLeases {
 		return fixed{Usagef("%d leases of yours are active; a caller holds at most %d", n, MaxCallerLeases), "revoke the ones you no longer use (secrets leases, secrets revoke ID), or let them expire"}
 	}
-	if reqs[0].Kind == lease.KindExec && !holders[reqs[0].PID] && len(holders) >= MaxCallerHolds {
+	if reqs[0].PID > 0 && !holders[reqs[0].PID] && len(holders) >= MaxCallerHolds {
 		return fixed{Usagef("%d commands of yours run with secrets already; a caller runs at most %d", len(holders), MaxCallerHolds), "wait for one to end"}
 	}
 	return nil
@@ -645,7 +645,11 @@ func (tx *Tx) grantAll(reqs []lease.Request, detail string) ([]lease.Lease, erro
 			var c json.RawMessage
 			if c, err = leaseChange(l); err == nil {
 				tx.table.grant(l)
-				tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, Holder: l.UID, OK: true, Detail: detail + "ttl " + l.TTL, State: c})
+				d := detail
+				if l.Kind == lease.KindInject {
+					d += "injected into its requests (it holds a placeholder), "
+				}
+				tx.Record(audit.Entry{Event: "lease_grant", Secret: l.Secret, LeaseID: l.ID, Holder: l.UID, OK: true, Detail: d + "ttl " + l.TTL, State: c})
 				out = append(out, l)
 				continue
 			}

@@ -1,0 +1,373 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/agent-secrets/secrets/redact"
+)
+
+// hopHeaders are the headers of one hop, which a proxy does not forward (RFC 9110 7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// found is where a request carries a placeholder.
+type found struct {
+	s     *Secret
+	where []string // "header NAME", "basic username", "basic password", "query NAME", "url"
+}
+
+// locate finds every placeholder in the request's headers and URL. Bodies are not
+// searched: nothing is ever put into a body, so a placeholder there stays one.
+func (p *Proxy) locate(r *http.Request) []found {
+	var out []found
+	for i := range p.cfg.Secrets {
+		s := &p.cfg.Secrets[i]
+		var where []string
+		for name, vals := range r.Header {
+			for _, v := range vals {
+				if strings.Contains(v, s.Placeholder) {
+					where = append(where, "header "+name)
+				}
+				if user, pass, ok := basic(name, v); ok {
+					if strings.Contains(user, s.Placeholder) {
+						where = append(where, "basic username")
+					}
+					if strings.Contains(pass, s.Placeholder) {
+						where = append(where, "basic password")
+					}
+				}
+			}
+		}
+		if q := r.URL.RawQuery; strings.Contains(q, s.Placeholder) {
+			for _, kv := range strings.Split(q, "&") {
+				k, v, _ := strings.Cut(kv, "=")
+				if strings.Contains(v, s.Placeholder) {
+					name, err := url.QueryUnescape(k)
+					if err != nil {
+						name = k
+					}
+					where = append(where, "query "+name)
+				}
+			}
+		}
+		if strings.Contains(r.URL.EscapedPath(), s.Placeholder) || r.URL.User != nil && strings.Contains(r.URL.User.String(), s.Placeholder) {
+			where = append(where, "url")
+		}
+		if len(where) > 0 {
+			out = append(out, found{s: s, where: where})
+		}
+	}
+	return out
+}
+
+// basic decodes an Authorization header's Basic credentials.
+func basic(name, v string) (user, pass string, ok bool) {
+	if !strings.EqualFold(name, "Authorization") {
+		return "", "", false
+	}
+	scheme, cred, _ := strings.Cut(v, " ")
+	if !strings.EqualFold(scheme, "Basic") {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return "", "", false
+	}
+	user, pass, ok = strings.Cut(string(raw), ":")
+	return user, pass, ok
+}
+
+// ruleWhere is the placeholder location a secret's rule gives the value to.
+func ruleWhere(s *Secret) []string {
+	r := s.Rule
+	switch {
+	case r.Basic != "":
+		return []string{"basic " + r.Basic}
+	case r.Query != "":
+		return []string{"query " + r.Query}
+	case r.Format == "" && strings.EqualFold(r.HeaderName(), "Authorization"):
+		// Without a format the child's own scheme is kept, Basic included.
+		return []string{"header Authorization", "basic username", "basic password"}
+	}
+	return []string{"header " + http.CanonicalHeaderKey(r.HeaderName())}
+}
+
+// serveHTTP is a request the child sent to a rule's host through the tunnel.
+func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	t, _ := r.Context().Value(targetKey{}).(*target)
+	if t == nil {
+		http.Error(w, "secrets: no target", http.StatusInternalServerError)
+		return
+	}
+	// The request goes to the CONNECT target and nowhere else, whatever it names.
+	if host, port, err := splitTarget(r.Host, 443); err != nil || host != t.host || port != t.port {
+		http.Error(w, "secrets: this connection is for "+t.authority(), http.StatusMisdirectedRequest)
+		return
+	}
+	if why := p.gate.admit(p.cfg.Now); why != "" {
+		name := t.secrets[0].Name
+		p.count("refuse", name, t.authority())
+		p.cfg.Event(Event{Kind: "inject_refused", Secret: name, Host: t.authority(), Why: why})
+		http.Error(w, fmt.Sprintf("secrets: %s is no longer injected here: %s", name, why), http.StatusForbidden)
+		return
+	}
+	out := r.Clone(r.Context())
+	out.RequestURI = ""
+	out.URL.Scheme, out.URL.Host, out.Host = "https", t.authority(), t.authority()
+	ws := isWebSocket(r)
+	for _, h := range hopHeaders {
+		if !(ws && (h == "Connection" || h == "Upgrade")) {
+			out.Header.Del(h)
+		}
+	}
+	for _, h := range strings.Split(r.Header.Get("Connection"), ",") {
+		if h = strings.TrimSpace(h); h != "" && !(ws && strings.EqualFold(h, "Upgrade")) {
+			out.Header.Del(h)
+		}
+	}
+	// The transport asks for gzip and decodes it: what comes back can be scrubbed.
+	out.Header.Del("Accept-Encoding")
+	var injected []*Secret
+	for _, f := range p.locate(r) {
+		ok := false
+		for _, c := range t.secrets {
+			ok = ok || c == f.s
+		}
+		ok = ok && f.s.Rule.MatchRequest(r.Method, r.URL.Path)
+		want := ruleWhere(f.s)
+		var outside []string
+		hit := false
+		for _, w := range f.where {
+			if ok && contains(want, w) {
+				hit = true
+			} else {
+				outside = append(outside, w)
+			}
+		}
+		if len(outside) > 0 {
+			why := fmt.Sprintf("sent in the %s, which its rule does not give the value to (%s %s)", strings.Join(outside, ", "), r.Method, t.authority())
+			p.count("refuse", f.s.Name, t.authority())
+			p.cfg.Event(Event{Kind: "inject_blocked", Secret: f.s.Name, Host: t.authority(), Why: why})
+			if p.cfg.Strict {
+				http.Error(w, "secrets: the placeholder of "+f.s.Name+" was "+why, http.StatusForbidden)
+				return
+			}
+		}
+		if hit {
+			inject(out, f.s)
+			injected = append(injected, f.s)
+		}
+	}
+	tr, err := p.transport(t)
+	if err != nil {
+		http.Error(w, "secrets: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	resp, err := tr.RoundTrip(out)
+	if err != nil {
+		// A url.Error names the URL, which may carry the value in its query.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		http.Error(w, fmt.Sprintf("secrets: %s: %s", t.authority(), p.scrubString(err.Error())), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for _, s := range injected {
+		p.count("inject", s.Name, t.authority())
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
+		http.Error(w, fmt.Sprintf("secrets: %s answered in the %s encoding, which the proxy cannot scrub of the value", t.authority(), enc), http.StatusBadGateway)
+		return
+	}
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			w.Header().Add(k, p.scrubString(v))
+		}
+	}
+	w.Header().Del("Content-Length") // scrubbing may change it
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		p.upgrade(w, resp)
+		return
+	}
+	w.WriteHeader(resp.StatusCode)
+	sw, _ := redact.New(flusher{w}, p.scrubs())
+	io.Copy(sw, resp.Body)
+	sw.Close()
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if strings.EqualFold(y, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func isWebSocket(r *http.Request) bool {
+	return r.ProtoMajor == 1 && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// inject puts s's value where its rule says, in place of its placeholder.
+func inject(out *http.Request, s *Secret) {
+	r, ph, val := s.Rule, s.Placeholder, string(s.Value)
+	switch {
+	case r.Query != "":
+		parts := strings.Split(out.URL.RawQuery, "&")
+		for i, kv := range parts {
+			k, v, ok := strings.Cut(kv, "=")
+			if name, err := url.QueryUnescape(k); ok && err == nil && name == r.Query && strings.Contains(v, ph) {
+				parts[i] = k + "=" + strings.ReplaceAll(v, ph, url.QueryEscape(val))
+			}
+		}
+		out.URL.RawQuery = strings.Join(parts, "&")
+	case r.Basic != "":
+		v := out.Header.Get("Authorization")
+		if user, pass, ok := basic("Authorization", v); ok {
+			if r.Basic == "username" {
+				user = strings.ReplaceAll(user, ph, val)
+			} else {
+				pass = strings.ReplaceAll(pass, ph, val)
+			}
+			out.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
+		}
+	default:
+		name := r.HeaderName()
+		vals := out.Header.Values(name)
+		for i, v := range vals {
+			if r.Format != "" && strings.Contains(v, ph) {
+				vals[i] = strings.Replace(r.Format, "{value}", val, 1)
+				continue
+			}
+			if user, pass, ok := basic(name, v); ok && (strings.Contains(user, ph) || strings.Contains(pass, ph)) {
+				cred := strings.ReplaceAll(user, ph, val) + ":" + strings.ReplaceAll(pass, ph, val)
+				vals[i] = "Basic " + base64.StdEncoding.EncodeToString([]byte(cred))
+				continue
+			}
+			vals[i] = strings.ReplaceAll(v, ph, val)
+		}
+	}
+}
+
+// scrubs are the values to take out of what comes back: each shown as its placeholder,
+// its encodings as [REDACTED:NAME].
+func (p *Proxy) scrubs() []redact.Secret {
+	out := make([]redact.Secret, 0, len(p.cfg.Secrets))
+	for _, s := range p.cfg.Secrets {
+		out = append(out, redact.Secret{Name: s.Name, Value: s.Value, Shown: []byte(s.Placeholder)})
+	}
+	return out
+}
+
+func (p *Proxy) scrubString(s string) string {
+	var b strings.Builder
+	w, _ := redact.New(&b, p.scrubs())
+	io.WriteString(w, s)
+	w.Close()
+	return b.String()
+}
+
+// flusher sends each write on at once: a stream of events reaches the child as it comes.
+type flusher struct{ w http.ResponseWriter }
+
+func (f flusher) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	return n, err
+}
+
+// upgrade passes a WebSocket through once upstream has switched protocols. Its frames
+// are not scrubbed (the README says so): only the handshake was.
+func (p *Proxy) upgrade(w http.ResponseWriter, resp *http.Response) {
+	up, ok := resp.Body.(io.ReadWriteCloser)
+	if ok {
+		defer up.Close()
+	}
+	hj, hok := w.(http.Hijacker)
+	if !ok || !hok {
+		http.Error(w, "secrets: the upgrade could not be passed through", http.StatusBadGateway)
+		return
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	// The 101 is written here, after the hijack: the server would not send it.
+	resp.Header = w.Header()
+	resp.Body = http.NoBody
+	resp.ContentLength = -1
+	if err := resp.Write(brw); err != nil || brw.Flush() != nil {
+		c.Close()
+		return
+	}
+	if !p.track(c) {
+		c.Close()
+		return
+	}
+	defer func() { p.untrack(c); c.Close() }()
+	done := make(chan struct{})
+	go func() { io.Copy(up, brw.Reader); up.Close(); close(done) }()
+	io.Copy(c, up)
+	c.Close()
+	<-done
+}
+
+// plain serves a plain http:// request: nothing is ever injected into one. It reports
+// whether the connection may carry another request.
+func (p *Proxy) plain(c net.Conn, req *http.Request) bool {
+	if req.URL.Scheme != "http" || req.URL.Host == "" {
+		reply(c, http.StatusBadRequest, "secrets: a proxy request names an http:// URL, or is a CONNECT", nil)
+		return false
+	}
+	host, port, err := splitTarget(req.URL.Host, 80)
+	if err != nil {
+		reply(c, http.StatusBadRequest, "secrets: "+err.Error(), nil)
+		return false
+	}
+	authority := "http://" + net.JoinHostPort(host, fmt.Sprint(port))
+	for _, f := range p.locate(req) {
+		p.cfg.Event(Event{Kind: "inject_blocked", Secret: f.s.Name, Host: authority, Why: "sent over plain http, into which no value is ever injected"})
+	}
+	if p.cfg.Strict || p.cfg.Only {
+		p.refuse(c, "egress_denied", "", authority, "strict egress: plain http to "+authority+" is refused")
+		return false
+	}
+	req.RequestURI = ""
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	p.mu.Lock()
+	if p.plainTr == nil {
+		p.plainTr = &http.Transport{Proxy: nil, DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, MaxIdleConnsPerHost: 8}
+	}
+	tr := p.plainTr
+	p.mu.Unlock()
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		reply(c, http.StatusBadGateway, fmt.Sprintf("secrets: could not reach %s", authority), nil)
+		return false
+	}
+	defer resp.Body.Close()
+	p.count("tunnel", "", authority)
+	keep := !req.Close && !resp.Close
+	if !keep {
+		resp.Header.Set("Connection", "close")
+	}
+	bw := bufio.NewWriter(c)
+	if err := resp.Write(bw); err != nil {
+		return false
+	}
+	return bw.Flush() == nil && keep
+}
