@@ -9,14 +9,17 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -174,5 +177,288 @@ func TestInjectCurl(t *testing.T) {
 	audit := r.run(t, "", "audit", "--tail", "10")
 	if !strings.Contains(audit, `"event": "inject_use"`) || !strings.Contains(audit, "localhost:"+r.port+": 1 request") {
 		t.Fatalf("the audit log does not say where the value went:\n%s", audit)
+	}
+}
+
+// childEnv starts `secrets exec ARGS -- sh -c 'env > FILE; exec sleep 300'` (which
+// ignores SIGTERM, so that it lives out a grace) and returns
+// the child's environment once it has written it, and the running supervisor.
+func (r *injectRig) childEnv(t *testing.T, extraEnv []string, args ...string) (map[string]string, *exec.Cmd, *strings.Builder) {
+	t.Helper()
+	envFile := filepath.Join(r.dir, "child.env")
+	os.Remove(envFile)
+	cmd := exec.Command(r.bin, append(append([]string{"exec"}, args...), "--", "sh", "-c", `trap "" TERM; env > "$0.tmp" && mv "$0.tmp" "$0"; exec sleep 300`, envFile)...)
+	cmd.Env = append(append([]string{}, r.env...), extraEnv...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, err := os.ReadFile(envFile)
+		if err == nil {
+			env := map[string]string{}
+			for _, line := range strings.Split(string(data), "\n") {
+				if k, v, ok := strings.Cut(line, "="); ok {
+					env[k] = v
+				}
+			}
+			return env, cmd, &stderr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the command never started: %s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// client is an HTTP client that uses the child's proxy and trusts its bundle, as the
+// child's own clients do.
+func childClient(t *testing.T, env map[string]string) *http.Client {
+	t.Helper()
+	pu, err := url.Parse(env["HTTPS_PROXY"])
+	if err != nil || pu.Host == "" {
+		t.Fatalf("the child has no proxy: %q", env["HTTPS_PROXY"])
+	}
+	bundle, err := os.ReadFile(env["SSL_CERT_FILE"])
+	if err != nil {
+		t.Fatalf("the child's CA bundle: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(bundle)
+	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: roots}, DisableKeepAlives: true}, Timeout: 10 * time.Second}
+}
+
+func get(c *http.Client, u, auth string) (int, string, error) {
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set("Authorization", auth)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), nil
+}
+
+// TestInjectRevokeRefusesNextRequest: a revoke from another terminal makes the next
+// request fail with 403 within 100 ms, with the command stopped (the default) or left
+// running with placeholders only (--on-revoke deny).
+func TestInjectRevokeRefusesNextRequest(t *testing.T) {
+	for _, mode := range []string{"stop", "deny"} {
+		t.Run(mode, func(t *testing.T) {
+			r := newInjectRig(t)
+			env, cmd, stderr := r.childEnv(t, nil, "--secret", "gh=GH", "--on-revoke", mode, "--grace", "1s")
+			c := childClient(t, env)
+			if code, _, err := get(c, r.url+"/echo", "Bearer "+env["GH"]); err != nil || code != 200 {
+				t.Fatalf("before the revoke: %d %v; %s", code, err, stderr)
+			}
+			r.run(t, "", "revoke", "--all")
+			revoked := time.Now()
+			code, body, err := get(c, r.url+"/echo", "Bearer "+env["GH"])
+			took := time.Since(revoked)
+			if err != nil || code != http.StatusForbidden || !strings.Contains(body, "no longer injected") {
+				t.Fatalf("the request after the revoke: %d %q %v", code, body, err)
+			}
+			if took > 100*time.Millisecond {
+				t.Fatalf("the refusal took %v", took)
+			}
+			if n := len(r.requests()); n != 1 {
+				t.Fatalf("the server got %d requests; only the one before the revoke may reach it", n)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+				if mode == "deny" {
+					t.Fatalf("--on-revoke deny stopped the command: %s", stderr)
+				}
+			case <-time.After(3 * time.Second):
+				if mode == "stop" {
+					t.Fatal("the command was not stopped")
+				}
+				audit := r.run(t, "", "audit", "--tail", "20")
+				if !strings.Contains(audit, `"event": "inject_refused"`) {
+					t.Fatalf("the refusal is not in the log:\n%s", audit)
+				}
+			}
+			t.Logf("%s: refused %v after the revoke returned", mode, took)
+		})
+	}
+}
+
+// TestInjectIgnoresTheAgentsTrustAndProxy: a supervisor started with SSL_CERT_FILE,
+// SSL_CERT_DIR and HTTPS_PROXY pointing at an attacker's CA and proxy sends the value to
+// neither: its own connections trust the system's roots and the policy's, and go direct.
+func TestInjectIgnoresTheAgentsTrustAndProxy(t *testing.T) {
+	r := newInjectRig(t)
+	evil, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer evil.Close()
+	var hits atomic.Int32
+	go func() {
+		for {
+			c, err := evil.Accept()
+			if err != nil {
+				return
+			}
+			hits.Add(1)
+			c.Close()
+		}
+	}()
+	evilCA, _ := testCA(t)
+	evilFile := filepath.Join(r.dir, "evil-ca.pem")
+	os.WriteFile(evilFile, evilCA, 0o600)
+	proxyURL := "http://" + evil.Addr().String()
+	attacker := []string{"SSL_CERT_FILE=" + evilFile, "SSL_CERT_DIR=" + r.dir, "HTTPS_PROXY=" + proxyURL, "https_proxy=" + proxyURL,
+		"HTTP_PROXY=" + proxyURL, "ALL_PROXY=" + proxyURL, "NO_PROXY=localhost", "no_proxy=*"}
+	env, _, stderr := r.childEnv(t, attacker, "--secret", "gh=GH")
+	if env["NO_PROXY"] != "" || env["no_proxy"] != "" || strings.Contains(env["HTTPS_PROXY"], evil.Addr().String()) {
+		t.Fatalf("the child kept the agent's proxy settings: %v", env)
+	}
+	code, body, err := get(childClient(t, env), r.url+"/echo", "Bearer "+env["GH"])
+	if err != nil || code != 200 || strings.Contains(body, injectValue) {
+		t.Fatalf("%d %q %v; %s", code, body, err, stderr)
+	}
+	if reqs := r.requests(); len(reqs) != 1 || reqs[0].Header.Get("Authorization") != "Bearer "+injectValue {
+		t.Fatalf("the real server did not get the value: %v", reqs)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the attacker's proxy got %d connections", n)
+	}
+}
+
+// TestInjectCAKeyNeverOnDisk: the run CA's key exists only in the supervisor's memory;
+// the child's bundle holds certificates, is 0600 in a 0700 directory, and goes with the
+// run. Nothing the run writes holds the value.
+func TestInjectCAKeyNeverOnDisk(t *testing.T) {
+	r := newInjectRig(t)
+	tmp := filepath.Join(r.dir, "tmp")
+	os.Mkdir(tmp, 0o700)
+	out, stderr, code := r.exec(t, []string{"TMPDIR=" + tmp}, "--secret", "gh=GH", "--",
+		"sh", "-c", `stat -c '%a' "$(dirname "$SSL_CERT_FILE")" "$SSL_CERT_FILE"; grep -c 'BEGIN CERTIFICATE' "$SSL_CERT_FILE"; grep -c PRIVATE "$SSL_CERT_FILE"; echo "$SSL_CERT_FILE"`)
+	lines := strings.Fields(out)
+	if code != 0 || len(lines) != 5 || lines[0] != "700" || lines[1] != "600" || lines[3] != "0" {
+		t.Fatalf("exit %d: %q %s", code, out, stderr)
+	}
+	if !strings.HasPrefix(lines[4], tmp) {
+		t.Fatalf("the bundle %s is not in TMPDIR", lines[4])
+	}
+	if _, err := os.Stat(lines[4]); !os.IsNotExist(err) {
+		t.Fatalf("the bundle outlived the run: %v", err)
+	}
+	filepath.Walk(r.dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || p == r.caFile {
+			return nil
+		}
+		data, _ := os.ReadFile(p)
+		if strings.Contains(string(data), "PRIVATE KEY") || strings.Contains(string(data), injectValue) {
+			t.Errorf("%s holds a key or the value", p)
+		}
+		return nil
+	})
+}
+
+// TestInjectOtherHosts: a host outside the rule is tunnelled untouched (it gets the
+// placeholder, never the value), or refused with --strict-egress; a child that unsets
+// the proxy gets nothing but the placeholder through. Each is in the log.
+func TestInjectOtherHosts(t *testing.T) {
+	r := newInjectRig(t)
+	roots := x509.NewCertPool()
+	ca, _ := os.ReadFile(r.caFile)
+	roots.AppendCertsFromPEM(ca)
+	other := "https://127.0.0.1:" + r.port // the same server by another name: no rule names it
+
+	env, _, _ := r.childEnv(t, nil, "--secret", "gh=GH")
+	c := childClient(t, env)
+	c.Transport.(*http.Transport).TLSClientConfig.RootCAs = roots // the tunnel is end to end: the child must trust the server itself
+	if code, _, err := get(c, other+"/echo", "Bearer "+env["GH"]); err != nil || code != 200 {
+		t.Fatalf("tunnelled: %d %v", code, err)
+	}
+	direct := &http.Client{Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	if code, _, err := get(direct, r.url+"/echo", "Bearer "+env["GH"]); err != nil || code != 200 {
+		t.Fatalf("direct: %d %v", code, err)
+	}
+	for _, req := range r.requests() {
+		if got := req.Header.Get("Authorization"); got != "Bearer "+env["GH"] {
+			t.Fatalf("a request outside the proxy's rule got %q", got)
+		}
+	}
+
+	strict, _, _ := r.childEnv(t, nil, "--secret", "gh=GH", "--strict-egress")
+	sc := childClient(t, strict)
+	_, _, err := get(sc, other+"/echo", "Bearer "+strict["GH"])
+	if err == nil || !strings.Contains(err.Error(), "Forbidden") {
+		t.Fatalf("strict egress let it through: %v", err)
+	}
+	if code, _, err := get(sc, r.url+"/echo", "Bearer "+strict["GH"]); err != nil || code != 200 {
+		t.Fatalf("strict egress refused the rule's host: %d %v", code, err)
+	}
+	time.Sleep(1200 * time.Millisecond) // refusals are logged a batch a second
+	audit := r.run(t, "", "audit", "--tail", "30")
+	if !strings.Contains(audit, `"event": "egress_denied"`) || !strings.Contains(audit, "127.0.0.1:"+r.port) {
+		t.Fatalf("the refusal is not in the log:\n%s", audit)
+	}
+}
+
+// TestInjectRulesAreChecked: a project file's rule is checked with its JSON path, may
+// not carry trust roots, may not widen the policy's hosts, and secrets env refuses it.
+func TestInjectRulesAreChecked(t *testing.T) {
+	r := newInjectRig(t)
+	// exec's errors are lines on stderr (its stdout is the command's): the exit code is
+	// the code's, 2 for invalid_project_file and 12 for inject_not_allowed.
+	for _, c := range []struct {
+		file string
+		exit int
+		want string
+	}{
+		{`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["Api.GitHub.com"]}}]}`, 2, "secrets[0].inject.hosts[0]"},
+		{`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["*.github.io"]}}]}`, 2, "anyone can run a host"},
+		{`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["*.com"]}}]}`, 2, "secrets[0].inject.hosts[0]"},
+		{`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["localhost"],"roots":["x"]}}]}`, 2, "secrets[0].inject.roots"},
+		{`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["localhost"],"header":"Host"}}]}`, 2, "secrets[0].inject.header"},
+		{`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["localhost"],"format":"Bearer"}}]}`, 2, "secrets[0].inject.format"},
+		{`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["localhost"],"colour":"red"}}]}`, 2, "secrets[0].inject.colour"},
+		{`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["evil.example"]}}]}`, 12, "evil.example is not among the hosts the policy gives it"},
+		{`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["localhost"],"query":"key"}}]}`, 12, "may not move it"},
+	} {
+		file := filepath.Join(r.dir, "m.json")
+		os.WriteFile(file, []byte(c.file), 0o600)
+		out, stderr, code := r.exec(t, nil, "--file", file, "--", "true")
+		if code != c.exit || !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "secrets: hint: ") || strings.Contains(out+stderr, injectValue) {
+			t.Errorf("%s: exit %d\n%s%s", c.file, code, out, stderr)
+		}
+	}
+	os.WriteFile(filepath.Join(r.dir, "m.json"), []byte(`{"secrets":[{"name":"gh","env_var":"GH","inject":{"hosts":["localhost"]}}]}`), 0o600)
+	cmd := exec.Command(r.bin, "env", "--file", filepath.Join(r.dir, "m.json"), "--output", filepath.Join(r.dir, ".env"))
+	cmd.Env = r.env
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "invalid_project_file") {
+		t.Fatalf("secrets env wrote an injected secret to a file: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, ".env")); err == nil {
+		t.Fatal(".env was written")
+	}
+}
+
+// TestInjectKillswitchRefuses: the killswitch stops injection as a revoke does.
+func TestInjectKillswitchRefuses(t *testing.T) {
+	r := newInjectRig(t)
+	env, _, stderr := r.childEnv(t, nil, "--secret", "gh=GH", "--on-revoke", "deny")
+	c := childClient(t, env)
+	if code, _, err := get(c, r.url+"/echo", "Bearer "+env["GH"]); err != nil || code != 200 {
+		t.Fatalf("before: %d %v; %s", code, err, stderr)
+	}
+	cmd := exec.Command(r.bin, "killswitch", "--yes")
+	cmd.Env = r.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("killswitch: %v\n%s", err, out)
+	}
+	code, body, err := get(c, r.url+"/echo", "Bearer "+env["GH"])
+	if err != nil || code != http.StatusForbidden || !strings.Contains(body, "killswitch") {
+		t.Fatalf("after the killswitch: %d %q %v", code, body, err)
 	}
 }
