@@ -547,6 +547,7 @@ func TestGuardedStore(t *testing.T) {
 
 	guardedExec(t, bin, agent, dir, value)
 	guardedEnv(t, bin, agent, dir, value)
+	guardedInject(t, bin, agent, dir, value)
 
 	// A canary locks the store down when it is used; the agents are not told which it was.
 	// The lockdown stops a guarded exec's command, through the owner side's helper.
