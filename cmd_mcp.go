@@ -173,6 +173,9 @@ type execOutput struct {
 	// be seen; StoreVisible says why not when it did not.
 	StoreHidden  bool   `json:"store_hidden"`
 	StoreVisible string `json:"store_visible,omitempty"`
+	// Injected are the secrets the command never held: it had placeholders, and the
+	// values went only into its requests to these hosts.
+	Injected []vault.Injected `json:"injected,omitempty"`
 }
 
 // MaxToolOutput caps what secrets_exec returns of each stream.
@@ -219,7 +222,7 @@ func runExec(ctx context.Context, base vault.Options, gate *vault.ToolGate, clie
 	return execOutput{
 		ExitCode: res.ExitCode, TimedOut: ctx.Err() == context.DeadlineExceeded,
 		Stdout: out.String(), StdoutTruncated: out.over, Stderr: errb.String(), StderrTruncated: errb.over,
-		StoreHidden: res.Unhidden == "", StoreVisible: res.Unhidden,
+		StoreHidden: res.Unhidden == "", StoreVisible: res.Unhidden, Injected: res.Injected,
 	}, res.ExitCode != 0
 }
 
@@ -271,8 +274,8 @@ func mcpTools(base vault.Options, allow []string, gate *vault.ToolGate) []mcp.To
 			"(stdout: the command's stdout and stderr in order, as 2>&1; stderr: what secrets itself reports). " +
 			"Only the exact commands a person allowed for those secrets run (their policy's exec rules, or the commands this server was registered with); " +
 			"never secrets itself. The command gets no SECRETS_* variables and, where the kernel allows, cannot see the store (store_hidden says whether it could). " +
-			"Output is redacted, but an allowed command you can change (a test script, say) can still print or send what it holds: " +
-			"to use a credential without holding it, a person sets up injection.", InputSchema: schema(map[string]any{
+			"Output is redacted, but an allowed command you can change (a test script, say) can still print or send what it holds. " +
+			"A secret with an inject rule (its policy's, or the project file's) is injected instead: the command holds a placeholder and the value goes only into its HTTPS requests to the rule's hosts; injected lists them.", InputSchema: schema(map[string]any{
 			"command": map[string]any{"type": "array", "items": map[string]any{"type": "string"}, "minItems": 1, "description": "argv, e.g. [\"gh\", \"repo\", \"list\"]"},
 			"secrets": map[string]any{"type": "array", "description": "secrets to place in variables", "items": schema(map[string]any{
 				"name": strProp("secret name"), "env_var": strProp("variable (default: the name upper-cased)"),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -22,6 +23,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // injectValue is the fake credential the injection tests store; nothing but the test
@@ -460,5 +463,42 @@ func TestInjectKillswitchRefuses(t *testing.T) {
 	code, body, err := get(c, r.url+"/echo", "Bearer "+env["GH"])
 	if err != nil || code != http.StatusForbidden || !strings.Contains(body, "killswitch") {
 		t.Fatalf("after the killswitch: %d %q %v", code, body, err)
+	}
+}
+
+// TestInjectMCPExec: MCP's secrets_exec injects every mapping that has a rule, and says
+// so in its result; neither the result nor the command's output holds the value.
+func TestInjectMCPExec(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("SKIP: curl is not installed (.ci/run installs it)")
+	}
+	r := newInjectRig(t, "--exec", "sh -c *")
+	cr, sw := io.Pipe()
+	sr, cw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- newApp(sr, sw, io.Discard, r.env, time.Now).runContext(ctx, []string{"secrets", "mcp"})
+		sw.Close()
+	}()
+	cs, err := sdk.NewClient(&sdk.Implementation{Name: "test-agent", Version: "1.0"}, nil).Connect(ctx, &sdk.IOTransport{Reader: cr, Writer: cw}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cs.Close(); cw.Close(); cancel(); <-done }()
+	res, out := callTool(t, cs, "secrets_exec", map[string]any{
+		"command": []string{"sh", "-c", `echo "held=$GH"; curl -sS "$0/echo" -H "Authorization: Bearer $GH"`, r.url},
+		"secrets": []map[string]any{{"name": "gh", "env_var": "GH"}},
+	})
+	raw, _ := json.Marshal(res)
+	if res.IsError || strings.Contains(string(raw), injectValue) || leaked(res) {
+		t.Fatalf("secrets_exec: %s", raw)
+	}
+	inj, _ := out["injected"].([]any)
+	if len(inj) != 1 || !strings.Contains(string(raw), `\"hosts\":[\"localhost\"]`) && !strings.Contains(string(raw), `"hosts":["localhost"]`) {
+		t.Fatalf("the result does not say what was injected: %s", raw)
+	}
+	if reqs := r.requests(); len(reqs) != 1 || reqs[0].Header.Get("Authorization") != "Bearer "+injectValue {
+		t.Fatalf("the server did not get the value: %v (%s)", reqs, raw)
 	}
 }
