@@ -281,25 +281,58 @@ func BenchmarkExecVsTrue(b *testing.B) {
 		func() time.Duration { return timed(b, truePath, nil, env) })
 }
 
+// BenchmarkExecInjectVsSecret: `secrets exec --inject k=VAR@localhost -- true` against
+// `secrets exec --secret k=VAR -- true`: what starting the proxy, its CA and the child's
+// trust bundle adds to an exec.
+func BenchmarkExecInjectVsSecret(b *testing.B) {
+	bin := releaseBinary(b)
+	dir := benchStore(b, bin, 10)
+	env := append(os.Environ(), "SECRETS_DIR="+dir)
+	truePath, err := exec.LookPath("true")
+	if err != nil {
+		b.Skip("no true(1)")
+	}
+	compare(b,
+		func() time.Duration {
+			return timed(b, bin, []string{"exec", "--inject", "k=VAR@localhost", "--", truePath}, env)
+		},
+		func() time.Duration { return timed(b, bin, []string{"exec", "--secret", "k=VAR", "--", truePath}, env) })
+}
+
 // preMCP is the last commit before secrets mcp, for BenchmarkStartupVsBeforeMCP.
 const preMCP = "75ef6d1"
+
+// preInject is the last commit before injection, for BenchmarkStartupVsBeforeInject.
+const preInject = "d606080"
+
+// BenchmarkStartupVsBeforeInject: `secrets version` at HEAD against the same command
+// built from the commit before injection landed: the proxy must add no start-up work
+// (DESIGN.md section 9).
+func BenchmarkStartupVsBeforeInject(b *testing.B) {
+	startupVs(b, preInject)
+}
 
 // BenchmarkStartupVsBeforeMCP: `secrets version` at HEAD against the same command built
 // from the commit before the MCP server landed, showing what the MCP code costs every
 // other command at start-up.
 func BenchmarkStartupVsBeforeMCP(b *testing.B) {
+	startupVs(b, preMCP)
+}
+
+// startupVs compares `secrets version` at HEAD with the same command built at commit.
+func startupVs(b *testing.B, commit string) {
 	bin := releaseBinary(b)
 	tree := filepath.Join(b.TempDir(), "tree")
-	add := exec.Command("git", "worktree", "add", "--detach", tree, preMCP)
+	add := exec.Command("git", "worktree", "add", "--detach", tree, commit)
 	if out, err := add.CombinedOutput(); err != nil {
-		b.Skipf("no worktree of %s (a shallow clone?): %v %s", preMCP, err, out)
+		b.Skipf("no worktree of %s (a shallow clone?): %v %s", commit, err, out)
 	}
 	defer exec.Command("git", "worktree", "remove", "--force", tree).Run()
-	old := filepath.Join(b.TempDir(), "secrets-before-mcp")
+	old := filepath.Join(b.TempDir(), "secrets-"+commit)
 	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", old, ".")
 	build.Dir, build.Env = tree, append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("build %s: %v\n%s", preMCP, err, out)
+		b.Fatalf("build %s: %v\n%s", commit, err, out)
 	}
 	env := os.Environ()
 	compare(b,

@@ -186,7 +186,7 @@ func TestInjectCurl(t *testing.T) {
 // childEnv starts `secrets exec ARGS -- sh -c 'env > FILE; exec sleep 300'` (which
 // ignores SIGTERM, so that it lives out a grace) and returns
 // the child's environment once it has written it, and the running supervisor.
-func (r *injectRig) childEnv(t *testing.T, extraEnv []string, args ...string) (map[string]string, *exec.Cmd, *strings.Builder) {
+func (r *injectRig) childEnv(t *testing.T, extraEnv []string, args ...string) (map[string]string, <-chan struct{}, *strings.Builder) {
 	t.Helper()
 	envFile := filepath.Join(r.dir, "child.env")
 	os.Remove(envFile)
@@ -197,7 +197,9 @@ func (r *injectRig) childEnv(t *testing.T, extraEnv []string, args ...string) (m
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	done := make(chan struct{}) // closed when the supervisor has exited
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		data, err := os.ReadFile(envFile)
@@ -208,7 +210,7 @@ func (r *injectRig) childEnv(t *testing.T, extraEnv []string, args ...string) (m
 					env[k] = v
 				}
 			}
-			return env, cmd, &stderr
+			return env, done, &stderr
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the command never started: %s", stderr.String())
@@ -253,7 +255,7 @@ func TestInjectRevokeRefusesNextRequest(t *testing.T) {
 	for _, mode := range []string{"stop", "deny"} {
 		t.Run(mode, func(t *testing.T) {
 			r := newInjectRig(t)
-			env, cmd, stderr := r.childEnv(t, nil, "--secret", "gh=GH", "--on-revoke", mode, "--grace", "1s")
+			env, done, stderr := r.childEnv(t, nil, "--secret", "gh=GH", "--on-revoke", mode, "--grace", "1s")
 			c := childClient(t, env)
 			if code, _, err := get(c, r.url+"/echo", "Bearer "+env["GH"]); err != nil || code != 200 {
 				t.Fatalf("before the revoke: %d %v; %s", code, err, stderr)
@@ -271,8 +273,6 @@ func TestInjectRevokeRefusesNextRequest(t *testing.T) {
 			if n := len(r.requests()); n != 1 {
 				t.Fatalf("the server got %d requests; only the one before the revoke may reach it", n)
 			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
 			select {
 			case <-done:
 				if mode == "deny" {

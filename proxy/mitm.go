@@ -123,10 +123,14 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host, out.Host = "https", t.authority(), t.authority()
 	ws := isWebSocket(r)
+	trailers := strings.EqualFold(strings.TrimSpace(r.Header.Get("Te")), "trailers") // gRPC's, which it needs upstream
 	for _, h := range hopHeaders {
 		if !(ws && (h == "Connection" || h == "Upgrade")) {
 			out.Header.Del(h)
 		}
+	}
+	if trailers {
+		out.Header.Set("Te", "trailers")
 	}
 	for _, h := range strings.Split(r.Header.Get("Connection"), ",") {
 		if h = strings.TrimSpace(h); h != "" && !(ws && strings.EqualFold(h, "Upgrade")) {
@@ -166,7 +170,7 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			injected = append(injected, f.s)
 		}
 	}
-	tr, err := p.transport(t)
+	tr, err := p.transport(t, r.ProtoMajor == 2)
 	if err != nil {
 		http.Error(w, "secrets: "+err.Error(), http.StatusBadGateway)
 		return
@@ -194,15 +198,32 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Add(k, p.scrubString(v))
 		}
 	}
-	w.Header().Del("Content-Length") // scrubbing may change it
+	if r.Method != http.MethodHead && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified {
+		w.Header().Del("Content-Length") // scrubbing may change it
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		p.upgrade(w, resp)
 		return
 	}
+	for k := range resp.Trailer {
+		w.Header().Add("Trailer", k)
+	}
 	w.WriteHeader(resp.StatusCode)
-	sw, _ := redact.New(flusher{w}, p.scrubs())
+	// A stream (no length, or server-sent events) reaches the child as it comes, as
+	// httputil.ReverseProxy sends it; a body of known length goes in as few writes as
+	// the server's.
+	var dst io.Writer = w
+	if resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		dst = flusher{w}
+	}
+	sw := p.scrub.Writer(dst)
 	io.Copy(sw, resp.Body)
 	sw.Close()
+	for k, vs := range resp.Trailer { // known once the body is read: gRPC's status
+		for _, v := range vs {
+			w.Header().Add(k, p.scrubString(v))
+		}
+	}
 }
 
 func contains(xs []string, x string) bool {
@@ -261,17 +282,23 @@ func inject(out *http.Request, s *Secret) {
 
 // scrubs are the values to take out of what comes back: each shown as its placeholder,
 // its encodings as [REDACTED:NAME].
-func (p *Proxy) scrubs() []redact.Secret {
-	out := make([]redact.Secret, 0, len(p.cfg.Secrets))
-	for _, s := range p.cfg.Secrets {
-		out = append(out, redact.Secret{Name: s.Name, Value: s.Value, Shown: []byte(s.Placeholder)})
+func scrubs(secrets []Secret) *redact.Set {
+	out := make([]redact.Secret, 0, len(secrets))
+	for _, s := range secrets {
+		if s.Value != nil {
+			out = append(out, redact.Secret{Name: s.Name, Value: s.Value, Shown: []byte(s.Placeholder)})
+		}
 	}
-	return out
+	set, _ := redact.Compile(out)
+	return set
 }
 
 func (p *Proxy) scrubString(s string) string {
+	if !p.scrub.Maybe(s) {
+		return s
+	}
 	var b strings.Builder
-	w, _ := redact.New(&b, p.scrubs())
+	w := p.scrub.Writer(&b)
 	io.WriteString(w, s)
 	w.Close()
 	return b.String()

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/policy"
+	"github.com/agent-secrets/secrets/redact"
 )
 
 // Secret is one injected value.
@@ -103,15 +104,16 @@ const MaxConns = 512
 
 // Proxy is a running proxy. Its methods are safe for concurrent use.
 type Proxy struct {
-	cfg  Config
-	ln   net.Listener
-	ep   Endpoint
-	ca   *authority
-	gate *gate
-	auth string // the Proxy-Authorization header the child must send
-	mitm *http.Server
-	feed *feed
-	sem  chan struct{}
+	cfg   Config
+	ln    net.Listener
+	ep    Endpoint
+	ca    *authority
+	gate  *gate
+	auth  string // the Proxy-Authorization header the child must send
+	mitm  *http.Server
+	feed  *feed
+	sem   chan struct{}
+	scrub *redact.Set // the values, to take out of responses
 
 	mu      sync.Mutex
 	conns   map[net.Conn]bool
@@ -159,7 +161,7 @@ func Start(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the injection proxy: %w", err)
 	}
-	p := &Proxy{cfg: cfg, ln: ln, gate: newGate(cfg.Expiry), sem: make(chan struct{}, MaxConns),
+	p := &Proxy{cfg: cfg, ln: ln, gate: newGate(cfg.Expiry), sem: make(chan struct{}, MaxConns), scrub: scrubs(cfg.Secrets),
 		conns: map[net.Conn]bool{}, targets: map[net.Conn]*target{}, ports: map[string]*http.Transport{}, counts: map[[3]string]int{}}
 	p.ep = Endpoint{Addr: ln.Addr().String(), User: "secrets-" + Placeholder(nil)[:8], Pass: Placeholder(nil)}
 	p.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(p.ep.User+":"+p.ep.Pass))
@@ -612,10 +614,15 @@ func WriteBundle(system, ca []byte) (string, func(), error) {
 
 // transport is the upstream transport for a rule's host: its own connections, trusting
 // the system's roots and the rules' own, never a proxy or a root from the environment.
-func (p *Proxy) transport(t *target) (*http.Transport, error) {
+// A request that came over HTTP/2 goes on over HTTP/2 (gRPC needs it, and its trailers);
+// one that came over HTTP/1.1 goes on over HTTP/1.1, which is the quicker of the two.
+func (p *Proxy) transport(t *target, h2 bool) (*http.Transport, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := t.authority()
+	if h2 {
+		key += " h2"
+	}
 	if tr := p.ports[key]; tr != nil {
 		return tr, nil
 	}
@@ -632,12 +639,19 @@ func (p *Proxy) transport(t *target) (*http.Transport, error) {
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     &tls.Config{RootCAs: pool(p.cfg.SystemRoots, extra), MinVersion: tls.VersionTLS12},
+		TLSClientConfig:     &tls.Config{RootCAs: pool(p.cfg.SystemRoots, extra), MinVersion: tls.VersionTLS12, NextProtos: protos(h2)},
 		TLSHandshakeTimeout: 10 * time.Second,
-		ForceAttemptHTTP2:   true,
+		ForceAttemptHTTP2:   h2,
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     90 * time.Second,
 	}
 	p.ports[key] = tr
 	return tr, nil
+}
+
+func protos(h2 bool) []string {
+	if h2 {
+		return []string{"h2", "http/1.1"}
+	}
+	return []string{"http/1.1"}
 }

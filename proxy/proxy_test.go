@@ -396,3 +396,41 @@ func basicCred(user, pass string) string {
 	req.SetBasicAuth(user, pass)
 	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
 }
+
+func pemOf(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+
+func TestTrailersAndHead(t *testing.T) {
+	u := newUpstream(t)
+	u.Config.Handler.(*http.ServeMux).HandleFunc("/trailer", func(w http.ResponseWriter, r *http.Request) {
+		record := r.Header.Get("Te")
+		w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
+		w.Header().Set("Content-Length", "2")
+		w.Write([]byte("ok"))
+		w.Header().Set("Grpc-Status", "0")
+		w.Header().Set("Grpc-Message", "te="+record+" auth="+r.Header.Get("Authorization"))
+	})
+	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}}, nil)
+	req, _ := http.NewRequest("POST", u.URL+"/trailer", strings.NewReader("x"))
+	req.Header.Set("Te", "trailers")
+	req.Header.Set("Authorization", "Bearer "+r.ph)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Trailer.Get("Grpc-Status") != "0" || resp.Trailer.Get("Grpc-Message") != "te=trailers auth=Bearer "+r.ph {
+		t.Fatalf("trailers %v", resp.Trailer)
+	}
+	u.Config.Handler.(*http.ServeMux).HandleFunc("/sized", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "f", time.Time{}, strings.NewReader(strings.Repeat("z", 12345)))
+	})
+	head, err := r.client.Head(u.URL + "/sized")
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.ContentLength != 12345 {
+		t.Fatalf("HEAD lost its Content-Length: %d", head.ContentLength)
+	}
+}

@@ -61,22 +61,39 @@ type pattern struct {
 // Writer redacts what is written to it and passes the rest to the underlying writer.
 // It is not safe for concurrent use; give each stream its own Writer.
 type Writer struct {
-	w        io.Writer
+	*Set
+	w       io.Writer
+	pending []byte // a tail that may still become a match
+	back    []byte // the last MinWrap bytes of input before pending: a line's start
+	out     []byte
+}
+
+// Set is the compiled patterns of some secrets, which any number of Writers share: a
+// server that redacts many streams of the same values builds it once. It is read-only,
+// and safe for concurrent use.
+type Set struct {
 	patterns []pattern          // longest first
 	wrapped  bool               // some pattern is Wrapped
 	pairs    [1 << 10]uint64    // bitset of the first two bytes a pattern can begin with: the cheap first test
 	byKey    map[uint64][]int32 // first MinLen bytes (line breaks left out) -> patterns, longest first
 	prefixes map[uint64]bool    // every proper prefix shorter than MinLen of a pattern (prefix)
 	wrapPre  map[uint64]bool    // the same, of Wrapped patterns only
-	pending  []byte             // a tail that may still become a match
-	back     []byte             // the last MinWrap bytes of input before pending: a line's start
-	out      []byte
 }
 
 // New returns a Writer to w that hides every secret of at least MinLen bytes, and the
 // names of those too short to hide.
 func New(w io.Writer, secrets []Secret) (*Writer, []string) {
-	r := &Writer{w: w, byKey: map[uint64][]int32{}, prefixes: map[uint64]bool{}, wrapPre: map[uint64]bool{}}
+	s, short := Compile(secrets)
+	return s.Writer(w), short
+}
+
+// Writer returns a new Writer to w that hides what s holds.
+func (s *Set) Writer(w io.Writer) *Writer { return &Writer{Set: s, w: w} }
+
+// Compile builds the Set of every secret of at least MinLen bytes, and returns the names
+// of those too short to hide.
+func Compile(secrets []Secret) (*Set, []string) {
+	r := &Set{byKey: map[uint64][]int32{}, prefixes: map[uint64]bool{}, wrapPre: map[uint64]bool{}}
 	seen := map[string]int{}
 	var short []string
 	for _, s := range secrets {
@@ -123,7 +140,19 @@ func New(w io.Writer, secrets []Secret) (*Writer, []string) {
 	return r, short
 }
 
-func (r *Writer) pair(a, b byte) {
+// Maybe reports whether s could hold a pattern of the set: false means it surely does
+// not, and needs no Writer (a cheap test for short strings such as header values).
+func (r *Set) Maybe(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		pair := uint16(s[i]) | uint16(s[i+1])<<8
+		if r.pairs[pair/64]&(1<<(pair%64)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Set) pair(a, b byte) {
 	pair := uint16(a) | uint16(b)<<8
 	r.pairs[pair/64] |= 1 << (pair % 64)
 }
