@@ -44,7 +44,7 @@ cross:
 	done
 
 bench:
-	go test -run '^$$' -bench '^Benchmark(LeaseVsAge|LeaseVsVersion|LeaseWithActiveLeases|AuditTail|Startup|StartupVsBeforeMCP|ExecVsTrue|ExecVsLease|LeaseWithPolicy|LeaseManySecrets|Redact|StateCodec1000|StateCrypto1000|GuardedLease|GuardedExec)$$' -benchtime 200x -timeout 60m ./... | tee bench.out
+	go test -run '^$$' -bench '^Benchmark(LeaseVsAge|LeaseVsVersion|LeaseWithActiveLeases|AuditTail|Startup|StartupVsBeforeMCP|ExecVsTrue|ExecVsLease|LeaseWithPolicy|LeaseManySecrets|Redact|StateCodec1000|StateCrypto1000|GuardedLease|GuardedExec|ExecInjectVsSecret|StartupVsBeforeInject|ProxySmall|ProxyLarge)$$' -benchtime 200x -timeout 60m ./... | tee bench.out
 	go test -run '^$$' -bench '^Benchmark(ConcurrentLeases|VerifyAndMemory|LeaseTail)$$' -benchtime 1x -timeout 60m . | tee -a bench.out
 
 # Fuzz budgets are execution counts, not durations: with -fuzztime 30s Go 1.26's
