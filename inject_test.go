@@ -18,12 +18,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gofrs/flock"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -43,6 +46,7 @@ type injectRig struct {
 	port     string
 	srv      *http.Server
 	mux      *http.ServeMux
+	global   []string // flags before the command, for childEnv
 
 	mu   sync.Mutex
 	seen []*http.Request // what the server received (headers and URL)
@@ -190,7 +194,7 @@ func (r *injectRig) childEnv(t *testing.T, extraEnv []string, args ...string) (m
 	t.Helper()
 	envFile := filepath.Join(r.dir, "child.env")
 	os.Remove(envFile)
-	cmd := exec.Command(r.bin, append(append([]string{"exec"}, args...), "--", "sh", "-c", `trap "" TERM; env > "$0.tmp" && mv "$0.tmp" "$0"; exec sleep 300`, envFile)...)
+	cmd := exec.Command(r.bin, append(append(append(append([]string{}, r.global...), "exec"), args...), "--", "sh", "-c", `trap "" TERM; env > "$0.tmp" && mv "$0.tmp" "$0"; exec sleep 300`, envFile)...)
 	cmd.Env = append(append([]string{}, r.env...), extraEnv...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -500,5 +504,48 @@ func TestInjectMCPExec(t *testing.T) {
 	}
 	if reqs := r.requests(); len(reqs) != 1 || reqs[0].Header.Get("Authorization") != "Bearer "+injectValue {
 		t.Fatalf("the server did not get the value: %v (%s)", reqs, raw)
+	}
+}
+
+// TestInjectFailsClosedWithoutTheStore is the review's F2: a process that holds the
+// store's lock when the supervisor checks its leases after a revocation signal does not
+// let injection go on unchecked; it waits for the store's answer, and refuses meanwhile.
+func TestInjectFailsClosedWithoutTheStore(t *testing.T) {
+	r := newInjectRig(t)
+	r.global = []string{"--lock-timeout", "1s"} // the supervisor's check gives up after 1s
+	env, _, stderr := r.childEnv(t, nil, "--secret", "gh=GH", "--on-revoke", "deny")
+	c := childClient(t, env)
+	if code, _, err := get(c, r.url+"/echo", "Bearer "+env["GH"]); err != nil || code != 200 {
+		t.Fatalf("before: %d %v; %s", code, err, stderr)
+	}
+	lock := flock.New(filepath.Join(r.dir, "store", ".lock"))
+	if err := lock.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	supervisor := 0
+	for _, p := range procsWith(r.bin + " --lock-timeout 1s exec --secret gh=GH") {
+		pid, _, _ := strings.Cut(p, ":")
+		supervisor, _ = strconv.Atoi(pid)
+	}
+	if supervisor == 0 {
+		t.Fatal("no supervisor found")
+	}
+	syscall.Kill(supervisor, syscall.Signal(34+6)) // SIGRTMIN+6: a lease may have ended
+	if !waitFor(5*time.Second, func() bool { return strings.Contains(stderr.String(), "could not check the leases") }) {
+		t.Fatalf("the supervisor's check did not fail: %s", stderr)
+	}
+	// The check failed: the lease may have been revoked. Nothing is injected unchecked.
+	start := time.Now()
+	code, body, err := get(c, r.url+"/echo", "Bearer "+env["GH"])
+	if err != nil || code != http.StatusForbidden || !strings.Contains(body, "did not answer") {
+		t.Fatalf("while the store could not be read: %d %q %v (after %v)", code, body, err, time.Since(start))
+	}
+	lock.Unlock()
+	// The store answers again: the lease stands, injection goes on.
+	if !waitFor(15*time.Second, func() bool { code, _, _ := get(c, r.url+"/echo", "Bearer "+env["GH"]); return code == 200 }) {
+		t.Fatalf("injection did not come back once the store answered; %s", stderr)
+	}
+	if n := len(r.requests()); n != 2 {
+		t.Fatalf("%d requests reached the server; the one while the lock was held must not", n)
 	}
 }

@@ -3,12 +3,14 @@ package proxy
 import (
 	"bufio"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,7 +56,7 @@ func (p *Proxy) locate(r *http.Request) []found {
 					if err != nil {
 						name = k
 					}
-					where = append(where, "query "+name)
+					where = append(where, "query "+strconv.Quote(name)[1:len(strconv.Quote(name))-1])
 				}
 			}
 		}
@@ -137,15 +139,22 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			out.Header.Del(h)
 		}
 	}
-	// The transport asks for gzip and decodes it: what comes back can be scrubbed.
+	// The transport asks for gzip and decodes it: what comes back can be scrubbed. A
+	// range would cut a value into pieces no scrubber recognises: the whole is asked
+	// for. A WebSocket's frames stay uncompressed, so that they can be scrubbed too.
 	out.Header.Del("Accept-Encoding")
+	out.Header.Del("Range")
+	out.Header.Del("If-Range")
+	out.Header.Del("Sec-Websocket-Extensions")
 	var injected []*Secret
 	for _, f := range p.locate(r) {
 		ok := false
 		for _, c := range t.secrets {
 			ok = ok || c == f.s
 		}
-		ok = ok && f.s.Rule.MatchRequest(r.Method, r.URL.Path)
+		// A path a server would normalise (/repos/../user) is not the path the rule
+		// names: with paths in the rule, only a canonical one gets the value.
+		ok = ok && f.s.Rule.MatchRequest(r.Method, r.URL.Path) && (len(f.s.Rule.Paths) == 0 || canonical(r.URL))
 		want := ruleWhere(f.s)
 		var outside []string
 		hit := false
@@ -189,11 +198,22 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, s := range injected {
 		p.count("inject", s.Name, t.authority())
 	}
-	if enc := resp.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
-		http.Error(w, fmt.Sprintf("secrets: %s answered in the %s encoding, which the proxy cannot scrub of the value", t.authority(), enc), http.StatusBadGateway)
+	for _, v := range resp.Header.Values("Content-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				http.Error(w, fmt.Sprintf("secrets: %s answered in the %s encoding, which the proxy cannot scrub of the value", t.authority(), p.scrubString(enc)), http.StatusBadGateway)
+				return
+			}
+		}
+	}
+	if resp.StatusCode == http.StatusPartialContent {
+		http.Error(w, "secrets: "+t.authority()+" answered with part of a body, which the proxy cannot scrub of the value", http.StatusBadGateway)
 		return
 	}
 	for k, vs := range resp.Header {
+		if p.namedByValue(k) {
+			continue // a header named by the value goes nowhere
+		}
 		for _, v := range vs {
 			w.Header().Add(k, p.scrubString(v))
 		}
@@ -206,7 +226,9 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for k := range resp.Trailer {
-		w.Header().Add("Trailer", k)
+		if !p.namedByValue(k) {
+			w.Header().Add("Trailer", k)
+		}
 	}
 	w.WriteHeader(resp.StatusCode)
 	// A stream (no length, or server-sent events) reaches the child as it comes, as
@@ -220,10 +242,29 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	io.Copy(sw, resp.Body)
 	sw.Close()
 	for k, vs := range resp.Trailer { // known once the body is read: gRPC's status
+		if p.namedByValue(k) {
+			continue
+		}
 		for _, v := range vs {
 			w.Header().Add(k, p.scrubString(v))
 		}
 	}
+}
+
+// canonical reports whether u's path is one no server normalises into another: no "."
+// or ".." segment, no empty segment, no encoded dot, slash or backslash.
+func canonical(u *url.URL) bool {
+	raw := u.EscapedPath()
+	lower := strings.ToLower(raw)
+	if strings.Contains(lower, "%2e") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.ContainsAny(raw, "\\;") {
+		return false
+	}
+	for i, seg := range strings.Split(raw, "/") {
+		if seg == "." || seg == ".." || seg == "" && i > 0 && i < strings.Count(raw, "/") {
+			return false
+		}
+	}
+	return strings.HasPrefix(raw, "/")
 }
 
 func contains(xs []string, x string) bool {
@@ -293,6 +334,21 @@ func scrubs(secrets []Secret) *redact.Set {
 	return set
 }
 
+// namedByValue reports whether a header's name holds a value: names reach us in
+// canonical case (X-Ghp_fake…), so case is ignored, for the value and its hex.
+func (p *Proxy) namedByValue(name string) bool {
+	if p.scrubString(name) != name {
+		return true
+	}
+	lower := strings.ToLower(name)
+	for _, s := range p.cfg.Secrets {
+		if len(s.Value) >= redact.MinLen && (strings.Contains(lower, strings.ToLower(string(s.Value))) || strings.Contains(lower, hex.EncodeToString(s.Value))) {
+			return true
+		}
+	}
+	return false
+}
+
 func (p *Proxy) scrubString(s string) string {
 	if !p.scrub.Maybe(s) {
 		return s
@@ -344,9 +400,21 @@ func (p *Proxy) upgrade(w http.ResponseWriter, resp *http.Response) {
 		return
 	}
 	defer func() { p.untrack(c); c.Close() }()
+	p.mu.Lock()
+	p.upgraded[c] = true
+	p.mu.Unlock()
+	defer func() { p.mu.Lock(); delete(p.upgraded, c); p.mu.Unlock() }()
+	if p.gate.admit(p.cfg.Now) != "" { // stopped while it was switching
+		return
+	}
 	done := make(chan struct{})
 	go func() { io.Copy(up, brw.Reader); up.Close(); close(done) }()
-	io.Copy(c, up)
+	// What the server sends is scrubbed as a byte stream: a value inside one
+	// uncompressed frame is caught (the placeholder is as long as the value, so the frame
+	// stays whole); one split across frames is not.
+	sw := p.scrub.Writer(c)
+	io.Copy(sw, up)
+	sw.Close()
 	c.Close()
 	<-done
 }

@@ -115,14 +115,15 @@ type Proxy struct {
 	sem   chan struct{}
 	scrub *redact.Set // the values, to take out of responses
 
-	mu      sync.Mutex
-	conns   map[net.Conn]bool
-	targets map[net.Conn]*target
-	ports   map[string]*http.Transport
-	counts  map[[3]string]int // kind, secret, host
-	plainTr *http.Transport
-	wg      sync.WaitGroup
-	closed  bool
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+	upgraded map[net.Conn]bool // WebSockets to rule hosts: closed by Stop
+	targets  map[net.Conn]*target
+	ports    map[string]*http.Transport
+	counts   map[[3]string]int // kind, secret, host
+	plainTr  *http.Transport
+	wg       sync.WaitGroup
+	closed   bool
 
 	closeOnce sync.Once
 	report    Report
@@ -162,7 +163,7 @@ func Start(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("start the injection proxy: %w", err)
 	}
 	p := &Proxy{cfg: cfg, ln: ln, gate: newGate(cfg.Expiry), sem: make(chan struct{}, MaxConns), scrub: scrubs(cfg.Secrets),
-		conns: map[net.Conn]bool{}, targets: map[net.Conn]*target{}, ports: map[string]*http.Transport{}, counts: map[[3]string]int{}}
+		conns: map[net.Conn]bool{}, upgraded: map[net.Conn]bool{}, targets: map[net.Conn]*target{}, ports: map[string]*http.Transport{}, counts: map[[3]string]int{}}
 	p.ep = Endpoint{Addr: ln.Addr().String(), User: "secrets-" + Placeholder(nil)[:8], Pass: Placeholder(nil)}
 	p.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(p.ep.User+":"+p.ep.Pass))
 	if cfg.Chain == nil {
@@ -223,13 +224,19 @@ func (p *Proxy) Resume(until time.Time) {
 	})
 }
 
-// Stop ends injection for good: every request to a rule's host is answered 403 with why.
+// Stop ends injection for good: every request to a rule's host is answered 403 with why,
+// and every WebSocket whose handshake carried a value is closed.
 func (p *Proxy) Stop(why string) {
 	p.gate.set(func() {
 		if p.gate.stopped == "" {
 			p.gate.stopped = why
 		}
 	})
+	p.mu.Lock()
+	for c := range p.upgraded {
+		c.Close()
+	}
+	p.mu.Unlock()
 }
 
 // Close stops listening, ends every connection, and reports what the proxy did. A

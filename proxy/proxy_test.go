@@ -434,3 +434,139 @@ func TestTrailersAndHead(t *testing.T) {
 		t.Fatalf("HEAD lost its Content-Length: %d", head.ContentLength)
 	}
 }
+
+// recorder is an upstream that records every request, before any routing a mux would do.
+func recorder(t *testing.T, h http.HandlerFunc) (*upstream, *[]*http.Request) {
+	u := newUpstream(t)
+	var mu sync.Mutex
+	var got []*http.Request
+	u.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Clone(r.Context()))
+		mu.Unlock()
+		h(w, r)
+	})
+	return u, &got
+}
+
+// The review's F1: a path a server normalises into one outside the rule gets no value.
+func TestPathsAreCanonical(t *testing.T) {
+	u, got := recorder(t, func(w http.ResponseWriter, r *http.Request) {})
+	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}, Paths: []string{"/repos/"}}, nil)
+	for _, path := range []string{"/repos/../user", "/repos/%2e%2e/user", "/repos%2F..%2Fuser", "/repos/.%2E/user", "/repos//x", "/repos/x/..", "/repos/;/../user"} {
+		req, _ := http.NewRequest("GET", u.URL+"/", nil)
+		req.URL.Opaque = "" // keep the path as written
+		req.URL.RawPath, req.URL.Path = path, path
+		if p, err := url.PathUnescape(path); err == nil {
+			req.URL.Path = p
+		}
+		req.Header.Set("Authorization", "Bearer "+r.ph)
+		resp, err := r.client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		resp.Body.Close()
+	}
+	r.get(t, u.URL+"/repos/ok", "Bearer "+r.ph)
+	for _, req := range *got {
+		injected := req.Header.Get("Authorization") == "Bearer "+fakeValue
+		if injected != (req.URL.EscapedPath() == "/repos/ok") {
+			t.Errorf("%s: injected %v", req.URL.EscapedPath(), injected)
+		}
+	}
+	if len(*got) != 8 {
+		t.Fatalf("%d requests reached upstream", len(*got))
+	}
+}
+
+// The review's F3: a range, a second encoding and a header named by the value do not
+// bring the value back.
+func TestScrubShapes(t *testing.T) {
+	u, got := recorder(t, func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		switch r.URL.Path {
+		case "/range":
+			http.ServeContent(w, r, "f", time.Time{}, strings.NewReader("auth="+auth))
+		case "/two-encodings":
+			w.Header().Add("Content-Encoding", "identity")
+			w.Header().Add("Content-Encoding", "gzip")
+			gz := gzip.NewWriter(w)
+			io.WriteString(gz, auth)
+			gz.Close()
+		case "/name":
+			w.Header().Set("X-"+strings.TrimPrefix(auth, "Bearer "), "1")
+		}
+	})
+	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}}, nil)
+	req, _ := http.NewRequest("GET", u.URL+"/range", nil)
+	req.Header.Set("Authorization", "Bearer "+r.ph)
+	req.Header.Set("Range", "bytes=5-14")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "auth=Bearer "+r.ph || (*got)[0].Header.Get("Range") != "" {
+		t.Fatalf("a range: %d %q (upstream saw Range %q)", resp.StatusCode, body, (*got)[0].Header.Get("Range"))
+	}
+	if resp, body := r.get(t, u.URL+"/two-encodings", "Bearer "+r.ph); resp.StatusCode != 502 || strings.Contains(body, fakeValue) {
+		t.Fatalf("two encodings: %d %q", resp.StatusCode, body)
+	}
+	resp, _ = r.get(t, u.URL+"/name", "Bearer "+r.ph)
+	for k := range resp.Header {
+		if strings.Contains(strings.ToLower(k), strings.ToLower(fakeValue[4:])) {
+			t.Fatalf("a header named by the value reached the child: %s", k)
+		}
+	}
+}
+
+// The review's F3d and F4: what a WebSocket server sends is scrubbed, and Stop closes
+// the WebSocket.
+func TestWebSocketScrubbedAndStopped(t *testing.T) {
+	u, _ := recorder(t, func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		for {
+			if _, err := brw.ReadString('\n'); err != nil {
+				return
+			}
+			fmt.Fprintf(c, "you are %s\n", r.Header.Get("Authorization"))
+		}
+	})
+	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}}, nil)
+	ep := r.p.Endpoint()
+	c, err := net.Dial("tcp", ep.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT 127.0.0.1:%s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nProxy-Authorization: Basic %s\r\n\r\n", u.port(), u.port(), basicCred(ep.User, ep.Pass))
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("connect: %v %v", resp, err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(r.p.CA())
+	tc := tls.Client(&readConn{c, br}, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+	fmt.Fprintf(tc, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nAuthorization: Bearer %s\r\n\r\n", u.port(), r.ph)
+	tb := bufio.NewReader(tc)
+	if resp, err := http.ReadResponse(tb, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	fmt.Fprintf(tc, "who\n")
+	if line, _ := tb.ReadString('\n'); line != "you are Bearer "+r.ph+"\n" {
+		t.Fatalf("the frame: %q", line)
+	}
+	r.p.Stop("lease revoked")
+	fmt.Fprintf(tc, "who\n")
+	tc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if line, err := tb.ReadString('\n'); err == nil {
+		t.Fatalf("the WebSocket outlived Stop: %q", line)
+	}
+}

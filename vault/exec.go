@@ -151,7 +151,13 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
 		Redact: secrets, NoRedact: in.NoRedact, Grace: in.Grace, Expiry: earliest(leases),
 		Ended: func() (string, time.Time) {
-			why, at := v.execEnded(context.Background(), client, leases)
+			why, at, ok := v.leasesEnded(context.Background(), client, leases)
+			if !ok {
+				// Injection fails closed: it waits for the store's answer, asked again
+				// until it comes; the supervisor is poked then to act on it.
+				inj.recheck(func() (string, time.Time, bool) { return v.leasesEnded(context.Background(), client, leases) }, sigs.Poke)
+				return "", time.Time{}
+			}
 			inj.verdict(why, at)
 			return why, at
 		},
@@ -325,15 +331,22 @@ func redactions(vars []envfile.Var) []redact.Secret {
 // when the first of them expires now (a renew moves it). Any process can send the
 // revocation signal; only the store decides.
 func (v *Vault) execEnded(ctx context.Context, client string, leases []lease.Lease) (string, time.Time) {
+	why, at, _ := v.leasesEnded(ctx, client, leases)
+	return why, at
+}
+
+// leasesEnded is execEnded, and whether the store answered at all: false when it could
+// not be read (the lock held, say), which says nothing of the leases.
+func (v *Vault) leasesEnded(ctx context.Context, client string, leases []lease.Lease) (string, time.Time, bool) {
 	// A killswitch recorded while another process holds the lock is honoured first,
 	// without waiting for the lock that process may never release.
 	if in := v.pendingIntent(ctx); in != nil {
 		for _, l := range leases {
 			if in.Kind == intentKillswitch || !l.CreatedAt.After(in.At) {
 				if in.Kind == intentKillswitch {
-					return "the killswitch fired", time.Time{}
+					return "the killswitch fired", time.Time{}, true
 				}
-				return "revoke --all: lease " + l.ID + " ended", time.Time{}
+				return "revoke --all: lease " + l.ID + " ended", time.Time{}, true
 			}
 		}
 	}
@@ -359,12 +372,12 @@ func (v *Vault) execEnded(ctx context.Context, client string, leases []lease.Lea
 	})
 	if err != nil {
 		v.warn("could not check the leases after a revocation signal: %v", err)
-		return "", time.Time{}
+		return "", time.Time{}, false
 	}
 	if why != "" || len(now) == 0 {
-		return why, time.Time{}
+		return why, time.Time{}, true
 	}
-	return "", earliest(now)
+	return "", earliest(now), true
 }
 
 // execEnd records how the command ended and revokes its remaining leases.

@@ -103,8 +103,18 @@ func (v *Vault) Hold(ctx context.Context, in ExecInput, link HoldLink) error {
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 	var late <-chan time.Time
+	var recheck <-chan time.Time
 	check := func(timerFired bool) {
-		why, at := v.execEnded(context.Background(), g.client, g.leases)
+		why, at, ok := v.leasesEnded(context.Background(), g.client, g.leases)
+		if !ok {
+			// The proxy waits for the store's answer, asked again until it comes.
+			if inj != nil {
+				inj.px.Pause()
+			}
+			recheck = time.After(recheckEvery)
+			return
+		}
+		recheck = nil
 		switch {
 		case why != "":
 			stop(why)
@@ -148,6 +158,8 @@ wait:
 			}
 		case <-expiry.C:
 			check(true)
+		case <-recheck:
+			check(false)
 		case <-ctx.Done():
 			stop(stopReason(ctx))
 			ctx, late = context.Background(), time.After(holdAfterStop)

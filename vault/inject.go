@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -124,6 +125,8 @@ type injection struct {
 	events *eventLog
 	routes []Route
 	list   []Injected
+
+	rechecking, closed atomic.Bool
 }
 
 // startInjection starts the proxy for the secrets g injects. only is set on the owner
@@ -169,11 +172,43 @@ func (in *injection) verdict(why string, at time.Time) {
 	in.px.Resume(at)
 }
 
+// recheckEvery is how often a proxy held back by a store that did not answer asks again.
+const recheckEvery = 250 * time.Millisecond
+
+// recheck holds injection back (a lease may have ended, and the store did not say) and
+// asks check again until the store answers; then it gives the verdict and calls poke, so
+// that the supervisor asks too and acts on it. One recheck runs at a time.
+func (in *injection) recheck(check func() (string, time.Time, bool), poke func()) {
+	if in == nil {
+		return
+	}
+	in.px.Pause()
+	if !in.rechecking.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer in.rechecking.Store(false)
+		for {
+			time.Sleep(recheckEvery)
+			if in.closed.Load() {
+				return
+			}
+			why, at, ok := check()
+			if ok {
+				in.verdict(why, at)
+				poke()
+				return
+			}
+		}
+	}()
+}
+
 // close stops the proxy and returns the audit entries of what it did.
 func (in *injection) close() []audit.Entry {
 	if in == nil {
 		return nil
 	}
+	in.closed.Store(true)
 	rep := in.px.Close()
 	in.events.stop()
 	return reportEntries(rep)
@@ -210,6 +245,7 @@ type eventLog struct {
 	pending []proxy.Event
 	logged  int
 	dropped int
+	warned  bool
 	done    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -254,7 +290,6 @@ func (l *eventLog) flush(last bool) {
 	l.mu.Lock()
 	batch := l.pending
 	l.pending = nil
-	l.logged += len(batch)
 	dropped := 0
 	if last {
 		dropped = l.dropped
@@ -263,15 +298,35 @@ func (l *eventLog) flush(last bool) {
 	if len(batch) == 0 && dropped == 0 {
 		return
 	}
-	err := l.v.update(context.Background(), write, l.client, func(tx *Tx) error {
-		for _, e := range batch {
-			tx.Record(audit.Entry{Event: e.Kind, Secret: e.Secret, Detail: e.Host + ": " + e.Why})
+	write := func() error {
+		return l.v.update(context.Background(), write, l.client, func(tx *Tx) error {
+			for _, e := range batch {
+				// Host and why hold what the request named: never a control character.
+				tx.Record(audit.Entry{Event: e.Kind, Secret: e.Secret, Detail: escapeControl(e.Host + ": " + e.Why)})
+			}
+			if dropped > 0 {
+				tx.Record(audit.Entry{Event: "inject_blocked", Detail: fmt.Sprintf("%d more refusals in this run, not logged one by one", dropped)})
+			}
+			return nil
+		})
+	}
+	err := write()
+	for try := 0; err != nil && last && try < 2; try++ {
+		err = write() // the run's end: what is not written now is lost
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil && !last {
+		// Kept for the next second's batch (a process holding the lock delays the
+		// entries; it does not erase them).
+		l.pending = append(batch, l.pending...)
+		if !l.warned {
+			l.warned = true
+			l.v.warn("could not log what the injection proxy refused yet: %v; trying again each second", err)
 		}
-		if dropped > 0 {
-			tx.Record(audit.Entry{Event: "inject_blocked", Detail: fmt.Sprintf("%d more refusals in this run, not logged one by one", dropped)})
-		}
-		return nil
-	})
+		return
+	}
+	l.logged += len(batch)
 	if err != nil {
 		l.v.warn("could not log what the injection proxy refused: %v", err)
 	}
