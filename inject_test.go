@@ -190,14 +190,14 @@ func TestInjectCurl(t *testing.T) {
 // childEnv starts `secrets exec ARGS -- sh -c 'env > FILE; exec sleep 300'` (which
 // ignores SIGTERM, so that it lives out a grace) and returns
 // the child's environment once it has written it, and the running supervisor.
-func (r *injectRig) childEnv(t *testing.T, extraEnv []string, args ...string) (map[string]string, <-chan struct{}, *strings.Builder) {
+func (r *injectRig) childEnv(t *testing.T, extraEnv []string, args ...string) (map[string]string, <-chan struct{}, *lockedBuffer) {
 	t.Helper()
 	envFile := filepath.Join(r.dir, "child.env")
 	os.Remove(envFile)
 	cmd := exec.Command(r.bin, append(append(append(append([]string{}, r.global...), "exec"), args...), "--", "sh", "-c", `trap "" TERM; env > "$0.tmp" && mv "$0.tmp" "$0"; exec sleep 300`, envFile)...)
 	cmd.Env = append(append([]string{}, r.env...), extraEnv...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -214,13 +214,31 @@ func (r *injectRig) childEnv(t *testing.T, extraEnv []string, args ...string) (m
 					env[k] = v
 				}
 			}
-			return env, done, &stderr
+			return env, done, stderr
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the command never started: %s", stderr.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// lockedBuffer is a buffer a process writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // client is an HTTP client that uses the child's proxy and trusts its bundle, as the
