@@ -129,7 +129,7 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		inj, err = v.startInjection(g, in.StrictEgress, false, client)
 		if err == nil {
 			var remove func()
-			env, remove, err = childProxyEnv(env, inj.px.Endpoint(), inj.px.CA())
+			env, remove, err = childProxyEnv(env, inj.px.Endpoint(), inj.px.CA(), inj.roots)
 			if err == nil {
 				defer remove()
 			} else {
@@ -191,10 +191,12 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 // childProxyEnv is env with the proxy's variables for a child, and its trust bundle (the
 // system's roots and the run's CA) written 0600 in a private directory that remove
 // takes away.
-func childProxyEnv(env []string, ep proxy.Endpoint, ca []byte) ([]string, func(), error) {
-	roots, err := proxy.SystemRoots()
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrInjectUnavailable, err)
+func childProxyEnv(env []string, ep proxy.Endpoint, ca, roots []byte) ([]string, func(), error) {
+	if roots == nil {
+		var err error
+		if roots, err = proxy.SystemRoots(); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrInjectUnavailable, err)
+		}
 	}
 	bundle, remove, err := proxy.WriteBundle(roots, ca)
 	if err != nil {

@@ -87,7 +87,7 @@ func RunHeld(ctx context.Context, in ExecInput, h Holder, environ []string, warn
 			return nil, fmt.Errorf("%w: %w", ErrInjectUnavailable, err)
 		}
 		var remove func()
-		env, remove, err = childProxyEnv(env, front.Endpoint(), g.Injection.CA)
+		env, remove, err = childProxyEnv(env, front.Endpoint(), g.Injection.CA, nil)
 		if err != nil {
 			front.Close()
 			h.Ended(ExecResult{ExitCode: supervisor.ExitNotStarted, StartErr: err, Stopped: "not started"}, 0, nil)

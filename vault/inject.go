@@ -122,6 +122,7 @@ func hostsOf(r *policy.InjectRule) string { return strings.Join(r.Hosts, ",") }
 // injection is a run's proxy and what the supervisor does with it.
 type injection struct {
 	px     *proxy.Proxy
+	roots  []byte // the system's trust roots, as read once for the run
 	events *eventLog
 	routes []Route
 	list   []Injected
@@ -136,7 +137,7 @@ func (v *Vault) startInjection(g *execGrant, strict, only bool, client string) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInjectUnavailable, err)
 	}
-	in := &injection{events: &eventLog{v: v, client: client}}
+	in := &injection{events: &eventLog{v: v, client: client}, roots: roots}
 	var secrets []proxy.Secret
 	for _, x := range g.injected {
 		secrets = append(secrets, proxy.Secret{Name: x.name, Value: x.value, Placeholder: x.placeholder, Rule: x.rule})
