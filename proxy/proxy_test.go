@@ -353,21 +353,7 @@ func TestMisdirectedHost(t *testing.T) {
 func TestWebSocketPassedThrough(t *testing.T) {
 	u := newUpstream(t)
 	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}}, nil)
-	ep := r.p.Endpoint()
-	c, err := net.Dial("tcp", ep.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "CONNECT 127.0.0.1:%s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nProxy-Authorization: Basic %s\r\n\r\n", u.port(), u.port(),
-		basicCred(ep.User, ep.Pass))
-	br := bufio.NewReader(c)
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("connect: %v %v", resp, err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(r.p.CA())
-	tc := tls.Client(&readConn{c, br}, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+	tc := r.tunnel(t, u)
 	fmt.Fprintf(tc, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nAuthorization: Bearer %s\r\n\r\n", u.port(), r.ph)
 	tb := bufio.NewReader(tc)
 	resp, err := http.ReadResponse(tb, nil)
@@ -382,6 +368,26 @@ func TestWebSocketPassedThrough(t *testing.T) {
 	if h, _ := u.last(); h.Get("Authorization") != "Bearer "+fakeValue {
 		t.Fatalf("handshake: %q", h.Get("Authorization"))
 	}
+}
+
+// tunnel opens a CONNECT tunnel to u through the run's proxy, by hand, and speaks
+// HTTP/1.1 over TLS in it, trusting the run's CA.
+func (r *run) tunnel(t *testing.T, u *upstream) *tls.Conn {
+	t.Helper()
+	ep := r.p.Endpoint()
+	c, err := net.Dial("tcp", ep.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "CONNECT 127.0.0.1:%s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nProxy-Authorization: Basic %s\r\n\r\n", u.port(), u.port(), basicCred(ep.User, ep.Pass))
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("connect: %v %v", resp, err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(r.p.CA())
+	return tls.Client(&readConn{c, br}, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
 }
 
 type readConn struct {
@@ -540,20 +546,7 @@ func TestWebSocketScrubbedAndStopped(t *testing.T) {
 		}
 	})
 	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}}, nil)
-	ep := r.p.Endpoint()
-	c, err := net.Dial("tcp", ep.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "CONNECT 127.0.0.1:%s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nProxy-Authorization: Basic %s\r\n\r\n", u.port(), u.port(), basicCred(ep.User, ep.Pass))
-	br := bufio.NewReader(c)
-	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("connect: %v %v", resp, err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(r.p.CA())
-	tc := tls.Client(&readConn{c, br}, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+	tc := r.tunnel(t, u)
 	fmt.Fprintf(tc, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nAuthorization: Bearer %s\r\n\r\n", u.port(), r.ph)
 	tb := bufio.NewReader(tc)
 	if resp, err := http.ReadResponse(tb, nil); err != nil || resp.StatusCode != 101 {
