@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // End-to-end injection tests with real clients (Python requests and urllib, git over
