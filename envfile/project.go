@@ -55,7 +55,10 @@ func (e *ProblemError) Is(target error) bool { return target == ErrInvalid }
 
 // Fix says what to change.
 func (e *ProblemError) Fix() string {
-	if strings.Contains(e.Path, ".inject") || e.File == "--inject" {
+	if e.File == "--inject" {
+		return "give --inject NAME[=ENV_VAR]@HOST[,HOST…], e.g. --inject github_token=GH_TOKEN@api.github.com; for a header, format, methods or paths, or a shared suffix, write the rule in .secrets.json"
+	}
+	if strings.Contains(e.Path, ".inject") {
 		return fmt.Sprintf(`fix %s in %s; an inject rule is {"hosts":["api.github.com"],"header":"Authorization","format":"Bearer {value}"} (or "basic":"password", or "query":"key"; "methods", "paths")`, orTop(e.Path), e.File)
 	}
 	return fmt.Sprintf(`fix %s in %s; the format is {"secrets":[{"name":"github_token","env_var":"GITHUB_TOKEN","ttl":"30m"}],"client_id":"my-project"}`, orTop(e.Path), e.File)
