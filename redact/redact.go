@@ -415,7 +415,7 @@ func (r *Writer) scan(buf []byte, eof bool) ([]byte, error) {
 		if i >= n {
 			break
 		}
-		m, end, wait := r.at(buf, i)
+		m, end, wait := r.at(buf, i, eof)
 		if wait && !eof { // a pattern may still complete at i: hold from here
 			out = append(out, buf[start:i]...)
 			r.out = out
@@ -441,8 +441,10 @@ func (r *Writer) scan(buf []byte, eof bool) ([]byte, error) {
 
 // at finds the longest pattern that matches buf at i: its index and where the match
 // ends, or -1; and whether a pattern at least as long might still match once more data
-// comes (buf ended inside it).
-func (r *Writer) at(buf []byte, i int) (match, end int, wait bool) {
+// comes (buf ended inside it). At eof no more comes: a pattern buf ends inside does not
+// match, and the shorter ones are tried (the bug was that the padded base64 of a value,
+// cut short by the end, hid its unpadded form).
+func (r *Writer) at(buf []byte, i int, eof bool) (match, end int, wait bool) {
 	match, partial := -1, len(r.patterns)
 	try := func(cands []int32, wrapOnly bool) {
 		for _, idx := range cands {
@@ -452,6 +454,7 @@ func (r *Writer) at(buf []byte, i int) (match, end int, wait bool) {
 			}
 			e, more := p.over(buf, i, r)
 			switch {
+			case more && eof:
 			case more:
 				partial = int(idx)
 			case e >= 0:

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/url"
 	"strings"
@@ -221,3 +222,22 @@ func benchSecrets(n int) []redact.Secret {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestFormAtTheEnd is the second review's N2: a form that ends the stream (or a line
+// before it) is redacted when a longer form of the value begins there too (the padded
+// base64 of a value whose length is not a multiple of 3 hid its unpadded form).
+func TestFormAtTheEnd(t *testing.T) {
+	value := []byte("ghp_FAKEsecondFAKEsecondFAKEsecond0000") // 38 bytes: base64 has padding
+	for _, enc := range []*base64.Encoding{base64.StdEncoding.WithPadding(base64.NoPadding), base64.URLEncoding.WithPadding(base64.NoPadding)} {
+		form := enc.EncodeToString(value)
+		for _, tail := range []string{"", "\n", "\r\n"} {
+			var out bytes.Buffer
+			w, _ := redact.New(&out, []redact.Secret{{Name: "gh", Value: value}})
+			io.WriteString(w, "token="+form+tail)
+			w.Close()
+			if strings.Contains(out.String(), form) || out.String() != "token=[REDACTED:gh]"+tail {
+				t.Errorf("%q: %q", form+tail, out.String())
+			}
+		}
+	}
+}
