@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -567,5 +568,88 @@ func TestInjectFailsClosedWithoutTheStore(t *testing.T) {
 	}
 	if n := len(r.requests()); n != 2 {
 		t.Fatalf("%d requests reached the server; the one while the lock was held must not", n)
+	}
+}
+
+// TestInjectStopsWhenTheStoreIsSilent is the second review's N4: a process that holds
+// the lock after a revocation signal cannot keep the command running (the default
+// --on-revoke stop): once the store has not answered for a bound, the command is stopped.
+// And a supervisor killed outright leaves a bundle the next run sweeps away.
+func TestInjectStopsWhenTheStoreIsSilent(t *testing.T) {
+	r := newInjectRig(t)
+	r.global = []string{"--lock-timeout", "1s"}
+	tmp := filepath.Join(r.dir, "tmp")
+	os.Mkdir(tmp, 0o700)
+	env, done, stderr := r.childEnv(t, []string{"TMPDIR=" + tmp}, "--secret", "gh=GH", "--grace", "1s")
+	lock := flock.New(filepath.Join(r.dir, "store", ".lock"))
+	if err := lock.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	supervisor := 0
+	for _, p := range procsWith(r.bin + " --lock-timeout 1s exec --secret gh=GH") {
+		pid, _, _ := strings.Cut(p, ":")
+		supervisor, _ = strconv.Atoi(pid)
+	}
+	syscall.Kill(supervisor, syscall.Signal(34+6))
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the command ran on while the store was silent: %s", stderr)
+	}
+	if !strings.Contains(stderr.String(), "did not answer") {
+		t.Fatalf("stderr: %s", stderr)
+	}
+	lock.Unlock()
+
+	// A supervisor killed outright cannot remove its bundle; the next run does.
+	_, done2, _ := r.childEnv(t, []string{"TMPDIR=" + tmp}, "--secret", "gh=GH")
+	for _, p := range procsWith(r.bin + " --lock-timeout 1s exec --secret gh=GH") {
+		pid, _, _ := strings.Cut(p, ":")
+		if n, _ := strconv.Atoi(pid); n > 0 {
+			syscall.Kill(n, syscall.SIGKILL)
+		}
+	}
+	<-done2
+	left, _ := filepath.Glob(filepath.Join(tmp, "secrets-exec-*"))
+	if len(left) != 1 {
+		t.Fatalf("after a kill -9: %v", left)
+	}
+	r.exec(t, []string{"TMPDIR=" + tmp}, "--secret", "gh=GH", "--", "true")
+	if left, _ := filepath.Glob(filepath.Join(tmp, "secrets-exec-*")); len(left) != 0 {
+		t.Fatalf("the next run left %v", left)
+	}
+	_ = env
+}
+
+// TestInjectRefusalsAreCounted is the second review's N6: decoy refusals cannot push the
+// one that matters out of the log: one of each shape is logged, the rest counted by
+// secret at the end of the run.
+func TestInjectRefusalsAreCounted(t *testing.T) {
+	r := newInjectRig(t)
+	env, done, _ := r.childEnv(t, nil, "--secret", "gh=GH", "--grace", "1s")
+	c := childClient(t, env)
+	for i := range 70 {
+		req, _ := http.NewRequest("GET", r.url+"/echo", nil)
+		req.Header.Set(fmt.Sprintf("X-Everything-Is-Fine-%d", i), env["GH"])
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	get(c, r.url+"/echo?access_token="+env["GH"], "")
+	get(c, r.url+"/echo?access_token="+env["GH"], "")
+	r.run(t, "", "revoke", "--all")
+	<-done
+	out := r.run(t, "", "audit", "--event", "inject_blocked", "--tail", "200")
+	// One entry for the headers (the first of them), one for the query, and the count
+	// of the 70 that were of a shape already logged.
+	if n := strings.Count(out, `"event": "inject_blocked"`); n != 3 {
+		t.Fatalf("%d inject_blocked entries, want 3:\n%s", n, out)
+	}
+	if !strings.Contains(out, `sent in the query \\\"access_token\\\"`) && !strings.Contains(out, `query \"access_token\"`) {
+		t.Fatalf("the refusal that matters is not in the log:\n%s", out)
+	}
+	if !strings.Contains(out, "70 more refusals in this run") || strings.Contains(out, injectValue) {
+		t.Fatalf("the count of the rest:\n%s", out)
 	}
 }

@@ -291,7 +291,10 @@ func (r *InjectRule) MatchRequest(method, path string) bool {
 	if len(r.Methods) > 0 && !slices.Contains(r.Methods, method) {
 		return false
 	}
-	return len(r.Paths) == 0 || slices.ContainsFunc(r.Paths, func(p string) bool { return strings.HasPrefix(path, p) })
+	// A prefix is whole segments: /repos covers /repos and /repos/x, not /repository.
+	return len(r.Paths) == 0 || slices.ContainsFunc(r.Paths, func(p string) bool {
+		return strings.HasPrefix(path, p) && (strings.HasSuffix(p, "/") || len(path) == len(p) || path[len(p)] == '/')
+	})
 }
 
 // Within checks a project's rule against the policy's for the same secret: its hosts

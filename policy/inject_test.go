@@ -117,3 +117,12 @@ func TestPolicyKeepsInject(t *testing.T) {
 		t.Errorf("inject-only allows exec: %v", err)
 	}
 }
+
+func TestInjectPathsAreSegments(t *testing.T) {
+	r := &policy.InjectRule{Hosts: []string{"a.com"}, Paths: []string{"/repos", "/v1/"}}
+	for path, want := range map[string]bool{"/repos": true, "/repos/x": true, "/repository": false, "/reposx/y": false, "/v1/": true, "/v1/x": true, "/v1": false, "/v10/x": false} {
+		if got := r.MatchRequest("GET", path); got != want {
+			t.Errorf("%s: %v", path, got)
+		}
+	}
+}

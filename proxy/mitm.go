@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +25,7 @@ var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy
 // found is where a request carries a placeholder.
 type found struct {
 	s     *Secret
-	where []string // "header NAME", "basic username", "basic password", "query NAME", "url"
+	where []string // `header "NAME"`, "basic username", "basic password", `query "NAME"`, "url"
 }
 
 // locate finds every placeholder in the request's headers and URL. Bodies are not
@@ -36,7 +38,7 @@ func (p *Proxy) locate(r *http.Request) []found {
 		for name, vals := range r.Header {
 			for _, v := range vals {
 				if strings.Contains(v, s.Placeholder) {
-					where = append(where, "header "+name)
+					where = append(where, "header "+strconv.Quote(name))
 				}
 				if user, pass, ok := basic(name, v); ok {
 					if strings.Contains(user, s.Placeholder) {
@@ -56,7 +58,7 @@ func (p *Proxy) locate(r *http.Request) []found {
 					if err != nil {
 						name = k
 					}
-					where = append(where, "query "+strconv.Quote(name)[1:len(strconv.Quote(name))-1])
+					where = append(where, "query "+strconv.Quote(name))
 				}
 			}
 		}
@@ -94,12 +96,12 @@ func ruleWhere(s *Secret) []string {
 	case r.Basic != "":
 		return []string{"basic " + r.Basic}
 	case r.Query != "":
-		return []string{"query " + r.Query}
+		return []string{"query " + strconv.Quote(r.Query)}
 	case r.Format == "" && strings.EqualFold(r.HeaderName(), "Authorization"):
 		// Without a format the child's own scheme is kept, Basic included.
-		return []string{"header Authorization", "basic username", "basic password"}
+		return []string{`header "Authorization"`, "basic username", "basic password"}
 	}
-	return []string{"header " + http.CanonicalHeaderKey(r.HeaderName())}
+	return []string{"header " + strconv.Quote(http.CanonicalHeaderKey(r.HeaderName()))}
 }
 
 // serveHTTP is a request the child sent to a rule's host through the tunnel.
@@ -117,27 +119,38 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if why := p.gate.admit(p.cfg.Now); why != "" {
 		name := t.secrets[0].Name
 		p.count("refuse", name, t.authority())
-		p.cfg.Event(Event{Kind: "inject_refused", Secret: name, Host: t.authority(), Why: why})
+		p.cfg.Event(Event{Kind: "inject_refused", Secret: name, Host: t.authority(), Why: why, Class: "refused"})
 		http.Error(w, fmt.Sprintf("secrets: %s is no longer injected here: %s", name, why), http.StatusForbidden)
 		return
 	}
-	out := r.Clone(r.Context())
+	// Stop ends what is under way too: a stream or a long poll opened with the value.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(p.stopped, cancel)()
+	out := r.Clone(ctx)
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host, out.Host = "https", t.authority(), t.authority()
 	ws := isWebSocket(r)
 	trailers := strings.EqualFold(strings.TrimSpace(r.Header.Get("Te")), "trailers") // gRPC's, which it needs upstream
-	for _, h := range hopHeaders {
-		if !(ws && (h == "Connection" || h == "Upgrade")) {
-			out.Header.Del(h)
+	// Every header a Connection line names is this hop's, on every such line.
+	for _, line := range r.Header.Values("Connection") {
+		for _, h := range strings.Split(line, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				out.Header.Del(h)
+			}
 		}
 	}
+	for _, h := range hopHeaders {
+		out.Header.Del(h)
+	}
+	out.Header.Del("Http2-Settings") // an h2c upgrade is never passed on
 	if trailers {
 		out.Header.Set("Te", "trailers")
 	}
-	for _, h := range strings.Split(r.Header.Get("Connection"), ",") {
-		if h = strings.TrimSpace(h); h != "" && !(ws && strings.EqualFold(h, "Upgrade")) {
-			out.Header.Del(h)
-		}
+	if ws {
+		// Exactly a WebSocket's upgrade, whatever else the child's lines said.
+		out.Header.Set("Connection", "Upgrade")
+		out.Header.Set("Upgrade", "websocket")
 	}
 	// The transport asks for gzip and decodes it: what comes back can be scrubbed. A
 	// range would cut a value into pieces no scrubber recognises: the whole is asked
@@ -166,9 +179,9 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if len(outside) > 0 {
-			why := fmt.Sprintf("sent in the %s, which its rule does not give the value to (%s %s)", strings.Join(outside, ", "), r.Method, t.authority())
+			why := fmt.Sprintf("sent in the %s, which its rule does not give the value to (method %q)", strings.Join(outside, ", "), r.Method)
 			p.count("refuse", f.s.Name, t.authority())
-			p.cfg.Event(Event{Kind: "inject_blocked", Secret: f.s.Name, Host: t.authority(), Why: why})
+			p.cfg.Event(Event{Kind: "inject_blocked", Secret: f.s.Name, Host: t.authority(), Why: why, Class: shapes(outside)})
 			if p.cfg.Strict {
 				http.Error(w, "secrets: the placeholder of "+f.s.Name+" was "+why, http.StatusForbidden)
 				return
@@ -222,6 +235,10 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Del("Content-Length") // scrubbing may change it
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if !ws || !strings.EqualFold(strings.TrimSpace(resp.Header.Get("Upgrade")), "websocket") || len(resp.Header.Values("Upgrade")) != 1 {
+			http.Error(w, "secrets: "+t.authority()+" switched to a protocol other than a WebSocket, which the proxy does not pass on", http.StatusBadGateway)
+			return
+		}
 		p.upgrade(w, resp)
 		return
 	}
@@ -251,13 +268,35 @@ func (p *Proxy) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// shapes are the kinds of place of where (header, query, basic, url), without the names.
+func shapes(where []string) string {
+	var out []string
+	for _, w := range where {
+		kind, _, _ := strings.Cut(w, " ")
+		if !slices.Contains(out, kind) {
+			out = append(out, kind)
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "+")
+}
+
 // canonical reports whether u's path is one no server normalises into another: no "."
-// or ".." segment, no empty segment, no encoded dot, slash or backslash.
+// or ".." segment, no empty segment, no encoded dot, slash, backslash or percent, no
+// encoded byte past ASCII.
 func canonical(u *url.URL) bool {
 	raw := u.EscapedPath()
 	lower := strings.ToLower(raw)
 	if strings.Contains(lower, "%2e") || strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.ContainsAny(raw, "\\;") {
 		return false
+	}
+	// Nor a double encoding (%252e) or an encoded byte past ASCII (an overlong or
+	// full-width dot), which an upstream that decodes twice or folds Unicode could read
+	// as one.
+	for i := 0; i+2 < len(lower); i++ {
+		if lower[i] == '%' && (lower[i+1:i+3] == "25" || lower[i+1] >= '8') { // %8x-%fx are past ASCII
+			return false
+		}
 	}
 	for i, seg := range strings.Split(raw, "/") {
 		if seg == "." || seg == ".." || seg == "" && i > 0 && i < strings.Count(raw, "/") {
@@ -276,8 +315,10 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
+// isWebSocket reports whether r asks to upgrade to a WebSocket and to nothing else.
 func isWebSocket(r *http.Request) bool {
-	return r.ProtoMajor == 1 && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+	ups := r.Header.Values("Upgrade")
+	return r.ProtoMajor == 1 && len(ups) == 1 && strings.EqualFold(strings.TrimSpace(ups[0]), "websocket")
 }
 
 // inject puts s's value where its rule says, in place of its placeholder.
@@ -433,7 +474,7 @@ func (p *Proxy) plain(c net.Conn, req *http.Request) bool {
 	}
 	authority := "http://" + net.JoinHostPort(host, fmt.Sprint(port))
 	for _, f := range p.locate(req) {
-		p.cfg.Event(Event{Kind: "inject_blocked", Secret: f.s.Name, Host: authority, Why: "sent over plain http, into which no value is ever injected"})
+		p.cfg.Event(Event{Kind: "inject_blocked", Secret: f.s.Name, Host: authority, Why: "sent over plain http, into which no value is ever injected", Class: "plain http"})
 	}
 	if p.cfg.Strict || p.cfg.Only {
 		p.refuse(c, "egress_denied", "", authority, "strict egress: plain http to "+authority+" is refused")

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/agent-secrets/secrets/policy"
@@ -82,6 +83,10 @@ type Event struct {
 	Secret string // for inject_blocked and inject_refused
 	Host   string
 	Why    string
+	// Class is the shape of the refusal (where the placeholder was: header, query,
+	// url, basic; plain http; egress; refused), whatever names the request chose: a log
+	// that keeps one of each shape is not filled by decoys of one.
+	Class string
 }
 
 // Count is how many requests (or connections) one host had, with one secret's value or
@@ -121,12 +126,16 @@ type Proxy struct {
 	targets  map[net.Conn]*target
 	ports    map[string]*http.Transport
 	counts   map[[3]string]int // kind, secret, host
+	kinds    map[string]int    // how many hosts of each kind counts names
 	plainTr  *http.Transport
 	wg       sync.WaitGroup
 	closed   bool
 
 	closeOnce sync.Once
 	report    Report
+
+	stopped context.Context // done once Stop is called
+	stop    context.CancelFunc
 }
 
 // target is what one CONNECT asked for.
@@ -163,7 +172,8 @@ func Start(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("start the injection proxy: %w", err)
 	}
 	p := &Proxy{cfg: cfg, ln: ln, gate: newGate(cfg.Expiry), sem: make(chan struct{}, MaxConns), scrub: scrubs(cfg.Secrets),
-		conns: map[net.Conn]bool{}, upgraded: map[net.Conn]bool{}, targets: map[net.Conn]*target{}, ports: map[string]*http.Transport{}, counts: map[[3]string]int{}}
+		conns: map[net.Conn]bool{}, upgraded: map[net.Conn]bool{}, targets: map[net.Conn]*target{}, ports: map[string]*http.Transport{}, counts: map[[3]string]int{}, kinds: map[string]int{}}
+	p.stopped, p.stop = context.WithCancel(context.Background())
 	p.ep = Endpoint{Addr: ln.Addr().String(), User: "secrets-" + Placeholder(nil)[:8], Pass: Placeholder(nil)}
 	p.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(p.ep.User+":"+p.ep.Pass))
 	if cfg.Chain == nil {
@@ -232,6 +242,7 @@ func (p *Proxy) Stop(why string) {
 			p.gate.stopped = why
 		}
 	})
+	p.stop() // every request under way to a rule's host is ended
 	p.mu.Lock()
 	for c := range p.upgraded {
 		c.Close()
@@ -283,10 +294,25 @@ func (p *Proxy) close() Report {
 	return r
 }
 
+// MaxCounted bounds the hosts a run's report names one by one, of each kind (injected,
+// tunnelled, refused); the rest are counted as one ("other hosts"): a child may connect
+// to as many as it likes, and its tunnels must not crowd out where a value went.
+const MaxCounted = 64
+
+// OtherHosts names, in a report, the hosts past MaxCounted.
+const OtherHosts = "(other hosts)"
+
 func (p *Proxy) count(kind, secret, host string) {
 	p.mu.Lock()
-	p.counts[[3]string{kind, secret, host}]++
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	k := [3]string{kind, secret, host}
+	if _, ok := p.counts[k]; !ok && p.kinds[kind] >= MaxCounted {
+		k[2] = OtherHosts
+	}
+	if _, ok := p.counts[k]; !ok {
+		p.kinds[kind]++
+	}
+	p.counts[k]++
 }
 
 // track adds c to the connections Close ends; false when the proxy is closing.
@@ -486,7 +512,7 @@ func (p *Proxy) connect(c net.Conn, br *bufio.Reader, req *http.Request) bool {
 // refuse answers 403 and records it.
 func (p *Proxy) refuse(c net.Conn, kind, secret, host, why string) {
 	p.count("refuse", secret, host)
-	p.cfg.Event(Event{Kind: kind, Secret: secret, Host: host, Why: why})
+	p.cfg.Event(Event{Kind: kind, Secret: secret, Host: host, Why: why, Class: kind})
 	reply(c, http.StatusForbidden, "secrets: "+why, nil)
 }
 
@@ -605,7 +631,8 @@ func Env(base []string, ep Endpoint, bundle string) []string {
 // WriteBundle writes the child's trust bundle, the system's roots and the run's CA, 0600
 // in a new private directory, and returns its path and the function that removes it.
 func WriteBundle(system, ca []byte) (string, func(), error) {
-	dir, err := os.MkdirTemp("", "secrets-exec-")
+	sweepBundles()
+	dir, err := os.MkdirTemp("", fmt.Sprintf("secrets-exec-%d-", os.Getpid()))
 	if err != nil {
 		return "", nil, fmt.Errorf("write the run's CA bundle: %w", err)
 	}
@@ -617,6 +644,26 @@ func WriteBundle(system, ca []byte) (string, func(), error) {
 		return "", nil, fmt.Errorf("write the run's CA bundle: %w", err)
 	}
 	return path, remove, nil
+}
+
+// sweepBundles removes the bundle directories of runs whose supervisor is gone without
+// removing its own (a kill -9): they hold certificates only, but nothing else would.
+func sweepBundles() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "secrets-exec-*-*"))
+	for _, d := range dirs {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "secrets-exec-"), "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Getuid() {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // transport is the upstream transport for a rule's host: its own connections, trusting

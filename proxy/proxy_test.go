@@ -459,7 +459,8 @@ func recorder(t *testing.T, h http.HandlerFunc) (*upstream, *[]*http.Request) {
 func TestPathsAreCanonical(t *testing.T) {
 	u, got := recorder(t, func(w http.ResponseWriter, r *http.Request) {})
 	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}, Paths: []string{"/repos/"}}, nil)
-	for _, path := range []string{"/repos/../user", "/repos/%2e%2e/user", "/repos%2F..%2Fuser", "/repos/.%2E/user", "/repos//x", "/repos/x/..", "/repos/;/../user"} {
+	for _, path := range []string{"/repos/../user", "/repos/%2e%2e/user", "/repos%2F..%2Fuser", "/repos/.%2E/user", "/repos//x", "/repos/x/..", "/repos/;/../user",
+		"/repos/%252e%252e/user", "/repos/%c0%ae%c0%ae/user", "/repos/%ef%bc%8e%ef%bc%8e/user"} {
 		req, _ := http.NewRequest("GET", u.URL+"/", nil)
 		req.URL.Opaque = "" // keep the path as written
 		req.URL.RawPath, req.URL.Path = path, path
@@ -480,7 +481,7 @@ func TestPathsAreCanonical(t *testing.T) {
 			t.Errorf("%s: injected %v", req.URL.EscapedPath(), injected)
 		}
 	}
-	if len(*got) != 8 {
+	if len(*got) != 11 {
 		t.Fatalf("%d requests reached upstream", len(*got))
 	}
 }
@@ -561,5 +562,115 @@ func TestWebSocketScrubbedAndStopped(t *testing.T) {
 	tc.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if line, err := tb.ReadString('\n'); err == nil {
 		t.Fatalf("the WebSocket outlived Stop: %q", line)
+	}
+}
+
+// The second review's N1: a WebSocket upgrade is passed on as exactly that, never as
+// an h2c upgrade smuggled beside it, and a switch to anything else is refused.
+func TestUpgradeIsOnlyAWebSocket(t *testing.T) {
+	u, got := recorder(t, func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+	})
+	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}}, nil)
+	tc := r.tunnel(t, u)
+	fmt.Fprintf(tc, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nUpgrade: websocket\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nConnection: HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nAuthorization: Bearer %s\r\n\r\n", u.port(), r.ph)
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil || resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("a switch to h2c: %v %v", resp, err)
+	}
+	// Two upgrades asked at once are no WebSocket: neither is passed on.
+	if h := (*got)[0].Header; h.Get("Upgrade") != "" || h.Get("Http2-Settings") != "" {
+		t.Fatalf("upstream got %v", h)
+	}
+	// A WebSocket with an h2c settings header beside it: exactly the WebSocket's lines.
+	tc = r.tunnel(t, u)
+	fmt.Fprintf(tc, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nConnection: HTTP2-Settings, X-Keep\r\nX-Keep: 1\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n", u.port())
+	if resp, err := http.ReadResponse(bufio.NewReader(tc), nil); err != nil || resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("a switch to h2c after a WebSocket's upgrade: %v %v", resp, err)
+	}
+	h := (*got)[1].Header
+	if v := h.Values("Upgrade"); len(v) != 1 || v[0] != "websocket" || h.Get("Http2-Settings") != "" || h.Get("X-Keep") != "" || h.Get("Connection") != "Upgrade" {
+		t.Fatalf("upstream got %v", h)
+	}
+}
+
+// The second review's N3: Stop ends a stream opened with the value, not only the
+// requests after it.
+func TestStopEndsStreams(t *testing.T) {
+	u, _ := recorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(w, "data: %d\n\n", i); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}}, nil)
+	req, _ := http.NewRequest("GET", u.URL+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+r.ph)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: ") {
+		t.Fatalf("the stream: %q %v", line, err)
+	}
+	r.p.Stop("lease revoked")
+	done := make(chan struct{})
+	go func() { io.Copy(io.Discard, br); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the stream outlived Stop")
+	}
+}
+
+// The second review's N5: a child that connects to many hosts does not grow the report
+// (and the log) without end.
+func TestReportIsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	u := newUpstream(t)
+	r := start(t, u, policy.InjectRule{Hosts: []string{"localhost"}}, nil)
+	ep := r.p.Endpoint()
+	for i := 1; i <= proxy.MaxCounted+20; i++ {
+		c, err := net.Dial("tcp", ep.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "CONNECT 127.0.%d.%d:%s HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic %s\r\n\r\n", i/250, i%250+1, port, basicCred(ep.User, ep.Pass))
+		http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+	}
+	rep := r.p.Close()
+	if n := len(rep.Tunnelled); n != proxy.MaxCounted+1 || rep.Tunnelled[0].Host != proxy.OtherHosts {
+		t.Fatalf("%d hosts in the report: %+v", n, rep.Tunnelled[:3])
 	}
 }

@@ -146,6 +146,7 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		env = toolEnv(env)
 		hide = append(v.storePaths(), envFiles...)
 	}
+	var unanswered silence
 	cmd := supervisor.Command{
 		Argv: in.Argv, Env: env, Hide: hide,
 		Stdin: in.Stdin, Stdout: in.Stdout, Stderr: in.Stderr,
@@ -153,10 +154,16 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		Ended: func() (string, time.Time) {
 			why, at, ok := v.leasesEnded(context.Background(), client, leases)
 			if !ok {
-				// Injection fails closed: it waits for the store's answer, asked again
-				// until it comes; the supervisor is poked then to act on it.
-				inj.recheck(func() (string, time.Time, bool) { return v.leasesEnded(context.Background(), client, leases) }, sigs.Poke)
-				return "", time.Time{}
+				// The store did not answer (a process holds its lock): a lease may have
+				// ended. Injection waits, the store is asked again shortly, and a command
+				// that holds values is stopped if it stays silent (unanswered).
+				if why = unanswered.failed(in.OnRevoke == OnRevokeDeny); why == "" {
+					inj.hold()
+					time.AfterFunc(recheckEvery, sigs.Poke)
+					return "", time.Time{}
+				}
+			} else {
+				unanswered.answered()
 			}
 			inj.verdict(why, at)
 			return why, at

@@ -104,15 +104,19 @@ func (v *Vault) Hold(ctx context.Context, in ExecInput, link HoldLink) error {
 	defer poll.Stop()
 	var late <-chan time.Time
 	var recheck <-chan time.Time
+	var unanswered silence
 	check := func(timerFired bool) {
 		why, at, ok := v.leasesEnded(context.Background(), g.client, g.leases)
 		if !ok {
-			// The proxy waits for the store's answer, asked again until it comes.
-			if inj != nil {
-				inj.px.Pause()
+			// The proxy waits for the store's answer, asked again until it comes, and
+			// a command that holds values is stopped if it stays silent.
+			if why = unanswered.failed(in.OnRevoke == OnRevokeDeny); why == "" {
+				inj.hold()
+				recheck = time.After(recheckEvery)
+				return
 			}
-			recheck = time.After(recheckEvery)
-			return
+		} else {
+			unanswered.answered()
 		}
 		recheck = nil
 		switch {

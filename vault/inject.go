@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -126,8 +125,6 @@ type injection struct {
 	events *eventLog
 	routes []Route
 	list   []Injected
-
-	rechecking, closed atomic.Bool
 }
 
 // startInjection starts the proxy for the secrets g injects. only is set on the owner
@@ -173,35 +170,38 @@ func (in *injection) verdict(why string, at time.Time) {
 	in.px.Resume(at)
 }
 
-// recheckEvery is how often a proxy held back by a store that did not answer asks again.
+// recheckEvery is how often a supervisor whose store did not answer asks again.
 const recheckEvery = 250 * time.Millisecond
 
-// recheck holds injection back (a lease may have ended, and the store did not say) and
-// asks check again until the store answers; then it gives the verdict and calls poke, so
-// that the supervisor asks too and acts on it. One recheck runs at a time.
-func (in *injection) recheck(check func() (string, time.Time, bool), poke func()) {
-	if in == nil {
-		return
+// unansweredLimit is how long a store may stay silent after a revocation signal before
+// a command that holds values is stopped: each question already waited the lock
+// timeout. A process that holds the lock cannot keep a revoked command running.
+const unansweredLimit = 5 * time.Second
+
+// silence tracks a store that does not answer whether a run's leases stand.
+type silence struct{ since time.Time }
+
+// failed records a question the store did not answer, and returns why the command is to
+// be stopped now ("" to ask again): never when it is kept running (it holds placeholders
+// only, and the proxy refuses meanwhile).
+func (s *silence) failed(keepRunning bool) string {
+	if s.since.IsZero() {
+		s.since = time.Now()
 	}
-	in.px.Pause()
-	if !in.rechecking.CompareAndSwap(false, true) {
-		return
+	if keepRunning || time.Since(s.since) < unansweredLimit {
+		return ""
 	}
-	go func() {
-		defer in.rechecking.Store(false)
-		for {
-			time.Sleep(recheckEvery)
-			if in.closed.Load() {
-				return
-			}
-			why, at, ok := check()
-			if ok {
-				in.verdict(why, at)
-				poke()
-				return
-			}
-		}
-	}()
+	return fmt.Sprintf("the store did not answer for %s whether its leases stand, after a revocation signal", unansweredLimit)
+}
+
+// answered forgets the silence.
+func (s *silence) answered() { s.since = time.Time{} }
+
+// hold keeps injection back until the store answers (nil does nothing).
+func (in *injection) hold() {
+	if in != nil {
+		in.px.Pause()
+	}
 }
 
 // close stops the proxy and returns the audit entries of what it did.
@@ -209,7 +209,6 @@ func (in *injection) close() []audit.Entry {
 	if in == nil {
 		return nil
 	}
-	in.closed.Store(true)
 	rep := in.px.Close()
 	in.events.stop()
 	return reportEntries(rep)
@@ -237,15 +236,16 @@ func plural(n int, word string) string {
 
 // eventLog writes a proxy's refusals to the audit log as they come, a batch a second,
 // so that a supervisor killed later loses at most the last second. A run logs at most
-// maxEvents of them one by one; the rest are counted.
+// maxEvents distinct ones one by one; repeats and the rest are counted, by kind and
+// secret, at the end.
 type eventLog struct {
 	v      *Vault
 	client string
 
 	mu      sync.Mutex
 	pending []proxy.Event
-	logged  int
-	dropped int
+	seen    map[string]int    // each shape of refusal logged, and how often it came
+	more    map[[2]string]int // kind, secret: refusals not logged one by one
 	warned  bool
 	done    chan struct{}
 	wg      sync.WaitGroup
@@ -256,10 +256,24 @@ const maxEvents = 64
 func (l *eventLog) add(e proxy.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.logged+len(l.pending) >= maxEvents {
-		l.dropped++
+	// A refusal of a shape already logged (the same kind, secret, host and kind of
+	// place, whatever names the request chose) is counted, not logged again; past
+	// maxEvents shapes, each is counted by kind and secret: decoys cannot hide the
+	// refusal that matters.
+	k := e.Kind + "\x00" + e.Secret + "\x00" + e.Host + "\x00" + e.Class
+	if l.seen == nil {
+		l.seen, l.more = map[string]int{}, map[[2]string]int{}
+	}
+	if _, ok := l.seen[k]; ok {
+		l.seen[k]++
+		l.more[[2]string{e.Kind, e.Secret}]++
 		return
 	}
+	if len(l.seen) >= maxEvents {
+		l.more[[2]string{e.Kind, e.Secret}]++
+		return
+	}
+	l.seen[k] = 1
 	l.pending = append(l.pending, e)
 }
 
@@ -291,12 +305,15 @@ func (l *eventLog) flush(last bool) {
 	l.mu.Lock()
 	batch := l.pending
 	l.pending = nil
-	dropped := 0
+	var more []audit.Entry
 	if last {
-		dropped = l.dropped
+		for k, n := range l.more {
+			more = append(more, audit.Entry{Event: k[0], Secret: k[1], Detail: fmt.Sprintf("%d more %s in this run, not logged one by one (repeats, or past the first %d)", n, plural(n, "refusal"), maxEvents)})
+		}
+		slices.SortFunc(more, func(a, b audit.Entry) int { return strings.Compare(a.Event+a.Secret, b.Event+b.Secret) })
 	}
 	l.mu.Unlock()
-	if len(batch) == 0 && dropped == 0 {
+	if len(batch) == 0 && len(more) == 0 {
 		return
 	}
 	write := func() error {
@@ -305,8 +322,8 @@ func (l *eventLog) flush(last bool) {
 				// Host and why hold what the request named: never a control character.
 				tx.Record(audit.Entry{Event: e.Kind, Secret: e.Secret, Detail: escapeControl(e.Host + ": " + e.Why)})
 			}
-			if dropped > 0 {
-				tx.Record(audit.Entry{Event: "inject_blocked", Detail: fmt.Sprintf("%d more refusals in this run, not logged one by one", dropped)})
+			for _, e := range more {
+				tx.Record(e)
 			}
 			return nil
 		})
@@ -327,7 +344,6 @@ func (l *eventLog) flush(last bool) {
 		}
 		return
 	}
-	l.logged += len(batch)
 	if err != nil {
 		l.v.warn("could not log what the injection proxy refused: %v", err)
 	}
