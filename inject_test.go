@@ -611,12 +611,12 @@ func TestInjectStopsWhenTheStoreIsSilent(t *testing.T) {
 		}
 	}
 	<-done2
-	left, _ := filepath.Glob(filepath.Join(tmp, "secrets-exec-*"))
+	left, _ := filepath.Glob(filepath.Join(tmp, "secrets-exec-*", "*"))
 	if len(left) != 1 {
 		t.Fatalf("after a kill -9: %v", left)
 	}
 	r.exec(t, []string{"TMPDIR=" + tmp}, "--secret", "gh=GH", "--", "true")
-	if left, _ := filepath.Glob(filepath.Join(tmp, "secrets-exec-*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(tmp, "secrets-exec-*", "*")); len(left) != 0 {
 		t.Fatalf("the next run left %v", left)
 	}
 	_ = env

@@ -630,9 +630,16 @@ func Env(base []string, ep Endpoint, bundle string) []string {
 
 // WriteBundle writes the child's trust bundle, the system's roots and the run's CA, 0600
 // in a new private directory, and returns its path and the function that removes it.
+// The directory is in the user's own secrets-exec-UID under $TMPDIR, named by this
+// process, so that the next run can sweep what a supervisor killed outright left.
 func WriteBundle(system, ca []byte) (string, func(), error) {
-	sweepBundles()
-	dir, err := os.MkdirTemp("", fmt.Sprintf("secrets-exec-%d-", os.Getpid()))
+	parent := bundleParent()
+	prefix := fmt.Sprintf("secrets-exec-%d-", os.Getpid())
+	if parent != "" {
+		sweepBundles(parent)
+		prefix = fmt.Sprintf("%d-", os.Getpid())
+	}
+	dir, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
 		return "", nil, fmt.Errorf("write the run's CA bundle: %w", err)
 	}
@@ -646,22 +653,31 @@ func WriteBundle(system, ca []byte) (string, func(), error) {
 	return path, remove, nil
 }
 
-// sweepBundles removes the bundle directories of runs whose supervisor is gone without
-// removing its own (a kill -9): they hold certificates only, but nothing else would.
-func sweepBundles() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "secrets-exec-*-*"))
-	for _, d := range dirs {
-		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), "secrets-exec-"), "-")
-		pid, err := strconv.Atoi(pidText)
-		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
-			continue
-		}
-		fi, err := os.Lstat(d)
-		if err != nil || !fi.IsDir() {
-			continue
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Getuid() {
-			os.RemoveAll(d)
+// bundleParent is $TMPDIR/secrets-exec-UID, made 0700 if missing, or "" when it is not
+// a directory of ours that only we can enter (someone else made it first: the bundle
+// then goes straight into $TMPDIR, and is not swept).
+func bundleParent() string {
+	parent := filepath.Join(os.TempDir(), fmt.Sprintf("secrets-exec-%d", os.Getuid()))
+	os.Mkdir(parent, 0o700)
+	fi, err := os.Lstat(parent)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		return ""
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+		return ""
+	}
+	return parent
+}
+
+// sweepBundles removes the bundle directories in parent whose supervisor is gone
+// without removing its own (a kill -9): they hold certificates only, but nothing else
+// would.
+func sweepBundles(parent string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		pidText, _, _ := strings.Cut(e.Name(), "-")
+		if pid, err := strconv.Atoi(pidText); err == nil && pid > 0 && e.IsDir() && syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(filepath.Join(parent, e.Name()))
 		}
 	}
 }
