@@ -69,13 +69,11 @@ func newUpstream(t *testing.T) *upstream {
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		record(r)
-		c, brw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
+		c, brw, ok := switchTo(w, "websocket")
+		if !ok {
 			return
 		}
 		defer c.Close()
-		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
 		line, _ := brw.ReadString('\n')
 		fmt.Fprintf(c, "echo:%s", line)
 	})
@@ -441,6 +439,17 @@ func TestTrailersAndHead(t *testing.T) {
 	}
 }
 
+// switchTo answers 101 to upgrade and hands the connection over, as a server does.
+func switchTo(w http.ResponseWriter, upgrade string) (net.Conn, *bufio.ReadWriter, bool) {
+	c, brw, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		return nil, nil, false
+	}
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n\r\n", upgrade)
+	brw.Flush()
+	return c, brw, true
+}
+
 // recorder is an upstream that records every request, before any routing a mux would do.
 func recorder(t *testing.T, h http.HandlerFunc) (*upstream, *[]*http.Request) {
 	u := newUpstream(t)
@@ -532,13 +541,11 @@ func TestScrubShapes(t *testing.T) {
 // the WebSocket.
 func TestWebSocketScrubbedAndStopped(t *testing.T) {
 	u, _ := recorder(t, func(w http.ResponseWriter, r *http.Request) {
-		c, brw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
+		c, brw, ok := switchTo(w, "websocket")
+		if !ok {
 			return
 		}
 		defer c.Close()
-		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
 		for {
 			if _, err := brw.ReadString('\n'); err != nil {
 				return
@@ -569,13 +576,9 @@ func TestWebSocketScrubbedAndStopped(t *testing.T) {
 // an h2c upgrade smuggled beside it, and a switch to anything else is refused.
 func TestUpgradeIsOnlyAWebSocket(t *testing.T) {
 	u, got := recorder(t, func(w http.ResponseWriter, r *http.Request) {
-		c, brw, err := w.(http.Hijacker).Hijack()
-		if err != nil {
-			return
+		if c, _, ok := switchTo(w, "h2c"); ok {
+			c.Close()
 		}
-		defer c.Close()
-		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
 	})
 	r := start(t, u, policy.InjectRule{Hosts: []string{"127.0.0.1"}}, nil)
 	tc := r.tunnel(t, u)
