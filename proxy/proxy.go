@@ -588,7 +588,6 @@ func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 type feed struct {
 	conns chan net.Conn
 	done  chan struct{}
-	once  sync.Once
 }
 
 func (f *feed) Accept() (net.Conn, error) {

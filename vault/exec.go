@@ -111,21 +111,20 @@ func (v *Vault) Exec(ctx context.Context, in ExecInput) (*ExecResult, error) {
 		return nil, err
 	}
 	client, leases, vars, envFiles, prog := g.client, g.leases, g.vars, g.envFiles, g.prog
-	var secrets []redact.Secret
-	for _, x := range vars {
-		if !slices.ContainsFunc(g.injected, func(i injectedSecret) bool { return i.envVar == x.Name }) {
-			secrets = append(secrets, redact.Secret{Name: x.Name, Value: x.Value})
+	// What the command prints is redacted of every value, an injected one's too: it holds
+	// the placeholder, which it may print, and never should the value.
+	secrets := redactions(vars)
+	for i := range secrets {
+		for _, x := range g.injected {
+			if x.envVar == secrets[i].Name {
+				secrets[i].Value = x.value
+			}
 		}
 	}
 	ids := leaseIDs(leases)
 	env := ChildEnv(v.o.Environ, in.Pristine, in.Keep, vars)
 	var inj *injection
 	if len(g.injected) > 0 {
-		for _, x := range g.injected {
-			// The child holds a placeholder, which it may print; what it prints is
-			// redacted of the value all the same.
-			secrets = append(secrets, redact.Secret{Name: x.envVar, Value: x.value})
-		}
 		inj, err = v.startInjection(g, in.StrictEgress, false, client)
 		if err == nil {
 			var remove func()
@@ -336,16 +335,10 @@ func redactions(vars []envfile.Var) []redact.Secret {
 	return secrets
 }
 
-// execEnded looks in the store whether any of the leases has ended, and says how, and
-// when the first of them expires now (a renew moves it). Any process can send the
-// revocation signal; only the store decides.
-func (v *Vault) execEnded(ctx context.Context, client string, leases []lease.Lease) (string, time.Time) {
-	why, at, _ := v.leasesEnded(ctx, client, leases)
-	return why, at
-}
-
-// leasesEnded is execEnded, and whether the store answered at all: false when it could
-// not be read (the lock held, say), which says nothing of the leases.
+// leasesEnded looks in the store whether any of the leases has ended, and says how, and
+// when the first of them expires now (a renew moves it); and whether the store answered
+// at all: false when it could not be read (the lock held, say), which says nothing of
+// the leases. Any process can send the revocation signal; only the store decides.
 func (v *Vault) leasesEnded(ctx context.Context, client string, leases []lease.Lease) (string, time.Time, bool) {
 	// A killswitch recorded while another process holds the lock is honoured first,
 	// without waiting for the lock that process may never release.

@@ -115,9 +115,6 @@ func injectable(name string, v []byte, r *policy.InjectRule) error {
 	return nil
 }
 
-// hostsOf names a rule's hosts for the log.
-func hostsOf(r *policy.InjectRule) string { return strings.Join(r.Hosts, ",") }
-
 // injection is a run's proxy and what the supervisor does with it.
 type injection struct {
 	px     *proxy.Proxy
