@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/agent-secrets/secrets/audit"
+	names "github.com/agent-secrets/secrets/internal/name"
 	"github.com/agent-secrets/secrets/proxy"
 	"github.com/agent-secrets/secrets/store"
 	"github.com/agent-secrets/secrets/supervisor"
@@ -198,6 +199,9 @@ func frontEntries(f *FrontReport) []audit.Entry {
 	}
 	for i := range out {
 		out[i].Detail = escapeControl(out[i].Detail)
+		if !names.Valid(out[i].Secret) {
+			out[i].Secret = "" // the caller side's word names no secret that cannot be one
+		}
 		if !validEventKind(out[i].Event) {
 			out[i].Event = "egress"
 		}
