@@ -131,13 +131,7 @@ func BenchmarkLeaseVsVersion(b *testing.B) {
 // BenchmarkExecVsLease: `secrets exec --secret k -- true` against `secrets lease k`: what
 // supervising a command (its start, the second transaction that ends its lease) adds.
 func BenchmarkExecVsLease(b *testing.B) {
-	bin := releaseBinary(b)
-	dir := benchStore(b, bin, 10)
-	env := append(os.Environ(), "SECRETS_DIR="+dir)
-	truePath, err := exec.LookPath("true")
-	if err != nil {
-		b.Skip("no true(1)")
-	}
+	bin, env, truePath := execBench(b)
 	compare(b,
 		func() time.Duration { return timed(b, bin, []string{"exec", "--secret", "k", "--", truePath}, env) },
 		func() time.Duration { return timed(b, bin, []string{"lease", "k", "--ttl", "1m"}, env) })
@@ -269,29 +263,29 @@ func BenchmarkStartup(b *testing.B) {
 // BenchmarkExecVsTrue: `secrets exec --secret k -- true` against `true`: what leasing,
 // supervising, redacting and revoking add to a command.
 func BenchmarkExecVsTrue(b *testing.B) {
-	bin := releaseBinary(b)
-	dir := benchStore(b, bin, 10)
-	env := append(os.Environ(), "SECRETS_DIR="+dir)
+	bin, env, truePath := execBench(b)
+	compare(b,
+		func() time.Duration { return timed(b, bin, []string{"exec", "--secret", "k", "--", truePath}, env) },
+		func() time.Duration { return timed(b, truePath, nil, env) })
+}
+
+// execBench is what the exec benchmarks share: the release binary, a store of one
+// secret with 10 leases, its environment, and true(1).
+func execBench(b *testing.B) (bin string, env []string, truePath string) {
+	bin = releaseBinary(b)
+	env = append(os.Environ(), "SECRETS_DIR="+benchStore(b, bin, 10))
 	truePath, err := exec.LookPath("true")
 	if err != nil {
 		b.Skip("no true(1)")
 	}
-	compare(b,
-		func() time.Duration { return timed(b, bin, []string{"exec", "--secret", "k", "--", truePath}, env) },
-		func() time.Duration { return timed(b, truePath, nil, env) })
+	return bin, env, truePath
 }
 
 // BenchmarkExecInjectVsSecret: `secrets exec --inject k=VAR@localhost -- true` against
 // `secrets exec --secret k=VAR -- true`: what starting the proxy, its CA and the child's
 // trust bundle adds to an exec.
 func BenchmarkExecInjectVsSecret(b *testing.B) {
-	bin := releaseBinary(b)
-	dir := benchStore(b, bin, 10)
-	env := append(os.Environ(), "SECRETS_DIR="+dir)
-	truePath, err := exec.LookPath("true")
-	if err != nil {
-		b.Skip("no true(1)")
-	}
+	bin, env, truePath := execBench(b)
 	compare(b,
 		func() time.Duration {
 			return timed(b, bin, []string{"exec", "--inject", "k=VAR@localhost", "--", truePath}, env)
